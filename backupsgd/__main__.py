@@ -1,0 +1,3 @@
+from backupsgd.cli import run
+
+run()

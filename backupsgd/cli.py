@@ -1,0 +1,143 @@
+"""The command line: `backupsgd train | bench ...`. MPI.COMM_WORLD is fetched here and nowhere else."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from backupsgd.errors import ConfigError
+
+
+def _train_options(fn):
+    # Every option defaults to None so that a value from --config is only overridden when given.
+    options = [
+        click.option("--config", "config_file", type=str, help="TOML file with any of these options as keys."),
+        click.option("--mode", type=str, help="sync | backup"),
+        click.option("--backups", type=int, help="b: drop the b slowest gradients of each step (N = P - b)."),
+        click.option("--model", type=str, help="mlp | cnn (digits), logreg (synthetic), resnet (cifar)."),
+        click.option("--dataset", type=str, help="digits | synthetic | cifar (default: the model's own)."),
+        click.option("--batch-size", type=int, help="Per-worker minibatch size."),
+        click.option("--lr", type=float, help="Learning rate."),
+        click.option("--optimizer", type=str, help="Any torch.optim optimizer by name: sgd, adam, adamw, ..."),
+        click.option("--momentum", type=float, help="Momentum, for optimizers that take it."),
+        click.option("--steps", type=int, help="Number of updates to apply."),
+        click.option("--seed", type=int, help="Seeds init, sampling and straggler delays."),
+        click.option("--straggler", type=str, help="none | slow:ranks=2+4,delay=S | slow:ranks=2,factor=X | "
+                     "exp:mean=S | lognormal:median=S,sigma=X | pareto:scale=S,alpha=A | trace:PATH"),
+        click.option("--eval-every", type=int, help="Steps between test evaluations (0: at the end only)."),
+        click.option("--threads", type=int, help="torch threads per rank (default 1: ranks share cores)."),
+        click.option("--out", type=str, help="Run directory (default: a new one under results/runs/)."),
+        click.option("--progress/--no-progress", default=None, help="Progress bar on rank 0."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+def main() -> None:
+    """Straggler-resilient synchronous data-parallel training over MPI (launch with mpirun)."""
+
+
+@main.command()
+@_train_options
+def train(config_file: str | None, **options: Any) -> None:
+    """Train data-parallel on every MPI rank, e.g. mpirun -n 5 backupsgd train --mode backup --backups 1."""
+    from mpi4py import MPI
+
+    from backupsgd.config import build_config, load_toml
+    from backupsgd.mpi_env import abort_on_failure, agree, check_thread_level
+    from backupsgd.rundir import choose_run_dir
+    from backupsgd.summary import format_summary
+    from backupsgd.train import train as run_training
+
+    comm = MPI.COMM_WORLD
+
+    def resolve():
+        check_thread_level()
+        values = load_toml(config_file) if config_file else {}
+        values.update({k: v for k, v in options.items() if v is not None})
+        config = build_config(values)
+        config.check_world(comm.size)
+        return config
+
+    config = agree(comm, resolve)
+    label = f"{config.mode.mode}-b{config.mode.backups}-{config.workload.model}-s{config.workload.seed}"
+    run_dir = agree(comm, lambda: choose_run_dir(config.output.out, label) if comm.rank == 0 else None)
+    run_dir = comm.bcast(run_dir, root=0)
+    with abort_on_failure(comm):
+        summary = run_training(config, comm, run_dir)
+    if comm.rank == 0:
+        click.echo(format_summary(summary))
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print ratios measured side by side in one run (launch with mpirun)."""
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers, e.g. 1,16,64") from None
+    if not values or any(v <= 0 for v in values):
+        raise click.BadParameter("give one or more sizes > 0, e.g. 1,16,64")
+    return values
+
+
+@bench.command("exchange")
+@click.option("--sizes", default="1,16,64", show_default=True, help="Fused buffer sizes in MiB.")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(1), help="Interleaved repeats.")
+@click.option("--iters", default=5, show_default=True, type=click.IntRange(1), help="Steps timed per repeat.")
+@click.option("--backups", default=1, show_default=True, type=click.IntRange(0), help="b for the backup exchange.")
+@click.option("--straggler-delay", default=0.1, show_default=True, type=click.FloatRange(0),
+              help="Seconds one rank is delayed per step in the step-time comparison (0 skips it).")
+@click.option("--compute", default=0.05, show_default=True, type=click.FloatRange(0),
+              help="Seconds of simulated compute per step in the step-time comparison.")
+@click.option("--json", "json_path", type=str, help="Write the rows to this JSON file.")
+def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, compute, json_path) -> None:
+    """Raw MPI_Allreduce vs the backup and sync exchanges, e.g. mpirun -n 4 backupsgd bench exchange."""
+    from mpi4py import MPI
+
+    from backupsgd import bench as b
+    from backupsgd.mpi_env import abort_on_failure, agree, check_thread_level
+
+    comm = MPI.COMM_WORLD
+    sizes_mib = _float_list(sizes)
+
+    def check():
+        check_thread_level()
+        if backups >= comm.size:
+            raise ConfigError(f"--backups {backups} needs at least {backups + 1} ranks; launch more with mpirun -n")
+
+    agree(comm, check)
+    with abort_on_failure(comm):
+        rows = b.bench_exchange(comm, sizes_mib, repeats, iters, backups)
+        straggler = (b.bench_straggler(comm, 1.0, 20, compute, straggler_delay, max(backups, 1))
+                     if straggler_delay > 0 and comm.size > 1 else None)
+    if comm.rank == 0:
+        click.echo(b.format_rows(rows, straggler))
+        if json_path:
+            b.write_json(json_path, rows, straggler)
+            click.echo(f"wrote {json_path}")
+
+
+def _register_subcommands() -> None:
+    from backupsgd.sim.cli import simulate_command
+
+    main.add_command(simulate_command)
+
+
+_register_subcommands()
+
+
+def run() -> None:
+    """Console entry point: a ConfigError outside MPI context is one line and exit 2, never a traceback."""
+    try:
+        main(standalone_mode=True)
+    except ConfigError as exc:
+        click.echo(f"backupsgd: error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,43 @@
+"""Training modes by name: how many gradients a step waits for, and the exchange that aggregates them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from mpi4py import MPI
+
+from backupsgd.engine import GradientEngine
+from backupsgd.reducers import REDUCERS
+
+
+class Mode(Protocol):
+    name: str
+
+    def quorum(self, workers: int, backups: int) -> int:
+        """N: how many workers' gradients each step aggregates."""
+
+    def open_exchange(self, comm: MPI.Comm, length: int, quorum: int) -> GradientEngine:
+        """The engine that exchanges fused buffers of `length` floats; closed by the caller."""
+
+
+@dataclass(frozen=True)
+class AllreduceMode:
+    """sync (N = P, a plain allreduce) and backup (N = P - b, vote + partial allreduce)."""
+
+    name: str
+    drops_backups: bool
+    reducer: str = "dense"
+
+    def quorum(self, workers: int, backups: int) -> int:
+        return workers - backups if self.drops_backups else workers
+
+    def open_exchange(self, comm: MPI.Comm, length: int, quorum: int) -> GradientEngine:
+        # Separate communicators keep vote messages and reductions from ever matching each other.
+        return GradientEngine(comm.Dup(), REDUCERS[self.reducer](comm.Dup(), length), quorum)
+
+
+MODES: dict[str, Mode] = {
+    "sync": AllreduceMode("sync", drops_backups=False),
+    "backup": AllreduceMode("backup", drops_backups=True),
+}

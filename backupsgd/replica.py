@@ -1,0 +1,82 @@
+"""One worker's replica: model, optimizer, the fused gradient buffer, and digests of its state."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from backupsgd.config import WorkloadConfig
+from backupsgd.data import Dataset
+from backupsgd.models import build_model
+from backupsgd.optim import build_optimizer
+
+
+def pick_device(local_rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank % torch.cuda.device_count()}")
+    return torch.device("cpu")
+
+
+class Replica:
+    """Computes this worker's gradient into one host buffer (+ the loss in the last slot) and applies updates."""
+
+    def __init__(self, workload: WorkloadConfig, device: torch.device) -> None:
+        self.workload, self.device = workload, device
+        self.model = build_model(workload.model, workload.seed).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(workload.optimizer, self.params, workload.lr, workload.momentum)
+        self.size = sum(p.numel() for p in self.params)
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    def new_buffer(self) -> np.ndarray:
+        """A fused buffer: every gradient, flattened, then the minibatch loss."""
+        return np.empty(self.size + 1, dtype=np.float32)
+
+    def compute(self, x: torch.Tensor, y: torch.Tensor, out: np.ndarray) -> float:
+        """Forward and backward on one minibatch; writes the fused gradient into `out`, returns the loss."""
+        self.model.train()
+        for p in self.params:
+            p.grad.zero_()
+        loss = self.loss_fn(self.model(x.to(self.device)), y.to(self.device))
+        loss.backward()
+        flat = torch.cat([p.grad.reshape(-1) for p in self.params]).cpu()
+        out[:-1] = flat.numpy()
+        out[-1] = loss.item()
+        return float(out[-1])
+
+    def apply(self, total: np.ndarray, scale: float) -> None:
+        """Apply the average `total * scale` with the optimizer (the same on every rank)."""
+        flat = torch.from_numpy(total[:-1]).to(self.device)
+        offset = 0
+        for p in self.params:
+            torch.mul(flat[offset: offset + p.numel()].view_as(p), scale, out=p.grad)
+            offset += p.numel()
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def evaluate(self, data: Dataset) -> tuple[float, float]:
+        self.model.eval()
+        logits = self.model(data.x_test.to(self.device))
+        y = data.y_test.to(self.device)
+        return float(self.loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+    def flat_params(self) -> np.ndarray:
+        return torch.cat([p.detach().reshape(-1) for p in self.params]).cpu().numpy()
+
+    def param_digest(self) -> str:
+        return hashlib.sha256(self.flat_params().tobytes()).hexdigest()
+
+    def optimizer_digest(self) -> str:
+        h = hashlib.sha256()
+        state = self.optimizer.state_dict()["state"]
+        for key in sorted(state):
+            for name in sorted(state[key]):
+                value = state[key][name]
+                h.update(f"{key}.{name}".encode())
+                h.update(value.detach().cpu().numpy().tobytes() if torch.is_tensor(value) else repr(value).encode())
+        return h.hexdigest()

@@ -1,0 +1,103 @@
+"""`backupsgd simulate`: predict step time of every mode at scales this machine cannot run, and pick b."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from backupsgd.errors import ConfigError
+from backupsgd.sim.model import MODES
+from backupsgd.sim.network import NetConfig
+from backupsgd.sim.recommend import OBJECTIVES
+from backupsgd.sim.sweep import SimConfig, SimResult, simulate
+
+
+class OneLineUsageError(click.UsageError):
+    """Exit status 2 with the message alone: the message already names the fix, usage would bury it."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True, file=file)
+
+
+def _ints(option: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise OneLineUsageError(f"{option} takes a comma list of integers, e.g. {option} 0,4,10; got {text!r}") from None
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    return MODES if text.strip() == "all" else tuple(m.strip() for m in text.split(","))
+
+
+def _format_table(result: SimResult) -> str:
+    header = ("mode", "P", "b", "N", "step_ms", "p50_ms", "p95_ms", "grads/s", "staleness")
+    lines = [header]
+    for p in result.predictions:
+        staleness = "" if p.staleness_mean is None else f"{p.staleness_mean:.1f}"
+        lines.append((p.mode, str(p.workers), str(p.backups), str(p.n), f"{p.step_s * 1e3:.2f}",
+                      f"{p.step_p50_s * 1e3:.2f}", f"{p.step_p95_s * 1e3:.2f}", f"{p.grads_per_s:.1f}", staleness))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+        for row in lines
+    )
+
+
+def _format_recommendation(result: SimResult, config: SimConfig) -> str:
+    if not result.best:
+        return "recommendation: none (ask for at least one synchronous mode: sync, backup, ps-sync, ps-backup)"
+    lines = []
+    for c in result.best:
+        p = c.prediction
+        line = (f"recommendation for P={p.workers} ({config.objective}): {p.mode} with b={p.backups} (N={p.n}): "
+                f"step {p.step_s * 1e3:.2f} ms, {p.grads_per_s:.1f} grads/s")
+        if c.time_to_accuracy_s is not None:
+            line += f", time-to-accuracy {c.time_to_accuracy_s * 1e3:.2f} ms per S_min step (noise scale {config.noise_scale:g})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+@click.command("simulate")
+@click.option("--workers", default="100", show_default=True, help="Comma list of P, total machines (backups included).")
+@click.option("--backups", default="0", show_default=True, help="Comma list of b for the backup modes; N = P - b.")
+@click.option("--modes", default="all", show_default=True, help=f"Comma list of {','.join(MODES)}, or all.")
+@click.option("--straggler", default="exp:mean=0.02", show_default=True, help="Straggler spec, as for train.")
+@click.option("--compute-s", type=float, default=0.05, show_default=True, help="Base compute seconds per step.")
+@click.option("--steps", type=int, default=200, show_default=True, help="Simulated steps per P.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Straggler seed.")
+@click.option("--model-mb", type=float, default=10.0, show_default=True, help="Gradient size in MiB.")
+@click.option("--bandwidth-gbps", type=float, default=10.0, show_default=True, help="Link bandwidth, Gbit/s.")
+@click.option("--latency-us", type=float, default=50.0, show_default=True, help="One-way latency, microseconds.")
+@click.option("--servers", type=int, default=1, show_default=True, help="Parameter-server ranks k.")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default="grads-per-s", show_default=True)
+@click.option("--noise-scale", type=float, default=None, help="Critical batch B_noise in workers (time-to-accuracy).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows and recommendation here.")
+def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed, model_mb, bandwidth_gbps,
+                     latency_us, servers, objective, noise_scale, json_path) -> None:
+    """Predict per-step time of every mode for each P and b (no MPI), and recommend b."""
+    try:
+        config = SimConfig(
+            workers=_ints("--workers", workers),
+            backups=_ints("--backups", backups),
+            modes=_modes(modes),
+            straggler=straggler,
+            compute_s=compute_s,
+            steps=steps,
+            seed=seed,
+            net=NetConfig(model_mb=model_mb, bandwidth_gbps=bandwidth_gbps, latency_us=latency_us, servers=servers),
+            objective=objective,
+            noise_scale=noise_scale,
+        )
+    except ConfigError as e:
+        raise OneLineUsageError(str(e)) from None
+    result = simulate(config)
+    click.echo(_format_table(result))
+    click.echo(_format_recommendation(result, config))
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(result.as_json(config), indent=2) + "\n")
+        except OSError as e:
+            raise OneLineUsageError(f"cannot write --json {json_path}: {e.strerror}; give a writable path") from None

@@ -1,0 +1,22 @@
+"""The closing table a run prints on rank 0."""
+
+from __future__ import annotations
+
+
+def format_summary(summary: dict) -> str:
+    digests_agree = len(set(summary["param_digests"])) == 1
+    rows = [
+        ("mode", f"{summary['mode']} (N={summary['quorum']} of P={summary['workers']}, b={summary['backups']})"),
+        ("model", summary["model"]),
+        ("straggler", summary["straggler"]),
+        ("steps", f"{summary['steps']} in {summary['wall_s']:.2f} s"),
+        ("steps/s", f"{summary['steps_per_s']:.2f}"),
+        ("dropped gradients", f"{summary['dropped_gradients']} ({100 * summary['dropped_fraction']:.1f}%)"),
+        ("test accuracy", f"{100 * summary['test_accuracy']:.2f}%"),
+        ("test loss", f"{summary['test_loss']:.4f}"),
+        ("replicas identical", "yes" if digests_agree else "NO: parameter digests differ"),
+        ("run directory", summary["run_dir"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 2 + max(len(v) for _, v in rows))
+    return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])

@@ -1,0 +1,53 @@
+"""Launch backupsgd (or a script) under mpirun with a hard timeout that kills every rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def mpi_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONPATH=str(REPO),
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def mpirun(ranks: int, argv: list[str], timeout: float = 180, cwd: Path | None = None) -> Result:
+    """Run `python argv...` on `ranks` ranks; on timeout the whole process group is killed and the test fails."""
+    cmd = [str(BIN / "mpirun"), "--oversubscribe", "-n", str(ranks), sys.executable, *argv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(),
+                            cwd=cwd or REPO, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"timed out after {timeout} s: {' '.join(cmd)}\n{out[-2000:]}\n{err[-4000:]}")
+    return Result(proc.returncode, out, err)
+
+
+def train(ranks: int, out: Path, *options: str, timeout: float = 180) -> dict:
+    """Run `backupsgd train` and return its summary.json; fails the test with the output if it did not finish."""
+    result = mpirun(ranks, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), *options], timeout)
+    assert result.returncode == 0, f"train failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+    return json.loads((out / "summary.json").read_text())
+
+
+def read_steps(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
