@@ -51,7 +51,7 @@ def train(config_file: str | None, **options: Any) -> None:
     from backupsgd.mpi_env import abort_on_failure, agree, check_thread_level
     from backupsgd.rundir import choose_run_dir
     from backupsgd.summary import format_summary
-    from backupsgd.train import train as run_training
+    from backupsgd.runners import runner_for
 
     comm = MPI.COMM_WORLD
 
@@ -68,7 +68,7 @@ def train(config_file: str | None, **options: Any) -> None:
     run_dir = agree(comm, lambda: choose_run_dir(config.output.out, label) if comm.rank == 0 else None)
     run_dir = comm.bcast(run_dir, root=0)
     with abort_on_failure(comm):
-        summary = run_training(config, comm, run_dir)
+        summary = runner_for(config.mode.mode)(config, comm, run_dir)
     if comm.rank == 0:
         click.echo(format_summary(summary))
 
