@@ -9,7 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 MPIRUN := $(BIN)/mpirun --oversubscribe
 
-.PHONY: demo test bench venv horovod clean
+.PHONY: demo test bench smoke reproduce venv horovod clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,16 @@ test: $(HVD_STAMP)
 bench: $(HVD_STAMP)
 	mkdir -p results/bench
 	$(MPIRUN) -n 4 $(BIN)/backupsgd bench exchange --sizes 1,16,64 --json results/bench/exchange.json
+	$(BIN)/backupsgd bench ps --workers 2,4,8 --servers 1,2,4 --size-mb 8 --repeats 5 --json results/ps-bottleneck/ps.json
+
+# A grid that finishes in about a minute, then its report.
+smoke: $(HVD_STAMP)
+	$(BIN)/backupsgd sweep launch/experiments/smoke.toml --out results/smoke
+	$(BIN)/backupsgd report results/smoke
+
+# Everything in results/README.md (about 25 minutes on 2 cores; resumes if interrupted).
+reproduce: $(HVD_STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH bash launch/reproduce.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,8 +14,10 @@ def _train_options(fn):
     # Every option defaults to None so that a value from --config is only overridden when given.
     options = [
         click.option("--config", "config_file", type=str, help="TOML file with any of these options as keys."),
-        click.option("--mode", type=str, help="sync | backup"),
+        click.option("--mode", type=str, help="sync | backup | horovod (Horovod's DistributedOptimizer)"),
         click.option("--backups", type=int, help="b: drop the b slowest gradients of each step (N = P - b)."),
+        click.option("--servers", type=int, help="k parameter-server ranks (0..k-1) for --mode ps-sync | ps-backup "
+                     "| ps-async (default 1); the other ranks are workers."),
         click.option("--model", type=str, help="mlp | cnn (digits), logreg (synthetic), resnet (cifar)."),
         click.option("--dataset", type=str, help="digits | synthetic | cifar (default: the model's own)."),
         click.option("--batch-size", type=int, help="Per-worker minibatch size."),
@@ -30,6 +32,19 @@ def _train_options(fn):
         click.option("--threads", type=int, help="torch threads per rank (default 1: ranks share cores)."),
         click.option("--out", type=str, help="Run directory (default: a new one under results/runs/)."),
         click.option("--progress/--no-progress", default=None, help="Progress bar on rank 0."),
+        click.option("--reducer", type=str, help="dense (default): allreduce over all ranks, non-members adding "
+                     "zeros | members: only each step's members reduce, so a frozen worker blocks nobody | "
+                     "horovod: as dense, through Horovod's allreduce."),
+        click.option("--lag-limit", type=int, help="members reducer: steps a frozen worker may fall behind before "
+                     "it is sent the current state instead of a backlog (default 20)."),
+        click.option("--stall-timeout", type=float, help="Seconds a step may make no progress before every rank "
+                     "reports whom it waits for and the job aborts (default 300; 0: never)."),
+        click.option("--fault", type=str, help="Inject faults (for tests): nan:ranks=2,steps=3-6 | "
+                     "hang:rank=R,step=S | crash:rank=R,step=S; join several with ';'."),
+        click.option("--checkpoint-every", type=int, help="Steps between checkpoints in <run dir>/checkpoints."),
+        click.option("--resume", is_flag=True, default=None, help="Continue the run in --out DIR from its last "
+                     "intact checkpoint (same options; --steps may grow)."),
+        click.option("--check-every", type=int, help="Steps between replica checks (parameter digests compared)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -65,7 +80,8 @@ def train(config_file: str | None, **options: Any) -> None:
 
     config = agree(comm, resolve)
     label = f"{config.mode.mode}-b{config.mode.backups}-{config.workload.model}-s{config.workload.seed}"
-    run_dir = agree(comm, lambda: choose_run_dir(config.output.out, label) if comm.rank == 0 else None)
+    run_dir = agree(comm, lambda: choose_run_dir(config.output.out, label, config.faults.resume)
+                    if comm.rank == 0 else None)
     run_dir = comm.bcast(run_dir, root=0)
     with abort_on_failure(comm):
         summary = runner_for(config.mode.mode)(config, comm, run_dir)
@@ -98,7 +114,10 @@ def _float_list(text: str) -> list[float]:
 @click.option("--compute", default=0.05, show_default=True, type=click.FloatRange(0),
               help="Seconds of simulated compute per step in the step-time comparison.")
 @click.option("--json", "json_path", type=str, help="Write the rows to this JSON file.")
-def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, compute, json_path) -> None:
+@click.option("--horovod/--no-horovod", default=True, show_default=True,
+              help="Add Horovod's columns when it is importable. Its background thread polls every 1 ms, which "
+                   "slows the other columns at small sizes where ranks share cores; --no-horovod leaves it out.")
+def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, compute, json_path, horovod) -> None:
     """Raw MPI_Allreduce vs the backup and sync exchanges, e.g. mpirun -n 4 backupsgd bench exchange."""
     from mpi4py import MPI
 
@@ -115,7 +134,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
     agree(comm, check)
     with abort_on_failure(comm):
-        rows = b.bench_exchange(comm, sizes_mib, repeats, iters, backups)
+        rows = b.bench_exchange(comm, sizes_mib, repeats, iters, backups, horovod)
         straggler = (b.bench_straggler(comm, 1.0, 20, compute, straggler_delay, max(backups, 1))
                      if straggler_delay > 0 and comm.size > 1 else None)
     if comm.rank == 0:
@@ -126,9 +145,15 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
 
 def _register_subcommands() -> None:
+    from backupsgd.report.cli import report_command
+    from backupsgd.ps.bench import bench_ps_command
     from backupsgd.sim.cli import simulate_command
+    from backupsgd.sweep.cli import sweep_command
 
     main.add_command(simulate_command)
+    bench.add_command(bench_ps_command)
+    main.add_command(sweep_command)
+    main.add_command(report_command)
 
 
 _register_subcommands()

@@ -11,15 +11,17 @@ from typing import Any
 
 from backupsgd.errors import ConfigError
 
-MODES = ("sync", "backup")
+MODES = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
+PS_MODES = ("ps-sync", "ps-backup", "ps-async")  # ranks 0..servers-1 hold parameter shards, the rest compute
 MODELS = {"mlp": "digits", "cnn": "digits", "logreg": "synthetic", "resnet": "cifar"}
-REDUCERS = ("dense",)
+REDUCERS = ("dense", "members", "horovod")
 
 
 @dataclass
 class ModeConfig:
     mode: str = "backup"  # how gradients are aggregated: sync (all P) or backup (first N of P)
     backups: int = 0  # b: the slowest b workers of each step are dropped; N = P - b
+    servers: int | None = None  # k parameter-server ranks in the ps-* modes (None there means 1); unset otherwise
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -28,6 +30,18 @@ class ModeConfig:
             raise ConfigError(f"backups must be an integer >= 0, got {self.backups!r}; set --backups 0 or more")
         if self.mode == "sync" and self.backups:
             raise ConfigError("--mode sync waits for every worker; use --backups 0, or --mode backup for b > 0")
+        if self.mode == "horovod" and self.backups:
+            raise ConfigError("--mode horovod (Horovod's full sync) waits for every worker; use --backups 0, "
+                              "or --mode backup --reducer horovod for b > 0")
+        if self.mode in ("ps-sync", "ps-async") and self.backups:
+            raise ConfigError(f"--mode {self.mode} drops no worker; use --backups 0, or --mode ps-backup for b > 0")
+        if self.servers is not None and self.mode not in PS_MODES:
+            raise ConfigError(f"--servers only applies to the parameter-server modes; drop --servers, "
+                              f"or use --mode with one of {', '.join(PS_MODES)}")
+        if self.mode in PS_MODES:
+            self.servers = 1 if self.servers is None else self.servers
+            if not isinstance(self.servers, int) or self.servers < 1:
+                raise ConfigError(f"servers must be an integer >= 1, got {self.servers!r}; set --servers 1 or more")
 
 
 @dataclass
@@ -86,15 +100,64 @@ class OutputConfig:
 
 
 @dataclass
+class FaultConfig:
+    reducer: str = "dense"  # dense: allreduce over all ranks | members: only a step's members reduce (see reducers.py)
+    lag_limit: int = 20  # members reducer: a worker this many steps behind gets the current state instead of a backlog
+    stall_timeout: float = 300.0  # seconds without progress before every rank says whom it waits for; 0: never
+    fault: str = ""  # injected faults (tests): nan:ranks=2,steps=3-6 | hang:rank=R,step=S | crash:rank=R,step=S
+    checkpoint_every: int = 0  # steps between checkpoints in <run dir>/checkpoints; 0: none
+    resume: bool = False  # continue the run in --out DIR from its last intact checkpoint
+    check_every: int = 0  # steps between replica checks (ranks compare parameter digests); 0: none
+
+    def __post_init__(self) -> None:
+        if self.reducer not in REDUCERS:
+            raise ConfigError(f"unknown reducer {self.reducer!r}; use --reducer with one of {', '.join(REDUCERS)}")
+        for name in ("checkpoint_every", "check_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}; "
+                                  f"fix --{name.replace('_', '-')} (0 turns it off)")
+        if self.lag_limit < 2:  # a live worker's acknowledgement of the last step may still be in flight
+            raise ConfigError(f"lag_limit must be an integer >= 2, got {self.lag_limit!r}; fix --lag-limit")
+        if not math.isfinite(self.stall_timeout) or self.stall_timeout < 0:
+            raise ConfigError(f"stall_timeout must be a finite number of seconds >= 0, got {self.stall_timeout!r}; "
+                              "fix --stall-timeout (0 turns the watchdog off)")
+        from backupsgd.faults import parse_faults
+
+        parse_faults(self.fault)
+
+
+@dataclass
 class ExperimentConfig:
     mode: ModeConfig = field(default_factory=ModeConfig)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     straggler: StragglerConfig = field(default_factory=StragglerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        f = self.faults
+        if self.mode.mode not in ("sync", "backup") and (f.fault or f.checkpoint_every or f.resume or f.check_every
+                                                         or f.reducer != FaultConfig.reducer):
+            raise ConfigError("--reducer, --fault, --checkpoint-every, --resume and --check-every apply to "
+                              "--mode sync and backup only; drop them for --mode " + self.mode.mode)
+        if self.mode.mode == "horovod" or f.reducer == "horovod":
+            from backupsgd.hvd.runtime import require  # Horovod is imported only by the runs that use it
+
+            require()
 
     def check_world(self, world: int) -> None:
         """Checks that need the number of ranks; raise ConfigError naming the fix."""
+        from backupsgd.hvd.runtime import check_launch  # does not import Horovod
+
+        check_launch(world)
         b = self.mode.backups
+        servers = self.mode.servers or 0
+        workers = world - servers  # the ps-* modes' servers compute no gradient
+        if servers and workers < 1 + b:
+            raise ConfigError(
+                f"--servers {servers} leaves {workers} worker(s) of {world} ranks, fewer than 1 + b = {1 + b}; "
+                f"use fewer --servers or launch more ranks (mpirun -n {servers + b + 1} or more)"
+            )
         if b >= world:
             raise ConfigError(
                 f"--backups {b} leaves no worker to aggregate with {world} ranks; "
@@ -102,7 +165,10 @@ class ExperimentConfig:
             )
         from backupsgd.straggler import parse_straggler
 
-        parse_straggler(self.straggler.straggler, self.workload.seed).check_world(world)
+        parse_straggler(self.straggler.straggler, self.workload.seed).check_world(workers)
+        from backupsgd.faults import check_fault_world, parse_faults
+
+        check_fault_world(parse_faults(self.faults.fault), workers)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,12 +192,26 @@ def build_config(values: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(option_names())}")
     sections = {}
     for name, cls in _sections().items():
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                _check_type(f.name, values[f.name], f.default)
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             sections[name] = cls(**{k: v for k, v in values.items() if k in names})
         except TypeError as exc:
             raise ConfigError(f"bad configuration: {exc}") from None
     return ExperimentConfig(**sections)
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """A value of the wrong type (from a TOML file, say) is a ConfigError, never a crash further in."""
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    expected = kinds.get(type(default))
+    if expected is None:  # e.g. a None default: the section checks the value itself
+        return
+    if not isinstance(value, expected) or (isinstance(value, bool) and type(default) is not bool):
+        noun = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[type(default)]
+        raise ConfigError(f"{name} must be {noun}, got {value!r}; fix --{name.replace('_', '-')}")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

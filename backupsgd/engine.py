@@ -1,8 +1,9 @@
 """The gradient engine: a background thread per worker that votes on each step's members and reduces.
 
 The training thread hands it one fused buffer per step and gets a handle back. The engine thread
-owns all MPI traffic after start-up, so a worker whose own compute is slow still answers votes and
-joins reductions (with zeros) at once: its slowness never holds the others up.
+owns the vote and reduction traffic after start-up, so a worker whose own compute is slow still
+answers votes and joins reductions (with zeros, or by receiving the result) at once: its slowness
+never holds the others up.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from mpi4py import MPI
 
+from backupsgd.faults import RunFault
 from backupsgd.reducers import Reducer
+from backupsgd.vote import COORDINATOR, REJECTED, Coordinator, Follower, Vote
 
-TAG_READY, TAG_DECISION, TAG_FIN = 11, 12, 13
-COORDINATOR = 0
+__all__ = ["COORDINATOR", "Decision", "EngineError", "GradientEngine", "Handle", "Resync", "Resynced"]
 
 
 class EngineError(RuntimeError):
@@ -35,6 +38,9 @@ class Decision:
     vote_s: float  # from this rank's submit (or the step's start, if it never submitted) to the decision
     reduce_s: float
     arrivals: dict[int, float] = field(default_factory=dict)  # coordinator only: rank -> READY time in the step
+    nonfinite: tuple[tuple[int, int], ...] = ()  # coordinator only: (rank, step) of non-finite gradients
+    # reported since the previous decision (not offered; one may come after its own step was decided)
+    behind: tuple[int, ...] = ()  # ranks too far behind to be sent this result (they will be resynchronised)
 
     @property
     def scale(self) -> float:
@@ -44,6 +50,18 @@ class Decision:
     def grad(self) -> np.ndarray:
         """The averaged fused buffer (a new array: use `total` and `scale` on hot paths)."""
         return self.total * np.float32(self.scale)
+
+
+@dataclass(frozen=True)
+class Resync:
+    """The state this rank must load instead of the updates it missed: that after `step` updates."""
+
+    step: int
+    state: bytes
+
+
+class Resynced(Exception):
+    """wait() found this rank resynchronised past the step it waited for; take_resync() has the state."""
 
 
 class Handle:
@@ -59,58 +77,87 @@ class Handle:
         return self._engine.wait_decided(self.step, timeout)
 
 
-class _Backoff:
-    """Polls MPI without burning a shared core: spin briefly, then sleep longer and longer (max 0.25 ms)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._idle = 0
-
-    def pause(self) -> None:
-        self._idle += 1
-        if self._idle > 20:
-            time.sleep(min(2.5e-4, 1e-5 * (self._idle - 20)))
-
-
 class GradientEngine:
-    """Votes and reduces step after step; `quorum` = N (P for sync, P - b for backup)."""
+    """Votes and reduces step after step; `quorum` = N (P for sync, P - b for backup).
 
-    def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int) -> None:
+    With a reducer that sends results by message (`point_to_point`), a worker more than `lag_limit`
+    steps behind is sent no more results (which bounds the result buffers pinned by sends to it);
+    when it answers again it gets the current parameters and optimizer state from rank 0 (`snapshot`,
+    called on rank 0's training thread, so it needs to be given on rank 0) instead of a backlog.
+    """
+
+    def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
+                 lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
+        self._p2p = bool(getattr(reducer, "point_to_point", False))
+        self._role: Coordinator | Follower | None = None  # None: sync, every rank is a member of every step
+        if quorum < self.size:
+            # Without a snapshot to bring a laggard back with, nobody is marked behind (sends to it pile up).
+            track_lag = self._p2p and snapshot is not None
+            self._role = (Coordinator(vote_comm, quorum, track_lag, lag_limit) if self.rank == COORDINATOR
+                          else Follower(vote_comm, quorum))
         self._cv = threading.Condition()
-        self._submitted: dict[int, tuple[np.ndarray, float]] = {}
+        self._submitted: dict[int, tuple[np.ndarray, float] | str] = {}
         self._decided: dict[int, Decision] = {}
-        self._next_step = 0  # the step the engine thread is voting on
-        self._stop = False
+        self._next_step = first_step  # the step the engine thread is voting on (a resumed run starts later)
+        self._stop = self._done = False
         self._error: BaseException | None = None
-        self._ready_sent = 0
+        self._resync: Resync | None = None
+        self._snapshot_fn = snapshot
+        self._snapshot_wanted: int | None = None
+        self._snapshot_ready: tuple[int, bytes] | None = None
+        self._phase = "starting"
         self._thread = threading.Thread(target=self._run, name="backupsgd-engine", daemon=True)
         self._thread.start()
 
     # --- training-thread side ---------------------------------------------------------------
     def submit(self, step: int, buf: np.ndarray) -> Handle:
         """Offer this rank's fused gradient for `step`; dropped if the step was decided without it."""
+        return self._offer(step, (buf, time.perf_counter()))
+
+    def reject(self, step: int) -> Handle:
+        """Decline `step` (this rank's gradient is not finite): the step is decided without this rank."""
+        if self._role is None:
+            raise RuntimeError("every rank's gradient is needed when N = P; a step cannot be declined")
+        return self._offer(step, REJECTED)
+
+    def _offer(self, step: int, entry) -> Handle:
         with self._cv:
             if step >= self._next_step:
-                self._submitted[step] = (buf, time.perf_counter())
+                self._submitted[step] = entry
                 self._cv.notify_all()
         return Handle(self, step)
 
     def decided(self, step: int) -> Decision | None:
+        self._serve_snapshot(step)
         with self._cv:
             self._raise_if_failed()
-            return self._decided.get(step)
+            return None if self._resync is not None else self._decided.get(step)
 
     def wait_decided(self, step: int, timeout: float | None = None) -> Decision:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._serve_snapshot(step)
+            with self._cv:
+                self._raise_if_failed()
+                if step in self._decided:
+                    return self._decided[step]
+                if self._resync is not None and self._resync.step > step:
+                    raise Resynced(f"rank {self.rank} was resynchronised to step {self._resync.step}")
+                if self._snapshot_wanted == step:
+                    continue
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"step {step} not decided within {timeout} s")
+                self._cv.wait(remaining)
+
+    def take_resync(self) -> Resync | None:
+        """The state to load if this rank fell behind and was brought back (once), else None."""
         with self._cv:
-            ok = self._cv.wait_for(lambda: step in self._decided or self._error is not None, timeout)
             self._raise_if_failed()
-            if not ok:
-                raise TimeoutError(f"step {step} not decided within {timeout} s")
-            return self._decided[step]
+            resync, self._resync = self._resync, None
+            return resync
 
     def pop(self, step: int) -> None:
         """Forget an applied step; its buffer goes back to the reducer for a later step."""
@@ -119,10 +166,25 @@ class GradientEngine:
         if decision is not None:
             self._reducer.release(decision.total)
 
+    def describe(self) -> str:
+        """What the engine is doing or waiting for (for the stall watchdog; read without locking)."""
+        try:
+            role = f" ({self._role.describe()})" if self._role is not None else ""
+        except RuntimeError:  # a dict changed under us: diagnostics only
+            role = ""
+        return f"engine {self._phase}{role}"
+
     def close(self) -> None:
         with self._cv:
             self._stop = True
             self._cv.notify_all()
+        while True:
+            self._serve_snapshot(None)  # training is over: a laggard that shows up now gets the final state
+            with self._cv:
+                if self._done:
+                    break
+                if self._snapshot_wanted is None:
+                    self._cv.wait(0.1)
         self._thread.join()
         self._reducer.close()
         with self._cv:
@@ -143,140 +205,129 @@ class GradientEngine:
         if self._error is not None:
             raise EngineError(f"gradient engine on rank {self.rank} failed: {self._error!r}") from self._error
 
+    def _serve_snapshot(self, step: int | None) -> None:
+        """On the training thread, at a step boundary: hand rank 0's state to the engine if it asked for it."""
+        with self._cv:
+            wanted, fn = self._snapshot_wanted, self._snapshot_fn
+        if wanted is None or (step is not None and wanted != step):
+            return
+        if fn is None:
+            raise RuntimeError("a rank fell behind and needs the current state, but the engine has no snapshot source")
+        state = fn()  # outside the lock: the engine thread keeps draining votes meanwhile
+        with self._cv:
+            self._snapshot_ready, self._snapshot_wanted = (wanted, state), None
+            self._cv.notify_all()
+
+    # --- Host, for the vote (engine thread) -------------------------------------------------
+    def local(self, step: int):
+        with self._cv:
+            return self._submitted.get(step)
+
+    def stopping(self) -> bool:
+        return self._stop
+
+    def snapshot(self, step: int) -> bytes | None:
+        with self._cv:
+            if self._snapshot_ready is not None and self._snapshot_ready[0] == step:
+                state, self._snapshot_ready = self._snapshot_ready[1], None
+                return state
+            if self._snapshot_wanted != step:
+                self._snapshot_wanted = step
+                self._cv.notify_all()
+            return None
+
     # --- engine-thread side -----------------------------------------------------------------
     def _run(self) -> None:
         try:
-            coordinating = self.rank == COORDINATOR and self.quorum < self.size
-            self._ready_box = np.zeros(1, dtype=np.int64)
-            if coordinating:
-                self._ready_by_step: dict[int, list[tuple[int, float]]] = {}
-                self._ready_recv = self._comm.Irecv(self._ready_box, MPI.ANY_SOURCE, TAG_READY)
-                self._ready_count = [0] * self.size
-            self._sends: list[MPI.Request] = []
             step_start = time.perf_counter()
             while True:
-                if self.quorum == self.size:
-                    voted = self._vote_all()
-                elif coordinating:
-                    voted = self._vote_coordinator(step_start)
-                else:
-                    voted = self._vote_follower()
-                if voted is None:
+                step = self._next_step
+                self._phase = (f"voting on step {step}" if self._role is not None
+                               else f"waiting for this rank's own gradient for step {step}")
+                vote = self._vote_all(step) if self._role is None else self._role.vote(step, self, step_start)
+                if vote is None:
                     break
-                members, local, t_sub, arrivals = voted
-                t_dec = time.perf_counter()
-                grad = self._reducer.reduce(members, local)
-                t_red = time.perf_counter()
-                decision = Decision(self._next_step, grad, members, t_dec - (t_sub or step_start),
-                                    t_red - t_dec, arrivals)
-                with self._cv:
-                    self._decided[self._next_step] = decision
-                    self._submitted.pop(self._next_step, None)
-                    self._next_step += 1
-                    self._cv.notify_all()
-                step_start = t_red
-                self._sends = [r for r in self._sends if not r.Test()]
-            self._shutdown(coordinating)
+                if self.rank in vote.behind:  # this rank froze too long: fetch the state, not the backlog
+                    self._phase = f"rejoining at step {step}"
+                    resync = self._role.rejoin(step, self)
+                    if resync is None:
+                        break
+                    self._resynced(*resync)
+                    step_start = time.perf_counter()
+                    continue
+                self._decide(vote, step_start)
+                step_start = time.perf_counter()
+            self._phase = "shutting down"
+            if self._role is not None:
+                self._role.shutdown(self, self._next_step)
         except BaseException as exc:  # surfaced to the training thread by decided()/wait()
             with self._cv:
-                self._error = exc
+                self._error = _name_the_dead(self._comm, exc)
+                self._cv.notify_all()
+        finally:
+            with self._cv:
+                self._done = True
                 self._cv.notify_all()
 
-    def _local(self) -> tuple[np.ndarray, float] | None:
-        with self._cv:
-            return self._submitted.get(self._next_step)
-
-    def _vote_all(self):
-        """Sync: every rank is a member; wait for the local buffer, then reduce."""
-        with self._cv:
-            self._cv.wait_for(lambda: self._next_step in self._submitted or self._stop)
-            if self._next_step not in self._submitted:
-                return None
-            buf, t_sub = self._submitted[self._next_step]
-        return tuple(range(self.size)), buf, t_sub, {}
-
-    def _vote_follower(self):
-        """Send READY when the local buffer arrives; meanwhile wait for the coordinator's DECISION."""
-        step = self._next_step
-        box = np.empty(1 + self.quorum, dtype=np.int64)
-        recv = self._comm.Irecv(box, COORDINATOR, TAG_DECISION)
-        ready_sent, backoff = False, _Backoff()
-        while not recv.Test():
-            local = self._local()
-            if local is not None and not ready_sent:
-                self._sends.append(self._comm.Isend(np.array([step], dtype=np.int64), COORDINATOR, TAG_READY))
-                self._ready_sent += 1
-                ready_sent = True
-                backoff.reset()
-            elif self._stop:
-                recv.Cancel()
-                recv.Wait()
-                return None
-            backoff.pause()
-        if box[0] != step:
-            raise RuntimeError(f"decision for step {box[0]} arrived while voting on step {step}")
-        members = tuple(int(m) for m in box[1:])
-        local = self._local() if self.rank in members else None
-        if self.rank in members and local is None:
-            raise RuntimeError(f"rank {self.rank} chosen for step {step} without having sent READY")
-        return members, (local[0] if local else None), (local[1] if local else None), {}
-
-    def _vote_coordinator(self, step_start: float):
-        """Collect READYs in arrival order; the first `quorum` are the members, sent to everyone."""
-        step = self._next_step
-        ready = self._ready_by_step.setdefault(step, [])
-        counted_self, backoff = any(r == self.rank for r, _ in ready), _Backoff()
-        while len(ready) < self.quorum:
-            progressed = self._drain_ready(step)
-            if not counted_self and self._local() is not None:
-                ready.append((self.rank, time.perf_counter()))
-                counted_self = progressed = True
-            if progressed:
-                backoff.reset()
-            elif self._stop:
-                return None
-            else:
-                backoff.pause()
-        chosen = ready[: self.quorum]
-        del self._ready_by_step[step]
-        members = tuple(sorted(r for r, _ in chosen))
-        msg = np.array((step, *members), dtype=np.int64)
-        for peer in range(self.size):
-            if peer != self.rank:
-                self._sends.append(self._comm.Isend(msg, peer, TAG_DECISION))
-        local = self._local() if self.rank in members else None
-        arrivals = {r: t - step_start for r, t in chosen}
-        return members, (local[0] if local else None), (local[1] if local else None), arrivals
-
-    def _drain_ready(self, step: int) -> bool:
-        got = False
-        status = MPI.Status()
-        while self._ready_recv.Test(status):
-            src, s = status.Get_source(), int(self._ready_box[0])
-            self._ready_count[src] += 1
-            if s >= step:  # a READY for a decided step is stale: that worker was dropped
-                self._ready_by_step.setdefault(s, []).append((src, time.perf_counter()))
-            self._ready_recv = self._comm.Irecv(self._ready_box, MPI.ANY_SOURCE, TAG_READY)
-            got = True
-        return got
-
-    def _shutdown(self, coordinating: bool) -> None:
-        """Account for every READY ever sent, so no message is left in flight at MPI_Finalize."""
-        if self.quorum == self.size:
-            return
-        if not coordinating:
-            self._comm.Send(np.array([self._ready_sent], dtype=np.int64), COORDINATOR, TAG_FIN)
+    def _decide(self, vote: Vote, step_start: float) -> None:
+        member = self.rank in vote.members
+        local = self.local(vote.step) if member else None
+        if member and not isinstance(local, tuple):
+            raise RuntimeError(f"rank {self.rank} chosen for step {vote.step} without having offered a gradient")
+        buf, t_sub = local if member else (None, None)
+        t_dec = time.perf_counter()
+        self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
+        if self._p2p:
+            total = self._reducer.reduce(vote.members, buf, step=vote.step, skip=vote.behind, stopping=self.stopping)
+            if not member and isinstance(self._role, Follower):
+                self._role.ack(vote.step)
         else:
-            expected, box = [0] * self.size, np.empty(1, dtype=np.int64)
-            for peer in range(self.size):
-                if peer != self.rank:
-                    self._comm.Recv(box, peer, TAG_FIN)
-                    expected[peer] = int(box[0])
-            status = MPI.Status()
-            while sum(self._ready_count) < sum(expected):
-                self._ready_recv.Wait(status)  # a stale READY: its step is past, only the count matters
-                self._ready_count[status.Get_source()] += 1
-                self._ready_recv = self._comm.Irecv(self._ready_box, MPI.ANY_SOURCE, TAG_READY)
-            self._ready_recv.Cancel()
-            self._ready_recv.Wait()
-        MPI.Request.Waitall(self._sends)
+            total = self._reducer.reduce(vote.members, buf)
+        t_red = time.perf_counter()
+        decision = Decision(vote.step, total, vote.members, t_dec - (t_sub or step_start), t_red - t_dec,
+                            vote.arrivals, vote.nonfinite, vote.behind)
+        with self._cv:
+            self._decided[vote.step] = decision
+            self._submitted.pop(vote.step, None)
+            self._next_step += 1
+            self._cv.notify_all()
+
+    def _vote_all(self, step: int) -> Vote | None:
+        """Sync: every rank is a member; wait for the local buffer."""
+        with self._cv:
+            self._cv.wait_for(lambda: step in self._submitted or self._stop)
+            if step not in self._submitted:
+                return None
+        return Vote(step, tuple(range(self.size)))
+
+    def _resynced(self, step: int, state: bytes) -> None:
+        """Drop what the state supersedes. Decided buffers are not given back: the training thread
+        may still be applying one (it loads the state right after)."""
+        with self._cv:
+            self._decided.clear()
+            self._submitted = {s: v for s, v in self._submitted.items() if s >= step}
+            self._next_step = step
+            self._resync = Resync(step, state)
+            self._cv.notify_all()
+        self._reducer.reset()  # only point-to-point reducers resynchronise; they all have reset()
+
+
+_FAILED = {getattr(MPI, name) for name in ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
+           if hasattr(MPI, name)}
+
+
+def _name_the_dead(comm: MPI.Comm, exc: BaseException) -> BaseException:
+    """Under a fault-tolerant launch (mpirun --with-ft ulfm) the launcher does not end the job when a
+    rank dies; MPI calls fail instead. Say which ranks died rather than showing an MPI error code."""
+    if not isinstance(exc, MPI.Exception) or exc.Get_error_class() not in _FAILED:
+        return exc
+    try:
+        failed = comm.Get_failed()
+        dead = MPI.Group.Translate_ranks(failed, list(range(failed.Get_size())), comm.Get_group())
+        failed.Free()
+    except MPI.Exception:
+        return exc
+    names = ", ".join(f"rank {r}" for r in sorted(dead)) or "a rank"
+    fault = RunFault(f"{names} died (MPI reports a failed process); the job stops")
+    fault.__cause__ = exc
+    return fault

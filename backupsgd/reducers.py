@@ -1,11 +1,18 @@
-"""Reducers: turn one step's decision (who the members are) into the averaged fused gradient."""
+"""Reducers: turn one step's decision (who the members are) into the summed fused gradient."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Callable, Protocol
 
 import numpy as np
 from mpi4py import MPI
+
+from backupsgd import polling
+
+TAG_RESULT = 21
 
 
 class Reducer(Protocol):
@@ -19,6 +26,10 @@ class Reducer(Protocol):
         """Hand a returned buffer back once its step is applied (ignored if not the reducer's own)."""
 
     def close(self) -> None: ...
+
+    # A reducer with `point_to_point = True` delivers results to non-members by message, so the engine
+    # calls it as reduce(members, local, step=, skip=, stopping=) (`skip`: ranks marked behind, sent
+    # nothing) and calls reset() when this rank was resynchronised. Others are called as above.
 
 
 class BufferPool:
@@ -74,4 +85,137 @@ class DenseReducer:
         pass
 
 
-REDUCERS = {"dense": DenseReducer}
+class SendPool:
+    """Result buffers that point-to-point sends may still be reading: one is reused only once its sends completed.
+
+    The training thread gives buffers back (after applying their step) while the engine thread takes
+    them, hence the lock.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self._lock = threading.Lock()
+        self._owned: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
+        self._sends: dict[int, list[MPI.Request]] = {}
+        self._returned: list[np.ndarray] = []
+        self._free: list[np.ndarray] = []
+
+    def take(self) -> np.ndarray:
+        with self._lock:
+            busy = []
+            for buf in self._returned:
+                sends = self._sends.get(id(buf), [])
+                if sends and not MPI.Request.Testall(sends):
+                    busy.append(buf)
+                    continue
+                self._sends.pop(id(buf), None)
+                if len(self._free) < 4:
+                    self._free.append(buf)
+            self._returned = busy
+            if self._free:
+                return self._free.pop()
+            buf = np.empty(self.length, dtype=np.float32)
+            self._owned[id(buf)] = buf
+            return buf
+
+    def track(self, buf: np.ndarray, request: MPI.Request) -> None:
+        with self._lock:
+            self._sends.setdefault(id(buf), []).append(request)
+
+    def give(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if self._owned.get(id(buf)) is buf:
+                self._returned.append(buf)
+
+    def pending(self) -> list[MPI.Request]:
+        with self._lock:
+            return [r for sends in self._sends.values() for r in sends]
+
+
+class MembersReducer:
+    """Only the step's N members reduce, over a communicator of just them; each non-member then gets
+    the result by a point-to-point message from one member (spread round-robin over the members).
+
+    A non-member is never waited for, so a stopped or frozen worker holds nobody up. Communicators
+    are cached by member set in an LRU that every rank updates for every step, member or not, so
+    all members of a set agree on whether it must be created (MPI_Comm_create_group is collective
+    over them); the cache is emptied on every rank whenever the set of behind ranks changes, as a
+    rank that was behind missed updates.
+    """
+
+    name = "members"
+    point_to_point = True
+
+    def __init__(self, comm: MPI.Comm, length: int, cache_size: int = 64) -> None:
+        self._comm = comm  # results travel here
+        self._creator = comm.Dup()  # only Create_group runs here, so its internal messages never meet results
+        self._world = comm.Get_group()
+        self._tag_ub = int(comm.Get_attr(MPI.TAG_UB))
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+        self._cache: OrderedDict[tuple[int, ...], MPI.Comm | None] = OrderedDict()
+        self._cache_size = cache_size
+        self._skip: tuple[int, ...] = ()
+        self._pool = SendPool(length)
+        self.created = 0  # communicators created so far (the cache's misses)
+
+    def reduce(self, members: tuple[int, ...], local: np.ndarray | None, *, step: int = 0,
+               skip: tuple[int, ...] = (), stopping: Callable[[], bool] = lambda: False) -> np.ndarray:
+        if tuple(skip) != self._skip:
+            self.reset()
+            self._skip = tuple(skip)
+        sub = self._member_comm(members, step)
+        out = self._pool.take()  # out of place: `local` is the training thread's, reused at once
+        others = [r for r in range(self.size) if r not in members]
+        if local is not None:
+            sub.Allreduce(local, out, op=MPI.SUM)
+            me = members.index(self.rank)
+            for i, peer in enumerate(others):
+                if i % len(members) == me and peer not in skip:
+                    self._pool.track(out, self._comm.Isend(out, peer, TAG_RESULT))
+        else:
+            sender = members[others.index(self.rank) % len(members)]
+            polling.wait(self._comm.Irecv(out, sender, TAG_RESULT), stopping)
+        return out
+
+    def _member_comm(self, members: tuple[int, ...], step: int) -> MPI.Comm | None:
+        if members in self._cache:
+            self._cache.move_to_end(members)
+            return self._cache[members]
+        sub = None
+        if self.rank in members:
+            group = self._world.Incl(list(members))
+            # Distinct tags keep overlapping creations apart: a rank outside an earlier set may already
+            # be creating this one while others still create the earlier one.
+            sub = self._creator.Create_group(group, step % self._tag_ub)
+            group.Free()
+            self.created += 1
+        self._cache[members] = sub
+        if len(self._cache) > self._cache_size:
+            _, old = self._cache.popitem(last=False)
+            if old is not None:
+                old.Free()  # local in practice (MPI advises implementors so); every member evicts at the same step
+        return sub
+
+    def release(self, buf: np.ndarray) -> None:
+        self._pool.give(buf)
+
+    def reset(self) -> None:
+        for sub in self._cache.values():
+            if sub is not None:
+                sub.Free()
+        self._cache.clear()
+
+    def close(self) -> None:
+        polling.wait_all(self._pool.pending())
+        self.reset()
+        self._creator.Free()
+        self._world.Free()
+
+
+def _horovod(comm: MPI.Comm, length: int) -> Reducer:
+    from backupsgd.hvd.reducer import HorovodReducer  # imports Horovod only when a run asks for it
+
+    return HorovodReducer(comm, length)
+
+
+REDUCERS = {"dense": DenseReducer, "members": MembersReducer, "horovod": _horovod}

@@ -65,6 +65,21 @@ class Replica:
         y = data.y_test.to(self.device)
         return float(self.loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
 
+    def state(self) -> dict:
+        """Everything a checkpoint or a resynchronised rank needs to continue exactly as this replica would.
+
+        The global torch RNG only seeds model init today, but a model with dropout would draw from it.
+        Minibatches, straggler delays and injected faults are pure functions of (seed, rank, step), so
+        for them the step is the state.
+        """
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+
     def flat_params(self) -> np.ndarray:
         return torch.cat([p.detach().reshape(-1) for p in self.params]).cpu().numpy()
 

@@ -1,7 +1,9 @@
-"""The run directory: config.json, steps.jsonl, evals.jsonl, ranks.jsonl, summary.json, params.npy.
+"""The run directory: config.json, steps.jsonl, evals.jsonl, ranks.jsonl, summary.json, params.npy
+(and checkpoints/, see checkpoint.py).
 
 Only rank 0 writes. Step records are appended as they happen (flushed), so an interrupted run
-still leaves every finished step on disk.
+still leaves every finished step on disk; a resumed run drops the records past its checkpoint
+and appends from there, so no step is recorded twice.
 """
 
 from __future__ import annotations
@@ -20,8 +22,15 @@ from backupsgd.errors import ConfigError
 RUNS_ROOT = Path("results") / "runs"
 
 
-def choose_run_dir(out: str, label: str) -> Path:
+def choose_run_dir(out: str, label: str, resume: bool = False) -> Path:
     """The directory this run writes: `out`, or a fresh timestamped one under results/runs/."""
+    if resume:
+        if not out:
+            raise ConfigError("--resume continues an existing run: name its directory with --out DIR")
+        if not Path(out).is_dir():
+            raise ConfigError(f"--resume: run directory {out} does not exist; "
+                              "pass the --out DIR of the run to continue")
+        return Path(out)
     if out:
         path = Path(out)
         if (path / "steps.jsonl").exists() or (path / "summary.json").exists():
@@ -49,10 +58,30 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _keep_records(path: Path, keep) -> None:
+    """Rewrite a JSON-lines file with the records `keep` accepts (a torn last line is dropped)."""
+    if not path.exists():
+        return
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            if keep(json.loads(line)):
+                lines.append(line + "\n")
+        except ValueError:
+            continue
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(lines))
+    os.replace(tmp, path)
+
+
 class RunWriter:
-    def __init__(self, path: Path, config: dict[str, Any]) -> None:
+    def __init__(self, path: Path, config: dict[str, Any], resume_step: int | None = None) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:  # the steps past the checkpoint run again: drop their records
+            _keep_records(path / "steps.jsonl", lambda r: r["step"] < resume_step)
+            _keep_records(path / "evals.jsonl", lambda r: r["step"] <= resume_step)
+            (path / "summary.json").unlink(missing_ok=True)
         (path / "config.json").write_text(json.dumps(_clean(config), indent=2) + "\n")
         self._steps = (path / "steps.jsonl").open("a")
         self._evals = (path / "evals.jsonl").open("a")
@@ -63,6 +92,12 @@ class RunWriter:
         if time.monotonic() - self._last_flush > 1.0:
             self._steps.flush()
             self._last_flush = time.monotonic()
+
+    def sync(self) -> None:
+        """Every record so far on disk (before a checkpoint, so none of its steps can be lost)."""
+        for f in (self._steps, self._evals):
+            f.flush()
+            os.fsync(f.fileno())
 
     def evaluation(self, record: dict[str, Any]) -> None:
         self._evals.write(json.dumps(_clean(record)) + "\n")

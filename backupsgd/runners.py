@@ -11,6 +11,10 @@ from typing import Callable
 RUNNERS: dict[str, str] = {
     "sync": "backupsgd.train:train",
     "backup": "backupsgd.train:train",
+    "horovod": "backupsgd.hvd.train:train",
+    "ps-sync": "backupsgd.ps.train:train",
+    "ps-backup": "backupsgd.ps.train:train",
+    "ps-async": "backupsgd.ps.train:train",
 }
 
 

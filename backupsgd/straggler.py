@@ -170,15 +170,18 @@ def _parse_trace(body: str, spec: str, seed: int) -> StragglerModel:
     if not body or not path.is_file():
         raise ConfigError(f"straggler trace file {body!r} not found; give trace:PATH to a CSV of per-step delays")
     rows = []
-    with path.open(newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
-            if not row or row[0].lstrip().startswith("#"):
-                continue
-            try:
-                rows.append([float(x) for x in row])
-            except ValueError:
-                if rows or line_no > 1:
-                    raise ConfigError(f"trace {path}:{line_no} is not a row of numbers") from None
+    try:
+        with path.open(newline="") as f:
+            for line_no, row in enumerate(csv.reader(f), 1):
+                if not row or row[0].lstrip().startswith("#"):
+                    continue
+                try:
+                    rows.append([float(x) for x in row])
+                except ValueError:
+                    if rows or line_no > 1:
+                        raise ConfigError(f"trace {path}:{line_no} is not a row of numbers") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"trace {path} is not a CSV text file ({exc}); give a CSV of per-step delays") from None
     if not rows or len({len(r) for r in rows}) != 1:
         raise ConfigError(f"trace {path} needs at least one row, every row with one delay per worker")
     table = np.array(rows)

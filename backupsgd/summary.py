@@ -17,6 +17,8 @@ def format_summary(summary: dict) -> str:
         ("replicas identical", "yes" if digests_agree else "NO: parameter digests differ"),
         ("run directory", summary["run_dir"]),
     ]
+    if "servers" in summary:  # the ps-* modes: P counts the workers only
+        rows.insert(1, ("servers", f"{summary['servers']} (ranks 0..{summary['servers'] - 1})"))
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 2 + max(len(v) for _, v in rows))
     return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])

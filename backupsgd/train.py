@@ -10,15 +10,20 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load_latest
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
-from backupsgd.engine import Decision
+from backupsgd.engine import Decision, GradientEngine, Handle, Resynced
+from backupsgd.faults import FaultInjector, RunFault, parse_faults, stop_on_fault
 from backupsgd.modes import MODES
-from backupsgd.mpi_env import local_rank
+from backupsgd.reducers import REDUCERS
+from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
 from backupsgd.replica import Replica, pick_device
+from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter
 from backupsgd.straggler import parse_straggler
+from backupsgd.watchdog import Watchdog
 
 
 @dataclass
@@ -31,14 +36,17 @@ class StepTiming:
 def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     """Train on every rank of `comm`; rank 0 writes the run directory and returns the summary."""
     rank, workers = comm.rank, comm.size
-    wl = config.workload
+    wl, ft = config.workload, config.faults
     torch.set_num_threads(wl.threads)
-    mode = MODES[config.mode.mode]
-    quorum = mode.quorum(workers, config.mode.backups)
+    quorum = MODES[config.mode.mode].quorum(workers, config.mode.backups)
     data, straggler = load_dataset(wl.dataset), parse_straggler(config.straggler.straggler, wl.seed)
+    faults = FaultInjector(parse_faults(ft.fault), rank)
     replica = Replica(wl, pick_device(local_rank()))
-    writer = RunWriter(run_dir, config.to_dict() | {"workers": workers, "quorum": quorum}) if rank == 0 else None
-    progress = Progress(wl.steps, enabled=rank == 0 and config.output.progress)
+    first = _resume(comm, run_dir, fingerprint(config, workers), replica) if ft.resume else 0
+    writer = RunWriter(run_dir, config.to_dict() | {"workers": workers, "quorum": quorum},
+                       resume_step=first if ft.resume else None) if rank == 0 else None
+    checkpoints = Checkpointer(run_dir, ft.checkpoint_every, fingerprint(config, workers)) if writer else None
+    progress = Progress(wl.steps - first, enabled=rank == 0 and config.output.progress)
     timings: dict[int, StepTiming] = {}
     start = time.perf_counter()
 
@@ -53,6 +61,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
                 "compute_s": timing.compute_s, "delay_s": timing.delay_s, "exchange_s": timing.exchange_s,
                 "vote_s": d.vote_s, "reduce_s": d.reduce_s,
                 "arrivals": {str(r): t for r, t in sorted(d.arrivals.items())},
+                "nonfinite": [list(rs) for rs in d.nonfinite], "behind": list(d.behind),
             })
         progress.update(loss=loss)
         step = d.step + 1
@@ -62,38 +71,91 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
                 writer.evaluation({"step": step, "time": time.perf_counter() - start,
                                    "test_loss": test_loss, "test_accuracy": test_acc})
 
+    def finish_step(d: Decision, timing: StepTiming) -> None:
+        update_and_log(d, timing)
+        engine.pop(d.step)  # the engine is done with `buf` once decided, so the next step reuses it
+        faults.after_apply(d.step, replica.params)
+        check.after(d.step + 1, replica.param_digest)
+        if checkpoints and checkpoints.due(d.step + 1, final=d.step + 1 == wl.steps):
+            writer.sync()  # every step before the checkpoint is on disk first
+            checkpoints.save(d.step + 1, replica.state())
+
     buf = replica.new_buffer()
-    with mode.open_exchange(comm, len(buf), quorum) as engine:
-        step = 0
-        while step < wl.steps:
-            # Steps decided without this rank (it was a dropped straggler): apply them in order, no compute.
-            if (missed := engine.decided(step)) is not None:
-                update_and_log(missed, StepTiming())
-                engine.pop(step)
+    with stop_on_fault(comm), Watchdog(comm.Dup(), ft.stall_timeout) as watchdog, \
+            ReplicaCheck(comm.Dup(), ft.check_every) as check:
+        with _open_engine(comm, ft.reducer, len(buf), quorum, first, ft.lag_limit, replica) as engine:
+            watchdog.describe = engine.describe
+            step = first
+            while step < wl.steps:
+                watchdog.step(step)
+                faults.at_step_start(step)  # an injected hang or crash, whether or not this rank computes it
+                # A rank that froze too long is brought back with the current state, not a backlog of updates.
+                if (resync := engine.take_resync()) is not None:
+                    replica.load_state(decode(resync.state))
+                    step = resync.step
+                    continue
+                # Steps decided without this rank (it was a dropped straggler): apply them in order, no compute.
+                if (missed := engine.decided(step)) is not None:
+                    finish_step(missed, StepTiming())
+                    step += 1
+                    continue
+                # Compute on parameters that include every update so far.
+                t0 = time.perf_counter()
+                replica.compute(*data.sample(wl.seed, rank, step, wl.batch_size), out=buf)
+                faults.corrupt(step, buf)
+                compute_s = time.perf_counter() - t0
+                # Straggle: the injected delay, seeded by (seed, step), the same in every mode.
+                own = np.zeros(workers)
+                own[rank] = compute_s
+                delay_s = float(straggler.delays(step, own)[rank])
+                time.sleep(delay_s)
+                # Exchange: vote and reduce on the engine thread; a late buffer is dropped there, and a
+                # non-finite one is not offered at all.
+                watchdog.doing(f"waiting for the decision on step {step}")
+                t1 = time.perf_counter()
+                try:
+                    decision = _offer(engine, step, buf, rank, quorum == workers).wait()
+                except Resynced:
+                    continue
+                # Update and log.
+                finish_step(decision, StepTiming(compute_s, delay_s, time.perf_counter() - t1))
                 step += 1
-                continue
-            # Compute on parameters that include every update so far.
-            t0 = time.perf_counter()
-            replica.compute(*data.sample(wl.seed, rank, step, wl.batch_size), out=buf)
-            compute_s = time.perf_counter() - t0
-            # Straggle: the injected delay, seeded by (seed, step), the same in every mode.
-            own = np.zeros(workers)
-            own[rank] = compute_s
-            delay_s = float(straggler.delays(step, own)[rank])
-            time.sleep(delay_s)
-            # Exchange: vote and reduce on the engine thread; a late buffer is dropped there.
-            t1 = time.perf_counter()
-            decision = engine.submit(step, buf).wait()
-            # Update and log.
-            update_and_log(decision, StepTiming(compute_s, delay_s, time.perf_counter() - t1))
-            engine.pop(step)  # the engine is done with `buf` once decided, so the next step reuses it
-            step += 1
-    wall_s = time.perf_counter() - start
+            watchdog.doing("finishing: closing the exchange")
+        watchdog.doing("finishing: gathering every rank's results")
+        check.close()
+        summary = _finish(config, comm, replica, data, writer, timings, time.perf_counter() - start, quorum, first)
     progress.close()
-    return _finish(config, comm, replica, data, writer, timings, wall_s, quorum)
+    return summary
 
 
-def _finish(config, comm, replica, data, writer, timings, wall_s, quorum) -> dict:
+def _open_engine(comm: MPI.Comm, reducer: str, length: int, quorum: int, first: int, lag_limit: int,
+                 replica: Replica) -> GradientEngine:
+    # Separate communicators keep vote messages and reductions from ever matching each other. Rank 0's
+    # state is what a worker that fell too far behind is brought back with.
+    snapshot = (lambda: encode(replica.state())) if comm.rank == 0 else None
+    return GradientEngine(comm.Dup(), REDUCERS[reducer](comm.Dup(), length), quorum, first_step=first,
+                          lag_limit=lag_limit, snapshot=snapshot)
+
+
+def _offer(engine: GradientEngine, step: int, buf: np.ndarray, rank: int, everyone: bool) -> Handle:
+    """Submit a finite gradient; a non-finite one is declined (backup) or stops the run (sync)."""
+    if np.isfinite(buf.sum()):  # one pass; a NaN or Inf anywhere makes the sum non-finite
+        return engine.submit(step, buf)
+    if everyone:
+        raise RunFault(f"non-finite gradient on rank {rank} at step {step}; with N = P every gradient is "
+                       "needed (--mode backup with --backups 1 or more drops such a gradient instead)")
+    return engine.reject(step)
+
+
+def _resume(comm: MPI.Comm, run_dir: Path, settings: dict, replica: Replica) -> int:
+    """Load the newest intact checkpoint (read by rank 0, sent to all); every rank exits 2 if none fits."""
+    found = agree(comm, lambda: load_latest(run_dir, settings) if comm.rank == 0 else None)
+    step, payload = comm.bcast(found, root=0)
+    replica.load_state(decode(payload))
+    return step
+
+
+def _finish(config, comm, replica, data, writer, timings, wall_s, quorum, first) -> dict:
     """Gather every rank's digests and timings to rank 0 and write the summary."""
     digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
     per_rank = comm.gather({
@@ -108,10 +170,11 @@ def _finish(config, comm, replica, data, writer, timings, wall_s, quorum) -> dic
     dropped = (comm.size - quorum) * steps
     summary = {
         "mode": config.mode.mode, "workers": comm.size, "backups": config.mode.backups, "quorum": quorum,
-        "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
+        "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
         "dropped_gradients": dropped, "dropped_fraction": dropped / (comm.size * steps),
         "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
         "straggler": config.straggler.straggler, "model": config.workload.model,
+        "reducer": config.faults.reducer, "resumed_from": first if config.faults.resume else None,
         "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
         "run_dir": str(writer.path),
     }

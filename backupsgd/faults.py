@@ -1,0 +1,149 @@
+"""Faults: the ones a run stops on (RunFault), and injected ones for tests (`--fault` specs).
+
+Injected faults are keyed by (rank, step) only, so a run with the same spec and seed meets the same
+faults at the same steps, in every mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from mpi4py import MPI
+
+from backupsgd.errors import ConfigError
+
+EXAMPLES = "e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5 (several joined by ';')"
+
+
+class RunFault(RuntimeError):
+    """A fault the run cannot go on through: reported as one line naming the rank(s) and step, then the job aborts."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # nan: non-finite gradient | hang: SIGSTOP itself | crash: SIGKILL itself | perturb: change a parameter
+    ranks: tuple[int, ...]
+    steps: tuple[tuple[int, int], ...]  # inclusive ranges
+
+    def hits(self, rank: int, step: int) -> bool:
+        return rank in self.ranks and any(lo <= step <= hi for lo, hi in self.steps)
+
+
+# kind -> (rank key, step key): nan takes lists and ranges, the others one rank at one step.
+_KEYS = {"nan": ("ranks", "steps"), "hang": ("rank", "step"), "crash": ("rank", "step"),
+         "perturb": ("rank", "step")}  # perturb: a hidden kind that tests the replica check
+
+
+def _int(text: str, what: str, spec: str) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"fault spec {spec!r}: {what} {text!r} is not an integer >= 0; {EXAMPLES}")
+    return int(text)
+
+
+def _parse_one(item: str, spec: str) -> Fault:
+    kind, sep, body = item.strip().partition(":")
+    if kind not in _KEYS or not sep:
+        raise ConfigError(f"unknown fault {item.strip()!r}; use --fault with one of nan, hang, crash: {EXAMPLES}")
+    rank_key, step_key = _KEYS[kind]
+    params: dict[str, str] = {}
+    for pair in filter(None, body.split(",")):
+        key, eq, value = pair.partition("=")
+        if not eq or key not in (rank_key, step_key) or key in params:
+            raise ConfigError(f"fault spec {spec!r}: {pair!r} is not one {rank_key}=... or {step_key}=...; {EXAMPLES}")
+        params[key] = value
+    missing = [k for k in (rank_key, step_key) if k not in params]
+    if missing:
+        raise ConfigError(f"fault spec {spec!r}: {kind} needs {missing[0]}=...; {EXAMPLES}")
+    if kind == "nan":
+        ranks = tuple(sorted({_int(r, "rank", spec) for r in params["ranks"].split("+")}))
+        steps = []
+        for part in params["steps"].split("+"):
+            lo, dash, hi = part.partition("-")
+            first = _int(lo, "step", spec)
+            last = _int(hi, "step", spec) if dash else first
+            if last < first:
+                raise ConfigError(f"fault spec {spec!r}: step range {part!r} runs backwards; write LOW-HIGH")
+            steps.append((first, last))
+        return Fault(kind, ranks, tuple(steps))
+    step = _int(params["step"], "step", spec)
+    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),))
+
+
+def parse_faults(spec: str) -> tuple[Fault, ...]:
+    """The faults a `--fault` spec injects; '' or 'none' injects none."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"fault spec must be a string, got {spec!r}; {EXAMPLES}")
+    if spec.strip() in ("", "none"):
+        return ()
+    return tuple(_parse_one(item, spec) for item in spec.split(";") if item.strip())
+
+
+def check_fault_world(faults: tuple[Fault, ...], workers: int) -> None:
+    for f in faults:
+        outside = [r for r in f.ranks if r >= workers]
+        if outside:
+            raise ConfigError(f"fault rank {outside[0]} is outside the world of {workers} workers; "
+                              f"name ranks 0..{workers - 1} in --fault")
+
+
+class FaultInjector:
+    """Applies the faults aimed at one rank; every hook is a no-op when none is."""
+
+    def __init__(self, faults: tuple[Fault, ...], rank: int) -> None:
+        self.rank = rank
+        self._faults = [f for f in faults if rank in f.ranks]
+        self._latest = -1  # the latest step started
+
+    def _hit(self, kind: str, step: int) -> bool:
+        return any(f.kind == kind and f.hits(self.rank, step) for f in self._faults)
+
+    def at_step_start(self, step: int) -> None:
+        if step <= self._latest:  # a step can be started twice (a wait cut short by a resync): strike once
+            return
+        self._latest = step
+        if self._hit("crash", step):
+            _say(f"injected crash at step {step} (SIGKILL)", self.rank)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self._hit("hang", step):  # every thread stops, the engine's too: a frozen node
+            _say(f"injected hang at step {step} (SIGSTOP; kill -CONT {os.getpid()} resumes it)", self.rank)
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    def corrupt(self, step: int, buf: np.ndarray) -> None:
+        if self._hit("nan", step):
+            buf[0] = np.nan
+
+    def after_apply(self, step: int, params: list) -> None:
+        if self._hit("perturb", step):  # this replica alone drifts: what the replica check must catch
+            params[0].data.view(-1)[0] += 1e-3
+
+
+def _say(message: str, rank: int) -> None:
+    print(f"backupsgd: rank {rank}: {message}", file=sys.stderr, flush=True)
+
+
+def _fault_in(exc: BaseException | None) -> RunFault | None:
+    while exc is not None:
+        if isinstance(exc, RunFault):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+@contextlib.contextmanager
+def stop_on_fault(comm: MPI.Comm) -> Iterator[None]:
+    """A RunFault (raised here or on the engine thread) ends the job with one line, not a traceback."""
+    try:
+        yield
+    except Exception as exc:
+        fault = _fault_in(exc)
+        if fault is None:
+            raise
+        _say(f"stopping the run: {fault}", comm.rank)
+        comm.Abort(1)

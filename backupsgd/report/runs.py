@@ -1,0 +1,175 @@
+"""Finished run directories read back from their files, and the per-run quantities a report needs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Never part of a configuration's identity: where a run wrote, whether it drew a bar, whether it was
+# resumed from a checkpoint, and how long it would have waited on a hung rank before aborting.
+NOT_CONFIG = ("out", "progress", "run_dir", "resume", "stall_timeout")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]  # config.json flattened: every section's keys, plus workers and quorum
+    summary: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", self.summary.get("seed", 0)))
+
+    @property
+    def mode(self) -> str:
+        return str(self.config.get("mode", self.summary.get("mode", "?")))
+
+    @property
+    def backups(self) -> int:
+        return int(self.config.get("backups", self.summary.get("backups", 0)))
+
+    @property
+    def workers(self) -> int:
+        return int(self.config.get("workers", self.summary.get("workers", 0)))
+
+    @property
+    def straggler(self) -> str:
+        return str(self.config.get("straggler", self.summary.get("straggler", "none")))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset", ""))
+
+    def config_key(self) -> tuple:
+        """Everything that defines the configuration except the seed: runs with equal keys are repeats."""
+        return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in self.config.items()
+                            if k != "seed" and k not in NOT_CONFIG))
+
+    @cached_property
+    def evals(self) -> list[dict[str, Any]]:
+        return _read_jsonl(self.path / "evals.jsonl")
+
+    @cached_property
+    def steps(self) -> list[dict[str, Any]]:
+        return _read_jsonl(self.path / "steps.jsonl")
+
+    @cached_property
+    def ranks(self) -> list[dict[str, Any]]:
+        return _read_jsonl(self.path / "ranks.jsonl")
+
+    @property
+    def final_accuracy(self) -> float | None:
+        acc = self.summary.get("test_accuracy")
+        return None if acc is None else float(acc)
+
+    def time_to(self, target: float) -> float | None:
+        """Wall seconds (rank 0's clock, from the first step) of the first evaluation at or above `target`."""
+        for record in self.evals:
+            if record.get("test_accuracy") is not None and record["test_accuracy"] >= target:
+                return float(record["time"])
+        return None
+
+    def steps_to(self, target: float) -> int | None:
+        for record in self.evals:
+            if record.get("test_accuracy") is not None and record["test_accuracy"] >= target:
+                return int(record["step"])
+        return None
+
+    def step_durations(self) -> np.ndarray:
+        """Seconds per step from steps.jsonl, leaving out step 0 (warm-up) and each step that also
+        paid for a test evaluation (the one logged right after it), so only training steps count."""
+        times = [(int(s["step"]), float(s["time"])) for s in self.steps if s.get("time") is not None]
+        eval_every = int(self.config.get("eval_every") or 0)
+        out = []
+        for (s0, t0), (s1, t1) in zip(times, times[1:]):
+            if s1 != s0 + 1 or (eval_every and s1 % eval_every == 0):
+                continue
+            out.append(t1 - t0)
+        return np.array(out)
+
+    def mean_step_s(self) -> float | None:
+        durations = self.step_durations()
+        return float(durations.mean()) if len(durations) else None
+
+    def arrival_matrix(self) -> np.ndarray:
+        """(steps, P) seconds from a worker's step start to its gradient being ready (compute + delay);
+        NaN where the worker never computed that step (it was too far behind and skipped it)."""
+        by_rank = sorted((r for r in self.ranks if r.get("compute_s")), key=lambda r: r["rank"])  # servers: none
+        if not by_rank:
+            return np.empty((0, 0))
+        length = min(len(r.get("compute_s") or []) for r in by_rank)
+        out = np.full((length, len(by_rank)), np.nan)
+        for j, r in enumerate(by_rank):
+            for t in range(length):
+                c, d = r["compute_s"][t], (r.get("delay_s") or [None] * length)[t]
+                if c is not None:
+                    out[t, j] = c + (d or 0.0)
+        return out
+
+    def coordinator_arrivals(self) -> np.ndarray:
+        """(steps, N) coordinator-measured READY times of the members, seconds into the step, sorted;
+        empty for modes without a vote (sync)."""
+        rows = [sorted(s["arrivals"].values()) for s in self.steps if s.get("arrivals")]
+        width = min((len(r) for r in rows), default=0)
+        return np.array([r[:width] for r in rows]) if width else np.empty((0, 0))
+
+    def median_compute_s(self) -> float | None:
+        """Median measured compute time per step over every rank and step, step 0 (warm-up) left out."""
+        values = [c for r in self.ranks for c in (r.get("compute_s") or [])[1:] if c is not None]
+        return float(np.median(values)) if values else None
+
+    def median_reduce_s(self) -> float | None:
+        values = [s["reduce_s"] for s in self.steps[1:] if s.get("reduce_s") is not None]
+        return float(np.median(values)) if values else None
+
+    def gradient_count(self) -> int | None:
+        """Parameters in the model (the gradient's length), from params.npy's header alone."""
+        path = self.path / "params.npy"
+        if not path.is_file():
+            return None
+        return int(math.prod(np.load(path, mmap_mode="r").shape))  # memory-mapped: reads the header only
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a torn last line of an interrupted write: keep what came before
+    return records
+
+
+def flatten_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """config.json has one object per section (mode, workload, ...) plus top-level world facts."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_runs(root: Path) -> tuple[list[Run], list[Path]]:
+    """Every finished run under `root` (recursively), and the run directories without summary.json."""
+    runs, unfinished = [], []
+    for config_path in sorted(root.rglob("config.json")):
+        run_dir = config_path.parent
+        summary_path = run_dir / "summary.json"
+        if not summary_path.is_file():
+            unfinished.append(run_dir)
+            continue
+        config = flatten_config(json.loads(config_path.read_text()))
+        runs.append(Run(run_dir, config, json.loads(summary_path.read_text())))
+    return runs, unfinished

@@ -1,0 +1,164 @@
+"""`backupsgd report` on hand-made run directories whose every number is known in advance."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backupsgd.errors import ConfigError
+from backupsgd.report.aggregate import Stat, group_runs, summarise
+from backupsgd.report.arrivals import kth_arrivals
+from backupsgd.report.build import build_report, measured
+from backupsgd.report.claims import verdicts
+from backupsgd.report.runs import load_runs
+from backupsgd.sim.calibrate import calibrate
+
+P = 3
+COMPUTE = 0.004  # every rank computes this long each step (powers of two would be exact; not needed)
+OVERHEAD = 0.002  # sync runs step in COMPUTE + OVERHEAD: the calibration must recover it
+
+
+def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, evals: list[tuple[int, float, float]],
+              final_acc: float, steps_per_s: float, step_s: float, steps: int = 12, eval_every: int = 4,
+              straggler: str = "none") -> Path:
+    """A run directory as `backupsgd train` writes it, with chosen numbers."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"mode": {"mode": mode, "backups": backups},
+              "workload": {"model": "mlp", "dataset": "digits", "batch_size": 32, "lr": 0.1, "optimizer": "sgd",
+                           "momentum": 0.9, "steps": steps, "seed": seed, "eval_every": eval_every, "threads": 1},
+              "straggler": {"straggler": straggler}, "output": {"out": str(run), "progress": False},
+              "workers": P, "quorum": P - backups}
+    (run / "config.json").write_text(json.dumps(config))
+    # Steps exactly `step_s` apart, except that a step logged after an evaluation also pays 1 s for it.
+    t, lines = 0.0, []
+    for s in range(steps):
+        t += step_s + (1.0 if eval_every and s % eval_every == 0 and s else 0.0)
+        members = list(range(P - backups))
+        lines.append({"step": s, "time": t, "members": members, "dropped": list(range(P - backups, P)),
+                      "loss": 1.0, "compute_s": COMPUTE, "delay_s": 0.0, "exchange_s": 0.001, "vote_s": 0.0,
+                      "reduce_s": 0.001, "arrivals": {str(m): 0.001 * (m + 1) for m in members} if backups else {}})
+    (run / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "evals.jsonl").write_text("".join(
+        json.dumps({"step": st, "time": tm, "test_loss": 0.5, "test_accuracy": acc}) + "\n" for st, tm, acc in evals))
+    # rank r computes COMPUTE and waits r ms more: the k-th arrival is COMPUTE + (k-1) ms
+    (run / "ranks.jsonl").write_text("".join(json.dumps(
+        {"rank": r, "compute_s": [COMPUTE] * steps, "delay_s": [0.001 * r] * steps}) + "\n" for r in range(P)))
+    np.save(run / "params.npy", np.zeros(1000, dtype=np.float32))
+    (run / "summary.json").write_text(json.dumps({
+        "mode": mode, "workers": P, "backups": backups, "quorum": P - backups, "steps": steps,
+        "wall_s": steps / steps_per_s, "steps_per_s": steps_per_s, "dropped_gradients": backups * steps,
+        "dropped_fraction": backups / P, "test_loss": 0.5, "test_accuracy": final_acc, "seed": seed,
+        "straggler": straggler, "model": "mlp", "param_digests": ["x"] * P, "optimizer_digests": ["y"] * P,
+        "run_dir": str(run)}))
+    return run
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    sync = dict(mode="sync", backups=0, step_s=COMPUTE + OVERHEAD)
+    # sync: seed 0 reaches 90% at 2 s, seed 1 at 3 s, seed 2 never (85% at most)
+    write_run(root, "s0", seed=0, evals=[(4, 1.0, 0.80), (8, 2.0, 0.91), (12, 3.0, 0.93)], final_acc=0.93,
+              steps_per_s=10.0, **sync)
+    write_run(root, "s1", seed=1, evals=[(4, 1.0, 0.70), (8, 2.0, 0.89), (12, 3.0, 0.95)], final_acc=0.95,
+              steps_per_s=20.0, **sync)
+    write_run(root, "deeper/s2", seed=2, evals=[(4, 1.0, 0.60), (8, 2.0, 0.80), (12, 3.0, 0.85)], final_acc=0.85,
+              steps_per_s=30.0, **sync)
+    # backup b=1: seeds 0 and 1 reach 90% at 1 s and 1.5 s
+    backup = dict(mode="backup", backups=1, step_s=0.008)
+    write_run(root, "b0", seed=0, evals=[(4, 1.0, 0.90), (8, 2.0, 0.92)], final_acc=0.92, steps_per_s=40.0, **backup)
+    write_run(root, "b1", seed=1, evals=[(4, 0.5, 0.50), (8, 1.5, 0.97)], final_acc=0.97, steps_per_s=50.0, **backup)
+    # an interrupted run: config and steps, no summary.json
+    (root / "partial").mkdir()
+    (root / "partial" / "config.json").write_text("{}")
+    return root
+
+
+def _stats(root: Path, target=None):
+    runs, unfinished = load_runs(root)
+    return {s.group.mode: s for s in (summarise(g, target) for g in group_runs(runs))}, unfinished
+
+
+def test_mean_best_worst_and_time_to_target(runs_root):
+    stats, unfinished = _stats(runs_root)
+    assert [p.name for p in unfinished] == ["partial"]
+    sync, backup = stats["sync"], stats["backup"]
+    assert sync.group.seeds == [0, 1, 2] and backup.group.seeds == [0, 1]
+    assert sync.target == 0.90  # the digits default
+    assert sync.time_to_target == Stat(mean=2.5, best=2.0, worst=3.0, n=2) and sync.reached == 2
+    assert sync.final_accuracy == Stat(mean=pytest.approx(0.91), best=0.95, worst=0.85, n=3)
+    assert sync.steps_per_s == Stat(mean=20.0, best=30.0, worst=10.0, n=3)
+    assert sync.dropped_fraction == Stat(0.0, 0.0, 0.0, 3)
+    assert backup.time_to_target == Stat(mean=1.25, best=1.0, worst=1.5, n=2) and backup.reached == 2
+    assert sync.steps_to_target == Stat(10.0, 8.0, 12.0, 2) and backup.steps_to_target == Stat(6.0, 4.0, 8.0, 2)
+    assert backup.dropped_fraction.mean == pytest.approx(1 / 3)
+    # evaluation steps (4 and 8) paid 1 s each and are left out of the step time, as is step 0
+    assert sync.step_s.mean == pytest.approx(COMPUTE + OVERHEAD) and backup.step_s.mean == pytest.approx(0.008)
+
+
+def test_another_target_and_one_never_reached(runs_root):
+    stats, _ = _stats(runs_root, target=0.95)
+    assert stats["sync"].time_to_target == Stat(3.0, 3.0, 3.0, 1) and stats["sync"].reached == 1
+    assert stats["backup"].time_to_target == Stat(1.5, 1.5, 1.5, 1)
+    stats, _ = _stats(runs_root, target=0.99)
+    assert stats["sync"].time_to_target is None and stats["sync"].reached == 0
+
+
+def test_claim_verdict_pairs_seeds(runs_root):
+    stats, _ = _stats(runs_root)
+    (v,) = verdicts(list(stats.values()))
+    assert (v.subject, v.baseline, v.quantity) == ("backup b=1", "sync", "time to target")
+    assert (v.subject_mean, v.baseline_mean, v.wins, v.pairs, v.outcome) == (1.25, 2.5, 2, 2, "holds")
+
+
+def test_arrivals_are_order_statistics_of_compute_plus_delay(runs_root):
+    stats, _ = _stats(runs_root)
+    kth = kth_arrivals([stats["sync"].group, stats["backup"].group])  # sync runs only: 3 runs x 11 steps
+    assert kth.shape == (33, P)
+    np.testing.assert_allclose(kth, np.tile([COMPUTE, COMPUTE + 0.001, COMPUTE + 0.002], (33, 1)))
+
+
+def test_calibration_recovers_the_overhead_and_predicts_backup_out_of_sample(runs_root):
+    runs, _ = load_runs(runs_root)
+    cal = calibrate([measured(r) for r in runs])
+    assert cal.overhead_s[P] == pytest.approx(OVERHEAD) and cal.fitted_on[P] == "sync runs"
+    rows = {(r.run.mode, r.run.seed): r for r in cal.rows}
+    for seed in (0, 1, 2):
+        assert rows["sync", seed].predicted_s == pytest.approx(COMPUTE + OVERHEAD)
+        assert rows["sync", seed].in_sample
+    # backup: compute + ring (= the overhead) + a vote of zero latency, predicted out of sample
+    b = rows["backup", 0]
+    assert not b.in_sample
+    assert b.predicted_s == pytest.approx(COMPUTE + OVERHEAD)
+    assert b.error == pytest.approx((COMPUTE + OVERHEAD) / 0.008 - 1)
+    assert cal.within() == (3, 5) and cal.within(out_of_sample=True) == (0, 2)  # 0.006 vs 0.008: -25%
+
+
+def test_report_writes_tables_and_plots(runs_root):
+    report = build_report(runs_root)
+    text = report.markdown.read_text()
+    assert report.runs == 5 and report.groups == 2
+    assert ("| sync, P=3, none | 3 | 2/3 (>= 90%) | 2.50 [2.00, not reached] | 10 [8, not reached] "
+            "| 91.0% [95.0%, 85.0%] | 20.0 [30.0, 10.0] |") in text
+    assert "| backup b=1, P=3, none | 2 | 2/2 (>= 90%) | 1.25 [1.00, 1.50] | 6 [4, 8] |" in text
+    assert "1 run directories without summary.json" in text
+    assert "claim **holds**" in text
+    for name in ("accuracy_vs_time.png", "arrival_cdf.png", "b_tradeoff.png", "calibration.png", "scale.png"):
+        assert (runs_root / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"({name})" in text
+    data = json.loads((runs_root / "report.json").read_text())
+    sync = next(c for c in data["configurations"] if c["mode"] == "sync")
+    assert sync["time_to_target_s"] == {"mean": 2.5, "best": 2.0, "worst": 3.0, "n": 2}
+    assert all(math.isfinite(r["error"]) for r in data["calibration"]["rows"])
+
+
+def test_report_of_nothing_names_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="no finished run"):
+        build_report(tmp_path)
+    with pytest.raises(ConfigError, match="not a directory"):
+        build_report(tmp_path / "missing")
