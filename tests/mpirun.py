@@ -28,18 +28,44 @@ def mpi_env() -> dict[str, str]:
     return env
 
 
-def mpirun(ranks: int, argv: list[str], timeout: float = 180, cwd: Path | None = None) -> Result:
-    """Run `python argv...` on `ranks` ranks; on timeout the whole process group is killed and the test fails."""
-    cmd = [str(BIN / "mpirun"), "--oversubscribe", "-n", str(ranks), sys.executable, *argv]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(),
-                            cwd=cwd or REPO, start_new_session=True)
+def session_processes(sid: int) -> dict[int, str]:
+    """pid -> state letter of every process in a session (from /proc). Open MPI puts each rank in a
+    process group of its own, so a session, not a group, holds the whole job."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:
+            found[int(stat.parent.name)] = fields[0]
+    return found
+
+
+def kill_session(sid: int) -> None:
+    for pid in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)  # also ends a stopped process
+        except ProcessLookupError:
+            pass
+
+
+def launch(cmd: list[str], timeout: float = 180, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+    """Run a launcher command (mpirun, horovodrun); on timeout every process of the job is killed and the test fails."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**mpi_env(), **(env or {})}, cwd=cwd or REPO, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_session(proc.pid)
         out, err = proc.communicate()
         raise AssertionError(f"timed out after {timeout} s: {' '.join(cmd)}\n{out[-2000:]}\n{err[-4000:]}")
     return Result(proc.returncode, out, err)
+
+
+def mpirun(ranks: int, argv: list[str], timeout: float = 180, cwd: Path | None = None) -> Result:
+    """Run `python argv...` on `ranks` ranks under a timeout."""
+    return launch([str(BIN / "mpirun"), "--oversubscribe", "-n", str(ranks), sys.executable, *argv], timeout, cwd=cwd)
 
 
 def train(ranks: int, out: Path, *options: str, timeout: float = 180) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mpirun import BIN, REPO, mpi_env, mpirun, read_steps, train
+from mpirun import BIN, REPO, kill_session, mpi_env, mpirun, read_steps, session_processes, train
 from reference import replay
 
 from backupsgd.config import build_config
@@ -21,28 +21,6 @@ from backupsgd.rundir import choose_run_dir
 
 def _workload(run_dir: Path) -> dict:
     return json.loads((run_dir / "config.json").read_text())["workload"]
-
-
-def _session_processes(sid: int) -> dict[int, str]:
-    """pid -> state letter of every process in a session (from /proc). Open MPI puts each rank in a
-    process group of its own, so a session, not a group, holds the whole job."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid:
-            found[int(stat.parent.name)] = fields[0]
-    return found
-
-
-def _kill_session(sid: int) -> None:
-    for pid in _session_processes(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)  # also ends a stopped process
-        except ProcessLookupError:
-            pass
 
 
 def test_frozen_worker_with_members_reducer_blocks_nobody_and_rejoins_identical(tmp_path):
@@ -59,7 +37,7 @@ def test_frozen_worker_with_members_reducer_blocks_nobody_and_rejoins_identical(
         deadline, stopped, went_on = time.monotonic() + 150, [], False
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.5)
-            stopped = [pid for pid, state in _session_processes(proc.pid).items() if state == "T"]
+            stopped = [pid for pid, state in session_processes(proc.pid).items() if state == "T"]
             if stopped and (out / "steps.jsonl").exists():
                 steps = read_steps(out)
                 went_on = bool(steps) and steps[-1]["step"] >= 40
@@ -70,7 +48,7 @@ def test_frozen_worker_with_members_reducer_blocks_nobody_and_rejoins_identical(
             os.kill(pid, signal.SIGCONT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
-        _kill_session(proc.pid)  # nothing is left behind, stopped or not, whatever failed
+        kill_session(proc.pid)  # nothing is left behind, stopped or not, whatever failed
         if proc.poll() is None:
             proc.communicate()
     assert proc.returncode == 0, stderr[-4000:]

@@ -1,33 +1,23 @@
 """Horovod: the `horovod` mode against `sync` (peer oracle), horovodrun launches, the `horovod` reducer
 against the MPI one, and a clear error when Horovod is absent. Every launch runs under a timeout that
-kills its whole process group."""
+kills every process of the job."""
 
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from mpirun import BIN, REPO, Result, mpi_env, mpirun, read_steps, train
+from mpirun import BIN, REPO, Result, mpirun, read_steps, train
+from mpirun import launch as run_job
 from reference import replay
 
 RUN_FILES = ("config.json", "steps.jsonl", "evals.jsonl", "ranks.jsonl", "summary.json", "params.npy")
 
 
 def launch(cmd: list[str], timeout: float = 240, env: dict[str, str] | None = None) -> Result:
-    """Run `cmd` in its own process group; on timeout kill the group (every rank) and fail the test."""
-    env = {**mpi_env(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout} s: {' '.join(cmd)}\n{out[-2000:]}\n{err[-4000:]}")
-    return Result(proc.returncode, out, err)
+    """The venv's bin first on PATH: horovodrun calls whichever mpirun PATH finds."""
+    return run_job(cmd, timeout, {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})})
 
 
 def horovodrun(ranks: int, argv: list[str], timeout: float = 240, gloo: bool = False) -> Result:

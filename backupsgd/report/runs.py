@@ -13,7 +13,9 @@ import numpy as np
 
 # Never part of a configuration's identity: where a run wrote, whether it drew a bar, whether it was
 # resumed from a checkpoint, and how long it would have waited on a hung rank before aborting.
-NOT_CONFIG = ("out", "progress", "run_dir", "resume", "stall_timeout")
+# Settings that do not change what a run computes: runs differing only in these group together.
+NOT_CONFIG = ("out", "progress", "run_dir", "resume", "stall_timeout", "check_every", "checkpoint_every",
+              "lag_limit", "threads")
 
 
 @dataclass
