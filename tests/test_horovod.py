@@ -80,9 +80,9 @@ def test_horovodrun_backup_mode_never_waits_for_the_slow_rank(tmp_path):
 
 
 def test_horovod_reducer_sums_as_the_mpi_reducer_under_our_vote():
-    result = mpirun(5, ["tests/mpi/hvd_reducer_oracle.py", "40", "2", "4", "5000"], timeout=240)
+    result = mpirun(5, ["tests/mpi/engine_oracle.py", "30", "2", "4", "5000", "horovod"], timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert "OK 40 steps, quorum 3 of 5" in result.stdout, result.stdout
+    assert "OK 30 steps, quorum 3 of 5" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("args", [["--mode", "horovod"], ["--mode", "backup", "--backups", "1", "--reducer", "horovod"]],
