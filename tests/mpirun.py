@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from backupsgd.jobs import kill_session
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -26,28 +27,6 @@ def mpi_env() -> dict[str, str]:
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONPATH=str(REPO),
                PYTHONUNBUFFERED="1")
     return env
-
-
-def session_processes(sid: int) -> dict[int, str]:
-    """pid -> state letter of every process in a session (from /proc). Open MPI puts each rank in a
-    process group of its own, so a session, not a group, holds the whole job."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid:
-            found[int(stat.parent.name)] = fields[0]
-    return found
-
-
-def kill_session(sid: int) -> None:
-    for pid in session_processes(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)  # also ends a stopped process
-        except ProcessLookupError:
-            pass
 
 
 def launch(cmd: list[str], timeout: float = 180, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mpirun import BIN, REPO, kill_session, mpi_env, mpirun, read_steps, session_processes, train
+from mpirun import BIN, REPO, mpi_env, mpirun, read_steps, train
 from reference import replay
 
 from backupsgd.config import build_config
 from backupsgd.errors import ConfigError
+from backupsgd.jobs import kill_session, session_processes
 from backupsgd.rundir import choose_run_dir
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import click
 
 from backupsgd.errors import ConfigError
+from backupsgd.jobs import kill_session
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so the jobs import this checkout's backupsgd
 
@@ -59,7 +59,7 @@ def run_job(workers: int, servers: int, size_mb: float, steps: int, repeats: int
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_session(proc.pid)
             proc.communicate()
             raise click.ClickException(f"timed out after {timeout:g} s: {shlex.join(cmd)}") from None
         if proc.returncode != 0 or not out.exists():

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 from backupsgd.errors import ConfigError
+from backupsgd.jobs import stop_job
 from backupsgd.sweep.grid import Grid, RunSpec, run_toml
 
 STDERR_TAIL_LINES = 12  # what a failure report shows of the run's stderr
@@ -67,35 +67,21 @@ class MpiLauncher:
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONUNBUFFERED="1")
         err_path = run_dir / "stderr.log"
         with (run_dir / "stdout.log").open("w") as out, err_path.open("w") as err:
-            # A session of its own: on timeout or Ctrl-C one killpg reaches mpirun and every rank.
+            # A session of its own: on timeout or Ctrl-C stop_job reaches mpirun and every rank.
             proc = subprocess.Popen(self.command(spec, run_dir), stdout=out, stderr=err, env=env,
                                     start_new_session=True)
             try:
                 code = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                stop_job(proc)
                 return Outcome(False, f"timed out after {timeout_s:g} s (raise timeout_s in [sweep])\n"
                                       + _tail(err_path))
             except BaseException:
-                _kill_group(proc)
+                stop_job(proc)
                 raise
         if code != 0 or not is_finished(run_dir):
             return Outcome(False, f"exit status {code}\n{_tail(err_path)}")
         return Outcome(True)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM lets mpirun take its ranks down; SIGKILL whatever is left after a grace period."""
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _tail(path: Path) -> str:

@@ -1,0 +1,42 @@
+"""Ending a launched MPI job for good: Open MPI gives each rank a process group of its own, so only
+the session that the launcher was started in (start_new_session=True) holds the whole job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """pid -> state letter (R, S, T, ...) of every process in session `sid`, read from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid:
+            found[int(stat.parent.name)] = fields[0]
+    return found
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of the session (it also ends a stopped one)."""
+    for pid in session_processes(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_job(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
+    """SIGTERM lets mpirun take its ranks down; after `grace_s` whatever is left of the session is killed."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    kill_session(proc.pid)
+    proc.wait()
