@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -26,14 +25,10 @@ def _timed(comm: MPI.Comm, iters: int, one_step: Callable[[int], None]) -> float
     return comm.allreduce((time.perf_counter() - t0) / iters, op=MPI.MAX)
 
 
-def _mode(mode: str, reducer: str):
-    return dataclasses.replace(MODES[mode], reducer=reducer)
-
-
 def _exchange_time(comm: MPI.Comm, mode: str, backups: int, buf: np.ndarray, iters: int,
                    reducer: str = "dense") -> float:
     quorum = MODES[mode].quorum(comm.size, backups)
-    with _mode(mode, reducer).open_exchange(comm, len(buf), quorum) as engine:
+    with MODES[mode].open_exchange(comm, len(buf), quorum, reducer) as engine:
         engine.submit(0, buf).wait()  # warm-up: the first step allocates the engine's result buffers
         engine.pop(0)
 
@@ -112,7 +107,7 @@ def bench_straggler(comm: MPI.Comm, size_mib: float, steps: int, compute_s: floa
                                    ("members", "backup", backups, "members")):
         for label, delay in (("clean", 0.0), ("straggler", delay_s)):
             quorum = MODES[mode].quorum(comm.size, b)
-            with _mode(mode, reducer).open_exchange(comm, len(buf), quorum) as engine:
+            with MODES[mode].open_exchange(comm, len(buf), quorum, reducer) as engine:
                 out[f"{name}_{label}_ms"] = 1e3 * _straggling_step_time(engine, comm, buf, steps, compute_s,
                                                                        slow, delay)
     for name in ("sync", "backup", "members"):

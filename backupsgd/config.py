@@ -214,15 +214,20 @@ def _check_type(name: str, value: Any, default: Any) -> None:
         raise ConfigError(f"{name} must be {noun}, got {value!r}; fix --{name.replace('_', '-')}")
 
 
+def read_toml(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed one is a ConfigError naming `what` and, if missing, `fix`."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} not found; {fix}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML ({exc}); fix the line it names") from None
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a flat TOML experiment file; keys may use '-' or '_'."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass an existing file to --config")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the line it names") from None
+    raw = read_toml(path, "config file", "pass an existing file to --config")
     values = {key.replace("-", "_"): value for key, value in raw.items()}
     tables = [k for k, v in values.items() if isinstance(v, dict)]
     if tables:

@@ -17,7 +17,8 @@ class Mode(Protocol):
     def quorum(self, workers: int, backups: int) -> int:
         """N: how many workers' gradients each step aggregates."""
 
-    def open_exchange(self, comm: MPI.Comm, length: int, quorum: int) -> GradientEngine:
+    def open_exchange(self, comm: MPI.Comm, length: int, quorum: int, reducer: str = "dense",
+                      **engine_options) -> GradientEngine:
         """The engine that exchanges fused buffers of `length` floats; closed by the caller."""
 
 
@@ -27,14 +28,14 @@ class AllreduceMode:
 
     name: str
     drops_backups: bool
-    reducer: str = "dense"
 
     def quorum(self, workers: int, backups: int) -> int:
         return workers - backups if self.drops_backups else workers
 
-    def open_exchange(self, comm: MPI.Comm, length: int, quorum: int) -> GradientEngine:
+    def open_exchange(self, comm: MPI.Comm, length: int, quorum: int, reducer: str = "dense",
+                      **engine_options) -> GradientEngine:
         # Separate communicators keep vote messages and reductions from ever matching each other.
-        return GradientEngine(comm.Dup(), REDUCERS[self.reducer](comm.Dup(), length), quorum)
+        return GradientEngine(comm.Dup(), REDUCERS[reducer](comm.Dup(), length), quorum, **engine_options)
 
 
 MODES: dict[str, Mode] = {

@@ -16,7 +16,6 @@ from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine, Handle, Resynced
 from backupsgd.faults import FaultInjector, RunFault, parse_faults, stop_on_fault
 from backupsgd.modes import MODES
-from backupsgd.reducers import REDUCERS
 from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
 from backupsgd.replica import Replica, pick_device
@@ -38,14 +37,16 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     rank, workers = comm.rank, comm.size
     wl, ft = config.workload, config.faults
     torch.set_num_threads(wl.threads)
-    quorum = MODES[config.mode.mode].quorum(workers, config.mode.backups)
+    mode = MODES[config.mode.mode]
+    quorum = mode.quorum(workers, config.mode.backups)
     data, straggler = load_dataset(wl.dataset), parse_straggler(config.straggler.straggler, wl.seed)
     faults = FaultInjector(parse_faults(ft.fault), rank)
     replica = Replica(wl, pick_device(local_rank()))
-    first = _resume(comm, run_dir, fingerprint(config, workers), replica) if ft.resume else 0
+    settings = fingerprint(config, workers)
+    first = _resume(comm, run_dir, settings, replica) if ft.resume else 0
     writer = RunWriter(run_dir, config.to_dict() | {"workers": workers, "quorum": quorum},
                        resume_step=first if ft.resume else None) if rank == 0 else None
-    checkpoints = Checkpointer(run_dir, ft.checkpoint_every, fingerprint(config, workers)) if writer else None
+    checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if writer else None
     progress = Progress(wl.steps - first, enabled=rank == 0 and config.output.progress)
     timings: dict[int, StepTiming] = {}
     start = time.perf_counter()
@@ -83,7 +84,10 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     buf = replica.new_buffer()
     with stop_on_fault(comm), Watchdog(comm.Dup(), ft.stall_timeout) as watchdog, \
             ReplicaCheck(comm.Dup(), ft.check_every) as check:
-        with _open_engine(comm, ft.reducer, len(buf), quorum, first, ft.lag_limit, replica) as engine:
+        # Rank 0's state is what a worker that fell too far behind is brought back with.
+        snapshot = (lambda: encode(replica.state())) if rank == 0 else None
+        with mode.open_exchange(comm, len(buf), quorum, ft.reducer, first_step=first, lag_limit=ft.lag_limit,
+                                snapshot=snapshot) as engine:
             watchdog.describe = engine.describe
             step = first
             while step < wl.steps:
@@ -126,15 +130,6 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
         summary = _finish(config, comm, replica, data, writer, timings, time.perf_counter() - start, quorum, first)
     progress.close()
     return summary
-
-
-def _open_engine(comm: MPI.Comm, reducer: str, length: int, quorum: int, first: int, lag_limit: int,
-                 replica: Replica) -> GradientEngine:
-    # Separate communicators keep vote messages and reductions from ever matching each other. Rank 0's
-    # state is what a worker that fell too far behind is brought back with.
-    snapshot = (lambda: encode(replica.state())) if comm.rank == 0 else None
-    return GradientEngine(comm.Dup(), REDUCERS[reducer](comm.Dup(), length), quorum, first_step=first,
-                          lag_limit=lag_limit, snapshot=snapshot)
 
 
 def _offer(engine: GradientEngine, step: int, buf: np.ndarray, rank: int, everyone: bool) -> Handle:

@@ -32,13 +32,18 @@ def _grid(n: int, rows_per_panel: int = 1) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes
 
 
+def save(fig: plt.Figure, path: Path, *, whole_legend: bool = False) -> Path:
+    """Lay out, write and close a figure; `whole_legend` keeps legends drawn below the axes in the picture."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight" if whole_legend else None)
+    plt.close(fig)
+    return path
+
+
 def _finish(fig: plt.Figure, axes: np.ndarray, used: int, path: Path) -> Path:
     for ax in axes.flat[used:]:
         ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # legends below the axes stay in the picture
-    plt.close(fig)
-    return path
+    return save(fig, path, whole_legend=True)
 
 
 def _colors(stats: list[GroupStats]) -> dict[str, tuple]:
@@ -101,10 +106,7 @@ def arrival_cdf(stats: list[GroupStats], path: Path) -> Path | None:
     for ax in axes.flat:
         if not ax.lines and ax.get_visible():
             ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _cdf_lines(ax: plt.Axes, kth: np.ndarray, workers: int) -> None:
@@ -191,10 +193,7 @@ def b_tradeoff(stats: list[GroupStats], path: Path, predicted: dict[tuple, float
     used = {(divmod(i, cols)[0] * 2 + r, divmod(i, cols)[1]) for i in range(len(by_panel)) for r in (0, 1)}
     for (r, c), ax in np.ndenumerate(axes):
         ax.set_visible((r, c) in used)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, whole_legend=True)
 
 
 def _key(s: GroupStats) -> tuple:
@@ -221,7 +220,4 @@ def calibration_scatter(cal: Calibration, path: Path) -> Path | None:
            ylabel="simulated mean step time, ms", title="simulator vs measured runs")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -127,7 +127,7 @@ def projection_plot(projections: list[Projection], path: Path) -> Path | None:
         return None
     import matplotlib.pyplot as plt
 
-    from backupsgd.report.plots import DPI, PANEL_H, PANEL_W
+    from backupsgd.report.plots import PANEL_H, PANEL_W, save
 
     fig, axes = plt.subplots(1, len(projections), figsize=(PANEL_W * len(projections), PANEL_H), squeeze=False)
     for ax, proj in zip(axes.flat, projections):
@@ -145,7 +145,4 @@ def projection_plot(projections: list[Projection], path: Path) -> Path | None:
                ylabel="gradients/s relative to sync")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,13 +53,10 @@ class Grid:
 
 def load_grid(path: str | Path) -> Grid:
     """Parse and validate a grid file; any problem raises ConfigError naming the fix."""
+    from backupsgd.config import read_toml  # lazy: keeps `backupsgd --help` light
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid file {str(path)!r} not found; pass an existing .toml file to backupsgd sweep")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"grid file {path} is not valid TOML ({exc}); fix the line it names") from None
+    raw = read_toml(path, "grid file", "pass an existing .toml file to backupsgd sweep")
     extra = sorted(set(raw) - {"sweep"})
     if extra or not isinstance(raw.get("sweep"), dict):
         what = f"top-level key {extra[0]!r}" if extra else "no [sweep] table"
