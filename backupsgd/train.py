@@ -49,6 +49,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if writer else None
     progress = Progress(wl.steps - first, enabled=rank == 0 and config.output.progress)
     timings: dict[int, StepTiming] = {}
+    nonfinite_steps: list[int] = []  # the steps whose local gradient was not finite
     start = time.perf_counter()
 
     def update_and_log(d: Decision, timing: StepTiming) -> None:
@@ -117,8 +118,11 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
                 # non-finite one is not offered at all.
                 watchdog.doing(f"waiting for the decision on step {step}")
                 t1 = time.perf_counter()
+                finite = bool(np.isfinite(buf.sum()))  # one pass; a NaN or Inf anywhere makes the sum non-finite
+                if not finite:  # kept here too: a step decided before this rank declines it never hears of it
+                    nonfinite_steps.append(step)
                 try:
-                    decision = _offer(engine, step, buf, rank, quorum == workers).wait()
+                    decision = _offer(engine, step, buf, finite, rank, quorum == workers).wait()
                 except Resynced:
                     continue
                 # Update and log.
@@ -127,14 +131,15 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
             watchdog.doing("finishing: closing the exchange")
         watchdog.doing("finishing: gathering every rank's results")
         check.close()
-        summary = _finish(config, comm, replica, data, writer, timings, time.perf_counter() - start, quorum, first)
+        summary = _finish(config, comm, replica, data, writer, timings, nonfinite_steps,
+                          time.perf_counter() - start, quorum, first)
     progress.close()
     return summary
 
 
-def _offer(engine: GradientEngine, step: int, buf: np.ndarray, rank: int, everyone: bool) -> Handle:
+def _offer(engine: GradientEngine, step: int, buf: np.ndarray, finite: bool, rank: int, everyone: bool) -> Handle:
     """Submit a finite gradient; a non-finite one is declined (backup) or stops the run (sync)."""
-    if np.isfinite(buf.sum()):  # one pass; a NaN or Inf anywhere makes the sum non-finite
+    if finite:
         return engine.submit(step, buf)
     if everyone:
         raise RunFault(f"non-finite gradient on rank {rank} at step {step}; with N = P every gradient is "
@@ -150,13 +155,14 @@ def _resume(comm: MPI.Comm, run_dir: Path, settings: dict, replica: Replica) -> 
     return step
 
 
-def _finish(config, comm, replica, data, writer, timings, wall_s, quorum, first) -> dict:
+def _finish(config, comm, replica, data, writer, timings, nonfinite_steps, wall_s, quorum, first) -> dict:
     """Gather every rank's digests and timings to rank 0 and write the summary."""
     digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
     per_rank = comm.gather({
         "rank": comm.rank,
         "compute_s": [timings[s].compute_s for s in sorted(timings)],
         "delay_s": [timings[s].delay_s for s in sorted(timings)],
+        "nonfinite_steps": nonfinite_steps,
     }, root=0)
     if writer is None:
         return {}
@@ -169,7 +175,9 @@ def _finish(config, comm, replica, data, writer, timings, wall_s, quorum, first)
         "dropped_gradients": dropped, "dropped_fraction": dropped / (comm.size * steps),
         "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
         "straggler": config.straggler.straggler, "model": config.workload.model,
-        "reducer": config.faults.reducer, "resumed_from": first if config.faults.resume else None,
+        "reducer": config.faults.reducer,
+        "nonfinite_gradients": [[r["rank"], st] for r in per_rank for st in r["nonfinite_steps"]],
+        "resumed_from": first if config.faults.resume else None,
         "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
         "run_dir": str(writer.path),
     }

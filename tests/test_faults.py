@@ -80,12 +80,15 @@ def test_nonfinite_gradient_in_backup_is_dropped_and_logged(tmp_path):
     steps = read_steps(out)
     for s in steps[3:7]:
         assert 2 not in s["members"] and len(s["members"]) == 3, s
-    logged = sorted(tuple(x) for s in steps for x in s["nonfinite"])
-    # Rank 2 logs a NaN for every step of 3-6 it computed; on a loaded machine it can still be catching up
-    # and skip a step that was decided without it (compute_s null in ranks.jsonl), which logs nothing.
+    # Every rank records the steps whose gradient it found non-finite: rank 2 for each step of 3-6 it
+    # computed (on a loaded machine it can skip one decided without it: compute_s null in ranks.jsonl).
     rank2 = next(r for r in map(json.loads, (out / "ranks.jsonl").read_text().splitlines()) if r["rank"] == 2)
     computed = [(2, s) for s in range(3, 7) if rank2["compute_s"][s] is not None]
-    assert computed and logged == computed, (logged, computed)
+    assert computed and [tuple(x) for x in summary["nonfinite_gradients"]] == computed, summary
+    # The step log names those the coordinator heard of by the time it decided (a step decided before
+    # rank 2 declined it never hears); never one that was not injected.
+    logged = sorted(tuple(x) for s in steps for x in s["nonfinite"])
+    assert set(logged) <= set(computed), (logged, computed)
     assert len(set(summary["param_digests"])) == 1
     assert np.isfinite(np.load(out / "params.npy")).all()
     expected = replay(_workload(out), [s["members"] for s in steps])
