@@ -1,7 +1,9 @@
-"""Simulator checks against closed forms: exponential and Pareto order statistics, the network formulas."""
+"""Simulator checks against closed forms: order statistics (restart model), a Markov chain and a hand-worked
+schedule (carry-over model), the network formulas, and the calibration's fits."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
@@ -11,7 +13,9 @@ from click.testing import CliRunner
 
 from backupsgd.errors import ConfigError
 from backupsgd.sim import NetConfig, SimConfig, predict_step_time, simulate
+from backupsgd.sim.calibrate import Measured, as_measured, calibrate
 from backupsgd.sim.cli import simulate_command
+from backupsgd.sim.model import schedule
 from backupsgd.sim.recommend import progress_per_step
 
 NO_NET = NetConfig(model_mb=0, latency_us=0)
@@ -30,13 +34,70 @@ def _pareto_order_stat(scale: float, alpha: float, p: int, n: int) -> float:
     return scale * math.exp(lg(p + 1) + lg(j - 1 / alpha) - lg(j) - lg(p + 1 - 1 / alpha))
 
 
+def _carry_over_moments(mean: float, p: int, n: int) -> tuple[float, float]:
+    """Mean and variance of a carry-over step with exponential delays, no compute and a free network.
+
+    Memorylessness makes every step after the first alike: at a decision the b = P - n late workers
+    are each still on a stale step with an Exp(mean) remainder, and the n members start afresh. A late
+    worker must finish (rate 1/mean) and then compute the new step (rate 1/mean again); the step ends
+    at the n-th offer. State (s stale, f fresh, d offered): leave after Exp with rate (s + f)/mean.
+    """
+    @functools.cache
+    def moments(s: int, f: int, d: int) -> tuple[float, float]:  # E[T], E[T^2] from this state
+        if d == n:
+            return 0.0, 0.0
+        rate = (s + f) / mean
+        m1 = m2 = 0.0
+        for prob, nxt in ((s / (s + f), (s - 1, f + 1, d)), (f / (s + f), (s, f - 1, d + 1))):
+            if prob:
+                r1, r2 = moments(*nxt)
+                m1 += prob * r1
+                m2 += prob * (r2 + 2 * r1 / rate)
+        return 1 / rate + m1, 2 / rate**2 + m2
+
+    m1, m2 = moments(p - n, n, 0)
+    return m1, m2 - m1 * m1
+
+
 @pytest.mark.parametrize("p,n", [(10, 1), (10, 7), (16, 16), (50, 25), (50, 45)])
-def test_backup_matches_exponential_order_statistic(p, n):
+def test_restart_backup_matches_exponential_order_statistic(p, n):
     steps, mean = 3000, 0.02
-    pred = predict_step_time("backup", p, p - n, f"exp:mean={mean}", 0.0, NO_NET, steps=steps, seed=3)
+    pred = predict_step_time("backup", p, p - n, f"exp:mean={mean}", 0.0, NO_NET, steps=steps, seed=3, restart=True)
     expected, var = _exp_order_stat(mean, p, n)
     assert pred.n == n and pred.workers == p
     assert abs(pred.step_s - expected) < 4 * math.sqrt(var / steps)
+
+
+@pytest.mark.parametrize("p,n", [(2, 1), (10, 7), (16, 16), (50, 25), (50, 45)])
+def test_carry_over_backup_matches_the_markov_chain(p, n):
+    steps, mean = 3000, 0.02
+    pred = predict_step_time("backup", p, p - n, f"exp:mean={mean}", 0.0, NO_NET, steps=steps, seed=3)
+    expected, var = _carry_over_moments(mean, p, n)
+    first, _ = _exp_order_stat(mean, p, n)  # step 0: nobody is late yet
+    assert abs(pred.step_s - (first + (steps - 1) * expected) / steps) < 4 * math.sqrt(var / steps)
+    if n < p:  # late workers are late again: slower than the restart model's order statistic
+        assert expected > first
+
+
+def test_carry_over_matches_a_hand_worked_schedule():
+    # P = 3, N = 2, exchange 1 s; times[t][i]: what worker i takes if it computes step t.
+    times = np.array([[10.0, 2, 3], [1, 4, 2], [1, 3, 5], [2, 1, 6]])
+    plan = schedule(times, 2, 1.0)
+    # step 0: all start at 0, offers (10, 2, 3); decided at 3 (2nd offer), applied at 4; worker 0 is
+    #   late and stays on step 0 until 10.
+    # step 1: workers 1, 2 start at 4: offers (-, 8, 6); decided at 8, applied at 9. Worker 0, busy
+    #   until 10, never sees step 1.
+    # step 2: workers 1, 2 start at 9, worker 0 at 10 (its stale step done, step 1 already decided):
+    #   offers (11, 12, 14); decided at 12, applied at 13; worker 2 is late, until 14.
+    # step 3: workers 0, 1 start at 13, worker 2 at 14: offers (15, 14, 20); decided at 15, applied at 16.
+    np.testing.assert_array_equal(plan.applied_s, [4, 9, 13, 16])
+    np.testing.assert_array_equal(plan.step_s, [4, 5, 4, 3])
+    # worker 0 applies steps 0 and 1 when its stale step ends at 10, then 2 and 3 on time
+    np.testing.assert_array_equal(plan.observed_s, [10, 10, 13, 16])
+    # restarting every step, each step is the 2nd smallest of its row plus the exchange
+    np.testing.assert_array_equal(schedule(times, 2, 1.0, restart=True).step_s, [4, 3, 4, 3])
+    # read as the report reads a run with an evaluation every 2 steps: the gap into step 2 is left out
+    assert as_measured(plan.observed_s, 2) == pytest.approx((0 + 3) / 2)
 
 
 @pytest.mark.parametrize("p", [1, 8, 64])
@@ -106,10 +167,11 @@ def test_recommends_no_backups_without_stragglers():
 
 
 def test_recommends_backups_under_pareto_tail_as_the_exact_expectation_does():
+    # the exact expectation is the restart model's: every step an independent order statistic
     p, scale, alpha, compute, backups = 100, 0.01, 2.0, 0.05, (0, 2, 10, 40)
     net = NetConfig()
     config = SimConfig(workers=(p,), backups=backups, modes=("backup",), straggler=f"pareto:scale={scale},alpha={alpha}",
-                       compute_s=compute, steps=400, seed=11, net=net)
+                       compute_s=compute, steps=400, seed=11, net=net, restart=True)
     result = simulate(config)
     ring = 2 * (p - 1) * 50e-6 + 2 * (p - 1) / p * 10 * 2**20 / 1.25e9
     exact = {b: (p - b) / (compute + _pareto_order_stat(scale, alpha, p, p - b) + ring + 100e-6) for b in backups}
@@ -177,3 +239,35 @@ def test_bad_direct_calls_raise_config_error():
     with pytest.raises(ConfigError, match="bandwidth"):
         NetConfig(bandwidth_gbps=0)
     assert np.isfinite(predict_step_time("ps-async", 1, 0, "none", 0.0, NO_NET, steps=1).step_s)
+
+
+def test_calibration_fits_each_family_on_seeds_0_and_1_alone():
+    # No stragglers: a sync step is compute + exchange overhead. ps-async's 4 workers run in lockstep,
+    # each iteration compute + a round trip (nothing queues), so 4 updates land per iteration: with
+    # 401 updates the 400 gaps span 100 iterations.
+    c, sync_o, async_o = 0.004, 0.003, 0.002
+    runs = [Measured(f"sync{s}", "sync", 4, 0, "none", s, 50, 1, c, c + sync_o) for s in range(3)]
+    runs += [Measured(f"async{s}", "ps-async", 4, 0, "none", s, 401, 1, c, (c + async_o) / 4) for s in range(3)]
+    runs.append(Measured("backup", "backup", 4, 1, "none", 0, 50, 1, c, 2 * (c + sync_o)))
+    cal = calibrate(runs)
+    assert cal.overhead_s == {(4, "ps-async"): pytest.approx(async_o), (4, "sync"): pytest.approx(sync_o)}
+    assert cal.fitted_on == {(4, "ps-async"): "ps-async runs, seeds 0-1", (4, "sync"): "sync runs, seeds 0-1"}
+    assert {r.run.name for r in cal.rows if r.in_sample} == {"sync0", "sync1", "async0", "async1"}
+    # seed 2 of each is predicted out of sample, exactly; backup takes sync's overhead, and is 2x off here
+    errors = {r.run.name: r.error for r in cal.rows if not r.in_sample}
+    assert errors == {"sync2": pytest.approx(0, abs=1e-9), "async2": pytest.approx(0, abs=1e-9),
+                      "backup": pytest.approx(-0.5)}
+    assert cal.within(out_of_sample=True) == (2, 3)
+
+
+def test_cli_restart_flag_changes_backup_rows_only():
+    # a small gradient: with a slow exchange a late worker is done before the next step starts anyway
+    def rows(*flags):
+        args = ["--workers", "12", "--backups", "0,3", "--steps", "60", "--model-mb", "0.01", *flags]
+        out = CliRunner().invoke(simulate_command, args).output
+        return {tuple(line.split()[:3]): line for line in out.splitlines()[1:] if not line.startswith("recommendation")}
+
+    carry, restart = rows(), rows("--restart")
+    assert carry.keys() == restart.keys()
+    for key in carry:  # only a mode that drops late workers can carry a stale step over
+        assert (carry[key] == restart[key]) == (key[0] not in ("backup", "ps-backup") or key[2] == "0"), key

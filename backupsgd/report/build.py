@@ -34,7 +34,7 @@ def measured(run: Run) -> Measured | None:
         return None
     return Measured(str(run.path), run.mode, run.workers, run.backups, run.straggler, run.seed,
                     int(run.config.get("steps", run.summary.get("steps", 1))), int(run.config.get("servers") or 1),
-                    compute_s, step_s)
+                    compute_s, step_s, eval_every=int(run.config.get("eval_every") or 0))
 
 
 def build_report(root: Path, target: float | None = None, scale: bool = True) -> Report:
@@ -116,29 +116,37 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
 def _calibration_markdown(cal: Calibration, has_plot: bool) -> list[str]:
     if not cal.rows:
         return ["## Simulator calibration", "", "No run could be predicted.", ""]
-    fitted = ", ".join(f"P={p}: {1e3 * o:.2f} ms (fitted on {cal.fitted_on[p]})" for p, o in cal.overhead_s.items())
+    what = {"sync": "exchange per step, for the synchronous modes", "ps-async": "round trip per push, for ps-async"}
+    fitted = "; ".join(f"P={p}, {what[family]}: {1e3 * o:.2f} ms (fitted on {cal.fitted_on[p, family]})"
+                       for (p, family), o in cal.overhead_s.items())
     ok, n = cal.within()
     ok_out, n_out = cal.within(out_of_sample=True)
     groups: dict[tuple, list] = defaultdict(list)
     for row in cal.rows:
         m = row.run
-        groups[(m.workers, m.straggler, m.mode, m.backups)].append(row)
+        groups[(m.workers, m.mode, m.backups, m.straggler)].append(row)
     rows = []
-    for (p, straggler, mode, b), rs in groups.items():
+    for (p, mode, b, straggler), rs in sorted(groups.items()):
         meas = statistics.mean(r.run.step_s for r in rs)
         pred = statistics.mean(r.predicted_s for r in rs)
         worst = max(rs, key=lambda r: abs(r.error)).error
+        held_out = [r.error for r in rs if not r.in_sample]
+        fit = sum(r.in_sample for r in rs)
         name = f"{mode} b={b}" if "backup" in mode else mode
-        rows.append([f"{name}, P={p}, {straggler}", str(len(rs)), f"{1e3 * statistics.mean(r.run.compute_s for r in rs):.2f}",
+        rows.append([f"{name}, P={p}, {straggler}", f"{len(rs)} ({fit} fit)" if fit else str(len(rs)),
+                     f"{1e3 * statistics.mean(r.run.compute_s for r in rs):.2f}",
                      f"{1e3 * meas:.2f}", f"{1e3 * pred:.2f}", f"{100 * (pred - meas) / meas:+.1f}%",
-                     f"{100 * worst:+.1f}%", "in sample" if rs[0].in_sample else "predicted"])
+                     f"{100 * worst:+.1f}%", f"{100 * max(held_out, key=abs):+.1f}%" if held_out else "none"])
     table = markdown_table(["configuration", "runs", "compute, ms", "measured step, ms", "simulated step, ms",
-                            "error of means", "worst run", "overhead fit"], rows)
+                            "error of means", "worst run", "worst out-of-sample run"], rows)
     lines = ["## Simulator calibration", "",
-             "Each run's mean step time predicted by `backupsgd.sim.predict_step_time` with the run's own straggler "
-             "spec and seed (the same delays it injected), its measured median compute time, and a per-P overhead "
-             f"(exchange, vote, update, Python) fitted on the sync runs: {fitted}. "
-             f"Within {100 * TOLERANCE:.0f}%: {ok}/{n} runs; out of sample (not used in the fit): {ok_out}/{n_out}.",
+             "Each run replayed by the simulator (`backupsgd.sim.calibrate`) with its own straggler spec and seed "
+             "(the delays it injected) and its measured median compute time. As in the training loop, a dropped "
+             "worker finishes its stale step and joins the first undecided one; the replay's mean step time is "
+             "read as the run's is (the logger's apply times, leaving out step 0 and the evaluation intervals). "
+             f"Everything else is one fitted overhead per P and family: {fitted}. Only the runs counted as `fit` "
+             "fitted an overhead; every other run is predicted out of sample. "
+             f"Within {100 * TOLERANCE:.0f}%: {ok}/{n} runs; out of sample (not used in any fit): {ok_out}/{n_out}.",
              "", table, ""]
     if cal.skipped:
         lines += [f"Not predicted: {len(cal.skipped)} runs ({cal.skipped[0][1]}).", ""]
@@ -179,7 +187,8 @@ def _as_json(stats: list[GroupStats], cal: Calibration) -> dict:
         } for s in stats],
         "claims": [asdict(v) for v in verdicts(stats)],
         "calibration": {
-            "overhead_s": {str(p): o for p, o in cal.overhead_s.items()},
+            "overhead_s": {f"P={p} {family}": o for (p, family), o in cal.overhead_s.items()},
+            "fitted_on": {f"P={p} {family}": on for (p, family), on in cal.fitted_on.items()},
             "rows": [asdict(r.run) | {"predicted_s": r.predicted_s, "error": r.error, "in_sample": r.in_sample}
                      for r in cal.rows],
             "skipped": cal.skipped,

@@ -201,23 +201,34 @@ def _key(s: GroupStats) -> tuple:
 
 
 def calibration_scatter(cal: Calibration, path: Path) -> Path | None:
-    """Predicted against measured mean step time per run, with the +-15% band."""
+    """Predicted against measured mean step time per run, with the +-15% band; hollow: runs that fitted
+    an overhead, filled: predicted out of sample. Log axes: ps-async's updates are 10x shorter than a step."""
     if not cal.rows:
         return None
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     modes = sorted({r.run.mode for r in cal.rows})
-    for mode in modes:
-        rows = [r for r in cal.rows if r.run.mode == mode]
-        ax.scatter([1e3 * r.run.step_s for r in rows], [1e3 * r.predicted_s for r in rows], s=22, label=mode,
-                   alpha=0.8)
+    for i, mode in enumerate(modes):
+        color = f"C{i}"
+        for fit in (False, True):
+            rows = [r for r in cal.rows if r.run.mode == mode and r.in_sample == fit]
+            if rows:
+                ax.scatter([1e3 * r.run.step_s for r in rows], [1e3 * r.predicted_s for r in rows], s=24, alpha=0.8,
+                           facecolors="none" if fit else color, edgecolors=color,
+                           label=f"{mode} (fit)" if fit else mode)
     values = [1e3 * v for r in cal.rows for v in (r.run.step_s, r.predicted_s)]
     lo, hi = min(values) * 0.8, max(values) * 1.2
-    x = np.linspace(lo, hi, 10)
+    x = np.geomspace(lo, hi, 50)
     ax.plot(x, x, color="0.2", lw=1, label="predicted = measured")
     ax.fill_between(x, x * (1 - TOLERANCE), x * (1 + TOLERANCE), color="0.5", alpha=0.15,
                     label=f"within {100 * TOLERANCE:.0f}%")
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured mean step time, ms",
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured mean step time, ms",
            ylabel="simulated mean step time, ms", title="simulator vs measured runs")
+    # plain 1-2-5 ticks: the log axes' default 10^k labels overlap at this size
+    ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if lo <= t <= hi]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_ticks(ticks, [f"{t:g}" for t in ticks])
+        axis.set_ticks([], minor=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, path)

@@ -1,9 +1,12 @@
 """Per-step time of every training mode, predicted from seeded straggler draws and the network model.
 
-Synchronous modes with backups: every step, all P workers start together at the moment the
-previous update is applied. A dropped worker abandons its computation and starts the next step
-with the others, as the real engine does (it applies the decided update and computes on fresh
-parameters), so steps are independent draws and no work carries over between them.
+Synchronous modes with backups are a discrete-event replay of the training loop (backupsgd.train):
+a worker free when an update is applied starts the next step then; a dropped worker does not
+abandon its stale step but finishes it (its whole compute and injected delay), skips every step
+decided meanwhile, and joins the first undecided step when it is done. So a late worker carries
+over and is more likely to miss the next step too. The textbook model, where all P workers restart
+together every step and steps are independent draws, stays available as `restart=True`: it is
+what order-statistics closed forms describe, and what an engine that cancels stale work would do.
 """
 
 from __future__ import annotations
@@ -69,7 +72,62 @@ def compute_times(straggler: StragglerModel, workers: int, compute_s: float, ste
     return base + np.stack([straggler.delays(t, base) for t in range(steps)])
 
 
-def predict(mode: str, times: np.ndarray, backups: int, net: NetConfig) -> Prediction:
+@dataclass(frozen=True)
+class Schedule:
+    """When each step's update is applied, overall and as worker 0 (the run's logger) sees it."""
+
+    applied_s: np.ndarray  # the decision plus the exchange: when the free workers can start the next step
+    observed_s: np.ndarray  # when worker 0 applies it: later where worker 0 was still on a stale step
+
+    @property
+    def step_s(self) -> np.ndarray:
+        """Seconds between consecutive applied updates (the first counted from time 0)."""
+        return np.diff(self.applied_s, prepend=0.0)
+
+
+def schedule(times: np.ndarray, n: int, exchange_s: float, restart: bool = False) -> Schedule:
+    """Replay steps that each take the first `n` offers.
+
+    `times[t, i]` is what worker i takes (compute + injected delay) if it computes step t. An offer
+    is made at the worker's start plus that time; the n-th earliest offer decides the step, and the
+    update is applied `exchange_s` later. Carry-over (the default): a worker starts step t at the
+    later of the previous update and the end of its own last computation, and computes step t only
+    if it starts before t is decided. `restart`: every worker starts every step at the previous update.
+    """
+    steps, workers = times.shape
+    if restart or n == workers:  # with n = P nobody is ever late, so the two models agree
+        # the n-th arrival decides the step; np.partition finds it in O(P) per step
+        kth = times.max(axis=1) if n == workers else np.partition(times, n - 1, axis=1)[:, n - 1]
+        applied = np.cumsum(kth + exchange_s)
+        return Schedule(applied, applied)
+    free = np.zeros(workers)  # when each worker ends the computation it is on
+    applied = np.empty(steps)
+    observed = np.empty(steps)
+    last = 0.0  # when the latest update was applied: no worker starts the next step before it
+    for t in range(steps):
+        offers = np.maximum(free, last) + times[t]
+        decided = np.partition(offers, n - 1)[n - 1]
+        # A worker still busy at the decision never saw step t; one free by then computed it, and
+        # ends at its offer: on time (a member) or late (it carries the stale step over).
+        free = np.where(free <= decided, offers, free)
+        last = applied[t] = decided + exchange_s
+        observed[t] = max(last, free[0])  # a busy worker applies step t once its stale step is done
+    return Schedule(applied, observed)
+
+
+def _exchange_s(mode: str, workers: int, n: int, net: NetConfig) -> float:
+    """Seconds from a synchronous step's decision to its update being applied."""
+    return {
+        "sync": ring_allreduce_s(workers, net),
+        "backup": vote_s(net) + ring_allreduce_s(workers, net),
+        "ps-sync": ps_transfer_s(workers, workers, net),
+        # a late push reaches the servers while the next step computes, and is dropped: only the
+        # N members' shards are between the decision and the next step; all P pull
+        "ps-backup": ps_transfer_s(n, workers, net),
+    }[mode]
+
+
+def predict(mode: str, times: np.ndarray, backups: int, net: NetConfig, restart: bool = False) -> Prediction:
     """Predict one mode from a drawn compute-time matrix; the same matrix serves every mode and b."""
     steps, workers = times.shape
     check_point(mode, workers, backups)
@@ -77,19 +135,19 @@ def predict(mode: str, times: np.ndarray, backups: int, net: NetConfig) -> Predi
     if mode == "ps-async":
         trace = simulate_ps_async(times, net)
         return _summary(mode, workers, 0, 1, trace.intervals_s, float(trace.staleness.mean()))
-    # the N-th arrival decides the step; np.partition finds it in O(P) per step
-    if n == workers:
-        decided = times.max(axis=1)
-    else:
-        decided = np.partition(times, n - 1, axis=1)[:, n - 1]
-    exchange = {
-        "sync": ring_allreduce_s(workers, net),
-        "backup": vote_s(net) + ring_allreduce_s(workers, net),
-        "ps-sync": ps_transfer_s(workers, workers, net),
-        # dropped workers abandon their step, so only N shards reach each server; all P pull
-        "ps-backup": ps_transfer_s(n, workers, net),
-    }[mode]
-    return _summary(mode, workers, backups, n, decided + exchange)
+    plan = schedule(times, n, _exchange_s(mode, workers, n, net), restart)
+    return _summary(mode, workers, backups, n, plan.step_s)
+
+
+def logged_times(mode: str, times: np.ndarray, backups: int, net: NetConfig) -> np.ndarray:
+    """When the run's logger applies each update, as a run's steps.jsonl records it: worker 0 in the
+    allreduce modes (late where it was on a stale step), the leading server in the ps-* modes."""
+    check_point(mode, times.shape[1], backups)
+    if mode == "ps-async":  # one update per row: a run of that many steps stops there
+        return simulate_ps_async(times, net, updates=len(times)).applied_s
+    n = times.shape[1] - backups
+    plan = schedule(times, n, _exchange_s(mode, times.shape[1], n, net))
+    return plan.observed_s if mode in ("sync", "backup") else plan.applied_s
 
 
 def _summary(mode: str, workers: int, backups: int, n: int, step_s: np.ndarray, staleness: float | None = None):
@@ -106,6 +164,7 @@ def predict_step_time(
     net: NetConfig,
     steps: int = 200,
     seed: int = 0,
+    restart: bool = False,
 ) -> Prediction:
     """Predicted step time of one configuration, to set beside a measured run with the same seed."""
     check_point(mode, workers, backups)
@@ -114,4 +173,4 @@ def predict_step_time(
     if steps < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     times = compute_times(parse_straggler(straggler_spec, seed), workers, compute_s, steps)
-    return predict(mode, times, backups, net)
+    return predict(mode, times, backups, net, restart)

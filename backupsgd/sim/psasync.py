@@ -14,11 +14,16 @@ from backupsgd.sim.network import NetConfig
 class AsyncTrace:
     """Apply times and staleness of the updates applied while every worker was still pushing."""
 
-    intervals_s: np.ndarray  # time between consecutive applied updates
+    applied_s: np.ndarray  # when each update was applied
     staleness: np.ndarray  # updates applied between a worker's pull and its own push being applied
 
+    @property
+    def intervals_s(self) -> np.ndarray:
+        """Time between consecutive applied updates (a lone update: its own time)."""
+        return np.diff(self.applied_s) if len(self.applied_s) > 1 else self.applied_s
 
-def simulate_ps_async(times: np.ndarray, net: NetConfig) -> AsyncTrace:
+
+def simulate_ps_async(times: np.ndarray, net: NetConfig, updates: int | None = None) -> AsyncTrace:
     """Replay `times[r, i]` (worker i's r-th compute time) through the server queues.
 
     Assumptions, the same link model as `ps_transfer_s`: a push reaches the servers one latency a
@@ -27,7 +32,8 @@ def simulate_ps_async(times: np.ndarray, net: NetConfig) -> AsyncTrace:
     applied when the push is received; the fresh parameters (a snapshot right after this update)
     queue FIFO on the egress link, (M/k)/B each, and reach the worker a later, which then starts
     its next compute. Simultaneous arrivals go in worker order. The run stops when the first worker
-    has pushed all its steps, so the measurement never includes the drain with fewer workers.
+    has pushed all its steps, so the measurement never includes the drain with fewer workers, or
+    after `updates` applied updates where given (a real run of that many steps stops there).
     """
     steps, workers = times.shape
     service, latency = net.shard_transfer_s, net.latency_s
@@ -48,11 +54,9 @@ def simulate_ps_async(times: np.ndarray, net: NetConfig) -> AsyncTrace:
         applied.append(ingress_free)
         read_version[i] = len(applied)
         done[i] += 1
-        if done[i] == steps:
+        if done[i] == steps or len(applied) == updates:
             break
         # pull fresh parameters, then compute the next gradient
         egress_free = (ingress_free if ingress_free > egress_free else egress_free) + service
         push(arrivals, (egress_free + latency + per_worker[i][done[i]] + latency, i))
-    apply_s = np.array(applied)
-    intervals = np.diff(apply_s) if len(apply_s) > 1 else apply_s
-    return AsyncTrace(intervals_s=intervals, staleness=np.array(staleness, dtype=float))
+    return AsyncTrace(applied_s=np.array(applied), staleness=np.array(staleness, dtype=float))

@@ -26,6 +26,7 @@ class SimConfig:
     net: NetConfig = field(default_factory=NetConfig)  # latency-bandwidth network
     objective: str = "grads-per-s"  # what the recommendation maximises; see recommend.py
     noise_scale: float | None = None  # B_noise in workers, for time-to-accuracy
+    restart: bool = False  # textbook model: all P restart every step (default: a late worker carries over)
 
     def __post_init__(self) -> None:
         if not self.workers or min(self.workers) < 1:
@@ -79,7 +80,7 @@ def simulate(config: SimConfig) -> SimResult:
     for workers in sorted(set(config.workers)):
         times = compute_times(model, workers, config.compute_s, config.steps)
         at_p = [
-            predict(mode, times, b, config.net)
+            predict(mode, times, b, config.net, config.restart)
             for mode in MODES
             if mode in config.modes
             for b in ((0,) if mode in FULL_MODES else sorted(set(config.backups)))
