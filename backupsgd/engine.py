@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
-from backupsgd.faults import RunFault
 from backupsgd.reducers import Reducer
+from backupsgd.survivors import name_the_dead, revoke
 from backupsgd.vote import COORDINATOR, REJECTED, Coordinator, Follower, Vote
 
 __all__ = ["COORDINATOR", "Decision", "EngineError", "GradientEngine", "Handle", "Resync", "Resynced"]
@@ -87,8 +87,10 @@ class GradientEngine:
     """
 
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
-                 lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None) -> None:
+                 lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
+                 reduce_comm: MPI.Comm | None = None) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
+        self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
         self._p2p = bool(getattr(reducer, "point_to_point", False))
         self._role: Coordinator | Follower | None = None  # None: sync, every rank is a member of every step
@@ -201,6 +203,14 @@ class GradientEngine:
                 self._stop = True
                 self._cv.notify_all()
 
+    def abandon(self, timeout: float = 30.0) -> None:
+        """After a process failure: fail every survivor's pending exchange and let the engine thread end."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        revoke(self._comm, self._reduce_comm)
+        self._thread.join(timeout)
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise EngineError(f"gradient engine on rank {self.rank} failed: {self._error!r}") from self._error
@@ -261,8 +271,11 @@ class GradientEngine:
             if self._role is not None:
                 self._role.shutdown(self, self._next_step)
         except BaseException as exc:  # surfaced to the training thread by decided()/wait()
+            error = name_the_dead(self._comm, exc)
+            if error is not exc:  # a rank died: make every survivor's engine fail now, not hang
+                revoke(self._comm, self._reduce_comm)
             with self._cv:
-                self._error = _name_the_dead(self._comm, exc)
+                self._error = error
                 self._cv.notify_all()
         finally:
             with self._cv:
@@ -310,24 +323,3 @@ class GradientEngine:
             self._resync = Resync(step, state)
             self._cv.notify_all()
         self._reducer.reset()  # only point-to-point reducers resynchronise; they all have reset()
-
-
-_FAILED = {getattr(MPI, name) for name in ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
-           if hasattr(MPI, name)}
-
-
-def _name_the_dead(comm: MPI.Comm, exc: BaseException) -> BaseException:
-    """Under a fault-tolerant launch (mpirun --with-ft ulfm) the launcher does not end the job when a
-    rank dies; MPI calls fail instead. Say which ranks died rather than showing an MPI error code."""
-    if not isinstance(exc, MPI.Exception) or exc.Get_error_class() not in _FAILED:
-        return exc
-    try:
-        failed = comm.Get_failed()
-        dead = MPI.Group.Translate_ranks(failed, list(range(failed.Get_size())), comm.Get_group())
-        failed.Free()
-    except MPI.Exception:
-        return exc
-    names = ", ".join(f"rank {r}" for r in sorted(dead)) or "a rank"
-    fault = RunFault(f"{names} died (MPI reports a failed process); the job stops")
-    fault.__cause__ = exc
-    return fault

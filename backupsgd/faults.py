@@ -109,10 +109,10 @@ class FaultInjector:
             return
         self._latest = step
         if self._hit("crash", step):
-            _say(f"injected crash at step {step} (SIGKILL)", self.rank)
+            say(f"injected crash at step {step} (SIGKILL)", self.rank)
             os.kill(os.getpid(), signal.SIGKILL)
         if self._hit("hang", step):  # every thread stops, the engine's too: a frozen node
-            _say(f"injected hang at step {step} (SIGSTOP; kill -CONT {os.getpid()} resumes it)", self.rank)
+            say(f"injected hang at step {step} (SIGSTOP; kill -CONT {os.getpid()} resumes it)", self.rank)
             os.kill(os.getpid(), signal.SIGSTOP)
 
     def corrupt(self, step: int, buf: np.ndarray) -> None:
@@ -124,7 +124,7 @@ class FaultInjector:
             params[0].data.view(-1)[0] += 1e-3
 
 
-def _say(message: str, rank: int) -> None:
+def say(message: str, rank: int) -> None:
     print(f"backupsgd: rank {rank}: {message}", file=sys.stderr, flush=True)
 
 
@@ -145,5 +145,10 @@ def stop_on_fault(comm: MPI.Comm) -> Iterator[None]:
         fault = _fault_in(exc)
         if fault is None:
             raise
-        _say(f"stopping the run: {fault}", comm.rank)
+        say(f"stopping the run: {fault}", comm.rank)
+        if getattr(fault, "dead", None):
+            # Ranks died under a fault-tolerant launch, and every survivor reaches this verdict itself;
+            # an MPI_Abort there sometimes leaves the launcher waiting forever, so each one just exits.
+            sys.stderr.flush()
+            os._exit(1)
         comm.Abort(1)

@@ -35,7 +35,9 @@ class AllreduceMode:
     def open_exchange(self, comm: MPI.Comm, length: int, quorum: int, reducer: str = "dense",
                       **engine_options) -> GradientEngine:
         # Separate communicators keep vote messages and reductions from ever matching each other.
-        return GradientEngine(comm.Dup(), REDUCERS[reducer](comm.Dup(), length), quorum, **engine_options)
+        reduce_comm = comm.Dup()
+        return GradientEngine(comm.Dup(), REDUCERS[reducer](reduce_comm, length), quorum, reduce_comm=reduce_comm,
+                              **engine_options)
 
 
 MODES: dict[str, Mode] = {

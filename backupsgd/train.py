@@ -14,7 +14,7 @@ from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine, Handle, Resynced
-from backupsgd.faults import FaultInjector, RunFault, parse_faults, stop_on_fault
+from backupsgd.faults import FaultInjector, RunFault, parse_faults, say as _say, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
@@ -22,6 +22,7 @@ from backupsgd.replica import Replica, pick_device
 from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter
 from backupsgd.straggler import parse_straggler
+from backupsgd.survivors import ProcessFailure, failure_in, revoke, shrink, world_ranks
 from backupsgd.watchdog import Watchdog
 
 
@@ -34,107 +35,217 @@ class StepTiming:
 
 def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     """Train on every rank of `comm`; rank 0 writes the run directory and returns the summary."""
-    rank, workers = comm.rank, comm.size
-    wl, ft = config.workload, config.faults
-    torch.set_num_threads(wl.threads)
-    mode = MODES[config.mode.mode]
-    quorum = mode.quorum(workers, config.mode.backups)
-    data, straggler = load_dataset(wl.dataset), parse_straggler(config.straggler.straggler, wl.seed)
-    faults = FaultInjector(parse_faults(ft.fault), rank)
-    replica = Replica(wl, pick_device(local_rank()))
-    settings = fingerprint(config, workers)
-    first = _resume(comm, run_dir, settings, replica) if ft.resume else 0
-    writer = RunWriter(run_dir, config.to_dict() | {"workers": workers, "quorum": quorum},
-                       resume_step=first if ft.resume else None) if rank == 0 else None
-    checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if writer else None
-    progress = Progress(wl.steps - first, enabled=rank == 0 and config.output.progress)
-    timings: dict[int, StepTiming] = {}
-    nonfinite_steps: list[int] = []  # the steps whose local gradient was not finite
-    start = time.perf_counter()
+    run = _Run(config, comm, run_dir)
+    with stop_on_fault(comm):
+        step = run.first
+        while True:
+            try:
+                run.steps_from(step)
+                summary = run.finish()
+                break
+            except Exception as exc:  # a dead rank under ULFM: go on with the survivors if N of them remain
+                if (failure := failure_in(exc)) is None:
+                    raise
+                step = run.go_on_without_the_dead(failure)
+    run.progress.close()
+    return summary
 
-    def update_and_log(d: Decision, timing: StepTiming) -> None:
-        replica.apply(d.total, d.scale)
+
+class _Run:
+    """One training run on every rank: the replica, the log and the communicator of the living ranks.
+
+    A rank keeps its MPI_COMM_WORLD rank as its identity (its minibatches, its injected delays, its name
+    in the logs) when dead ranks are shrunk away and the communicator renumbers the survivors.
+    """
+
+    def __init__(self, config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> None:
+        self.config, self.comm = config, comm
+        self.rank, self.workers = comm.rank, comm.size  # world rank and P; `comm` may shrink, these do not
+        self.living = list(range(comm.size))  # world rank of each rank of self.comm
+        self.wl, self.ft = wl, ft = config.workload, config.faults
+        torch.set_num_threads(wl.threads)
+        self.mode = MODES[config.mode.mode]
+        self.quorum = self.mode.quorum(self.workers, config.mode.backups)
+        self.data, self.straggler = load_dataset(wl.dataset), parse_straggler(config.straggler.straggler, wl.seed)
+        self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
+        self.replica = Replica(wl, pick_device(local_rank()))
+        settings = fingerprint(config, self.workers)
+        self.first = _resume(comm, run_dir, settings, self.replica) if ft.resume else 0
+        self.writer = RunWriter(run_dir, config.to_dict() | {"workers": self.workers, "quorum": self.quorum},
+                                resume_step=self.first if ft.resume else None) if self.rank == 0 else None
+        self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if self.writer else None
+        self.progress = Progress(wl.steps - self.first, enabled=self.rank == 0 and config.output.progress)
+        self.timings: dict[int, StepTiming] = {}
+        self.nonfinite_steps: list[int] = []  # the steps whose local gradient was not finite
+        self.applied = self.first  # steps applied to this replica
+        self.segments = [(self.first, self.workers)]  # (first step, living workers) after each shrink
+        self.shrinks: list[dict] = []
+        self.buf = self.replica.new_buffer()
+        self.start = time.perf_counter()
+
+    # --- the steps ---------------------------------------------------------------------------
+    def steps_from(self, first: int) -> None:
+        """Steps `first`..end on the living ranks."""
+        comm, ft = self.comm, self.ft
+        with Watchdog(comm.Dup(), ft.stall_timeout) as watchdog, ReplicaCheck(comm.Dup(), ft.check_every) as check:
+            # Rank 0's state is what a worker that fell too far behind is brought back with.
+            snapshot = (lambda: encode(self.replica.state())) if comm.rank == 0 else None
+            engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
+                                             lag_limit=ft.lag_limit, snapshot=snapshot)
+            try:
+                with engine:
+                    watchdog.describe = engine.describe
+                    self._steps(first, engine, watchdog, check)
+                    watchdog.doing("finishing: closing the exchange")
+            except Exception as exc:
+                if failure_in(exc) is not None:  # no survivor may wait on this engine: revoke its traffic
+                    engine.abandon()
+                raise
+            watchdog.doing("finishing: gathering every rank's results")
+            check.close()
+
+    def _steps(self, step: int, engine: GradientEngine, watchdog: Watchdog, check: ReplicaCheck) -> None:
+        wl, rank, buf = self.wl, self.rank, self.buf
+        everyone = self.quorum == self.comm.size
+        while step < wl.steps:
+            watchdog.step(step)
+            self.faults.at_step_start(step)  # an injected hang or crash, whether or not this rank computes it
+            # A rank that froze too long is brought back with the current state, not a backlog of updates.
+            if (resync := engine.take_resync()) is not None:
+                self.replica.load_state(decode(resync.state))
+                step = self.applied = resync.step
+                continue
+            # Steps decided without this rank (it was a dropped straggler): apply them in order, no compute.
+            if (missed := engine.decided(step)) is not None:
+                self._finish_step(missed, StepTiming(), engine, check)
+                step += 1
+                continue
+            # Compute on parameters that include every update so far.
+            t0 = time.perf_counter()
+            self.replica.compute(*self.data.sample(wl.seed, rank, step, wl.batch_size), out=buf)
+            self.faults.corrupt(step, buf)
+            compute_s = time.perf_counter() - t0
+            # Straggle: the injected delay, seeded by (seed, step), the same in every mode.
+            own = np.zeros(self.workers)
+            own[rank] = compute_s
+            delay_s = float(self.straggler.delays(step, own)[rank])
+            time.sleep(delay_s)
+            # Exchange: vote and reduce on the engine thread; a late buffer is dropped there, and a
+            # non-finite one is not offered at all.
+            watchdog.doing(f"waiting for the decision on step {step}")
+            t1 = time.perf_counter()
+            finite = bool(np.isfinite(buf.sum()))  # one pass; a NaN or Inf anywhere makes the sum non-finite
+            if not finite:  # kept here too: a step decided before this rank declines it never hears of it
+                self.nonfinite_steps.append(step)
+            try:
+                decision = _offer(engine, step, buf, finite, rank, everyone).wait()
+            except Resynced:
+                continue
+            # Update and log.
+            self._finish_step(decision, StepTiming(compute_s, delay_s, time.perf_counter() - t1), engine, check)
+            step += 1
+
+    def _finish_step(self, d: Decision, timing: StepTiming, engine: GradientEngine, check: ReplicaCheck) -> None:
+        self._update_and_log(d, timing)
+        engine.pop(d.step)  # the engine is done with `buf` once decided, so the next step reuses it
+        self.applied = d.step + 1
+        self.faults.after_apply(d.step, self.replica.params)
+        check.after(d.step + 1, self.replica.param_digest)
+        if self.checkpoints and self.checkpoints.due(d.step + 1, final=d.step + 1 == self.wl.steps):
+            self.writer.sync()  # every step before the checkpoint is on disk first
+            self.checkpoints.save(d.step + 1, self.replica.state())
+
+    def _update_and_log(self, d: Decision, timing: StepTiming) -> None:
+        wl, writer, name = self.wl, self.writer, self.living.__getitem__  # ranks of comm -> world ranks
+        self.replica.apply(d.total, d.scale)
         loss = float(d.total[-1]) * d.scale
-        timings[d.step] = timing
+        self.timings[d.step] = timing
         if writer:
+            members = [name(r) for r in d.members]
             writer.step({
-                "step": d.step, "time": time.perf_counter() - start, "members": list(d.members),
-                "dropped": [r for r in range(workers) if r not in d.members], "loss": loss,
+                "step": d.step, "time": time.perf_counter() - self.start, "members": members,
+                "dropped": [r for r in self.living if r not in members], "loss": loss,
                 "compute_s": timing.compute_s, "delay_s": timing.delay_s, "exchange_s": timing.exchange_s,
                 "vote_s": d.vote_s, "reduce_s": d.reduce_s,
-                "arrivals": {str(r): t for r, t in sorted(d.arrivals.items())},
-                "nonfinite": [list(rs) for rs in d.nonfinite], "behind": list(d.behind),
+                "arrivals": {str(name(r)): t for r, t in sorted(d.arrivals.items())},
+                "nonfinite": [[name(r), s] for r, s in d.nonfinite], "behind": [name(r) for r in d.behind],
             })
-        progress.update(loss=loss)
+        self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
-            test_loss, test_acc = replica.evaluate(data)
+            test_loss, test_acc = self.replica.evaluate(self.data)
             if writer:
-                writer.evaluation({"step": step, "time": time.perf_counter() - start,
+                writer.evaluation({"step": step, "time": time.perf_counter() - self.start,
                                    "test_loss": test_loss, "test_accuracy": test_acc})
 
-    def finish_step(d: Decision, timing: StepTiming) -> None:
-        update_and_log(d, timing)
-        engine.pop(d.step)  # the engine is done with `buf` once decided, so the next step reuses it
-        faults.after_apply(d.step, replica.params)
-        check.after(d.step + 1, replica.param_digest)
-        if checkpoints and checkpoints.due(d.step + 1, final=d.step + 1 == wl.steps):
-            writer.sync()  # every step before the checkpoint is on disk first
-            checkpoints.save(d.step + 1, replica.state())
+    # --- a dead rank -----------------------------------------------------------------------
+    def go_on_without_the_dead(self, failure: BaseException) -> int:
+        """Shrink to the survivors, who all take rank 0's state; returns the step to go on from.
 
-    buf = replica.new_buffer()
-    with stop_on_fault(comm), Watchdog(comm.Dup(), ft.stall_timeout) as watchdog, \
-            ReplicaCheck(comm.Dup(), ft.check_every) as check:
-        # Rank 0's state is what a worker that fell too far behind is brought back with.
-        snapshot = (lambda: encode(replica.state())) if rank == 0 else None
-        with mode.open_exchange(comm, len(buf), quorum, ft.reducer, first_step=first, lag_limit=ft.lag_limit,
-                                snapshot=snapshot) as engine:
-            watchdog.describe = engine.describe
-            step = first
-            while step < wl.steps:
-                watchdog.step(step)
-                faults.at_step_start(step)  # an injected hang or crash, whether or not this rank computes it
-                # A rank that froze too long is brought back with the current state, not a backlog of updates.
-                if (resync := engine.take_resync()) is not None:
-                    replica.load_state(decode(resync.state))
-                    step = resync.step
-                    continue
-                # Steps decided without this rank (it was a dropped straggler): apply them in order, no compute.
-                if (missed := engine.decided(step)) is not None:
-                    finish_step(missed, StepTiming())
-                    step += 1
-                    continue
-                # Compute on parameters that include every update so far.
-                t0 = time.perf_counter()
-                replica.compute(*data.sample(wl.seed, rank, step, wl.batch_size), out=buf)
-                faults.corrupt(step, buf)
-                compute_s = time.perf_counter() - t0
-                # Straggle: the injected delay, seeded by (seed, step), the same in every mode.
-                own = np.zeros(workers)
-                own[rank] = compute_s
-                delay_s = float(straggler.delays(step, own)[rank])
-                time.sleep(delay_s)
-                # Exchange: vote and reduce on the engine thread; a late buffer is dropped there, and a
-                # non-finite one is not offered at all.
-                watchdog.doing(f"waiting for the decision on step {step}")
-                t1 = time.perf_counter()
-                finite = bool(np.isfinite(buf.sum()))  # one pass; a NaN or Inf anywhere makes the sum non-finite
-                if not finite:  # kept here too: a step decided before this rank declines it never hears of it
-                    nonfinite_steps.append(step)
-                try:
-                    decision = _offer(engine, step, buf, finite, rank, quorum == workers).wait()
-                except Resynced:
-                    continue
-                # Update and log.
-                finish_step(decision, StepTiming(compute_s, delay_s, time.perf_counter() - t1))
-                step += 1
-            watchdog.doing("finishing: closing the exchange")
-        watchdog.doing("finishing: gathering every rank's results")
-        check.close()
-        summary = _finish(config, comm, replica, data, writer, timings, nonfinite_steps,
-                          time.perf_counter() - start, quorum, first)
-    progress.close()
-    return summary
+        Rank 0's replica is consistent with its own log (it applied every decided step in order), so
+        every survivor loads it: a survivor that was ahead of it (one more step applied) or behind it
+        (still catching up) ends up on the same step. Raises the failure when the run cannot go on.
+        """
+        before = self.living
+        revoke(self.comm)  # a survivor blocked on the old communicator fails now instead of waiting
+        self.comm = shrink(self.comm)
+        self.living = world_ranks(self.comm)
+        dead = [r for r in before if r not in self.living]
+        names = ("rank " if len(dead) == 1 else "ranks ") + ", ".join(map(str, dead)) if dead else "a rank"
+        if len(self.living) < self.quorum:
+            raise ProcessFailure(dead, f"{names} died; {len(self.living)} workers remain, fewer than the "
+                                       f"N = {self.quorum} every step needs (--backups sets how many may be lost)")
+        if 0 not in self.living:
+            raise ProcessFailure(dead, f"{names} died, rank 0 among them: it coordinates the vote and writes the "
+                                       "run directory, so the job stops")
+        state = (self.applied, encode(self.replica.state())) if self.comm.rank == 0 else None
+        step, payload = self.comm.bcast(state, root=0)
+        if self.comm.rank != 0:
+            self.replica.load_state(decode(payload))
+        self.applied = step
+        self.segments.append((step, len(self.living)))
+        if self.rank == 0:
+            self.shrinks.append({"step": step, "dead": dead, "living": self.living})
+            _say(f"{names} died; going on from step {step} with {len(self.living)} workers (ranks "
+                 f"{', '.join(map(str, self.living))}), N = {self.quorum}, b = {len(self.living) - self.quorum}",
+                 self.rank)
+        return step
+
+    # --- the summary -----------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Gather every living rank's digests and timings to rank 0 and write the summary."""
+        comm, config, replica, timings = self.comm, self.config, self.replica, self.timings
+        digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
+        per_rank = comm.gather({
+            "rank": self.rank,
+            "compute_s": [timings[s].compute_s for s in sorted(timings)],
+            "delay_s": [timings[s].delay_s for s in sorted(timings)],
+            "nonfinite_steps": self.nonfinite_steps,
+        }, root=0)
+        if self.writer is None:
+            return {}
+        wall_s = time.perf_counter() - self.start
+        test_loss, test_acc = replica.evaluate(self.data)
+        steps, first = self.wl.steps, self.first
+        # each segment of steps ran on its living workers, all but N of whom were dropped every step
+        bounds = [s for s, _ in self.segments[1:]] + [steps]
+        dropped = sum((n - self.quorum) * (end - begin) for (begin, n), end in zip(self.segments, bounds))
+        summary = {
+            "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups, "quorum": self.quorum,
+            "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
+            "dropped_gradients": dropped, "dropped_fraction": dropped / (self.workers * steps),
+            "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
+            "straggler": config.straggler.straggler, "model": config.workload.model,
+            "reducer": config.faults.reducer,
+            "nonfinite_gradients": [[r["rank"], st] for r in per_rank for st in r["nonfinite_steps"]],
+            "resumed_from": first if config.faults.resume else None,
+            # ranks that died under a fault-tolerant launch, and the step the survivors went on from
+            "shrinks": self.shrinks, "living": self.living,
+            "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
+            "run_dir": str(self.writer.path),
+        }
+        self.writer.finish(summary, replica.flat_params(), per_rank)
+        return summary
 
 
 def _offer(engine: GradientEngine, step: int, buf: np.ndarray, finite: bool, rank: int, everyone: bool) -> Handle:
@@ -153,33 +264,3 @@ def _resume(comm: MPI.Comm, run_dir: Path, settings: dict, replica: Replica) -> 
     step, payload = comm.bcast(found, root=0)
     replica.load_state(decode(payload))
     return step
-
-
-def _finish(config, comm, replica, data, writer, timings, nonfinite_steps, wall_s, quorum, first) -> dict:
-    """Gather every rank's digests and timings to rank 0 and write the summary."""
-    digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
-    per_rank = comm.gather({
-        "rank": comm.rank,
-        "compute_s": [timings[s].compute_s for s in sorted(timings)],
-        "delay_s": [timings[s].delay_s for s in sorted(timings)],
-        "nonfinite_steps": nonfinite_steps,
-    }, root=0)
-    if writer is None:
-        return {}
-    test_loss, test_acc = replica.evaluate(data)
-    steps = config.workload.steps
-    dropped = (comm.size - quorum) * steps
-    summary = {
-        "mode": config.mode.mode, "workers": comm.size, "backups": config.mode.backups, "quorum": quorum,
-        "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
-        "dropped_gradients": dropped, "dropped_fraction": dropped / (comm.size * steps),
-        "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
-        "straggler": config.straggler.straggler, "model": config.workload.model,
-        "reducer": config.faults.reducer,
-        "nonfinite_gradients": [[r["rank"], st] for r in per_rank for st in r["nonfinite_steps"]],
-        "resumed_from": first if config.faults.resume else None,
-        "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
-        "run_dir": str(writer.path),
-    }
-    writer.finish(summary, replica.flat_params(), per_rank)
-    return summary

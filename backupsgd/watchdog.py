@@ -15,6 +15,8 @@ from typing import Callable
 
 from mpi4py import MPI
 
+from backupsgd.survivors import is_process_failure
+
 TAG_PING, TAG_PONG = 31, 32
 
 
@@ -45,7 +47,11 @@ class Watchdog:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._comm.Free()
+        try:
+            self._comm.Free()
+        except MPI.Exception as exc:  # a communicator with a dead rank (ULFM) need not be freed cleanly
+            if not is_process_failure(exc):
+                raise
 
     def __enter__(self) -> "Watchdog":
         return self
@@ -55,6 +61,15 @@ class Watchdog:
 
     # --- watchdog thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._watch()
+        except MPI.Exception as exc:
+            if not is_process_failure(exc):
+                raise
+            # A rank died (a fault-tolerant launch): the training thread shrinks to the survivors and
+            # starts a new watchdog on them; this one has nobody reliable left to ask.
+
+    def _watch(self) -> None:
         last_tick = time.monotonic()
         while not self._stop.wait(self._tick):
             now = time.monotonic()

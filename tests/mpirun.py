@@ -42,9 +42,17 @@ def launch(cmd: list[str], timeout: float = 180, env: dict[str, str] | None = No
     return Result(proc.returncode, out, err)
 
 
-def mpirun(ranks: int, argv: list[str], timeout: float = 180, cwd: Path | None = None) -> Result:
-    """Run `python argv...` on `ranks` ranks under a timeout."""
-    return launch([str(BIN / "mpirun"), "--oversubscribe", "-n", str(ranks), sys.executable, *argv], timeout, cwd=cwd)
+# A fault-tolerant launch: a dead rank fails the MPI calls that involve it instead of ending the job.
+# The launcher reports a process that exits; the heartbeat detector (--mca mpi_ft_detector true) is
+# left out, since on 2 loaded cores a rank importing torch misses heartbeats and is declared dead.
+ULFM = ("--with-ft", "ulfm")
+
+
+def mpirun(ranks: int, argv: list[str], timeout: float = 180, cwd: Path | None = None,
+           launcher: tuple[str, ...] = ()) -> Result:
+    """Run `python argv...` on `ranks` ranks under a timeout (`launcher`: more mpirun options)."""
+    return launch([str(BIN / "mpirun"), "--oversubscribe", *launcher, "-n", str(ranks), sys.executable, *argv],
+                  timeout, cwd=cwd)
 
 
 def train(ranks: int, out: Path, *options: str, timeout: float = 180) -> dict:

@@ -3,6 +3,7 @@ a stall, a replica that drifts. Every rank's output and the run directory are th
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mpirun import BIN, REPO, mpi_env, mpirun, read_steps, train
+from mpirun import BIN, REPO, ULFM, mpi_env, mpirun, read_steps, train
 from reference import replay
 
 from backupsgd.config import build_config
@@ -158,6 +159,41 @@ def test_dead_rank_ends_the_job_and_resume_is_bit_identical(tmp_path):
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert "step-000000008.ckpt refused: truncated" in refused.stderr
     assert "no intact checkpoint to resume from" in refused.stderr
+
+
+def test_dead_rank_under_ulfm_is_shrunk_away_and_training_goes_on(tmp_path):
+    """Under a fault-tolerant launch, rank 2 of 5 dies at step 9 (b = 2): the survivors shrink the
+    communicator, take rank 0's state and finish; every step is recorded once, and the final parameters
+    are a single process's replay of the recorded members (world ranks, before and after the shrink)."""
+    out = tmp_path / "run"
+    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+                        "--backups", "2", "--steps", "30", "--eval-every", "0", "--straggler", "exp:mean=0.004",
+                        "--check-every", "5", "--fault", "crash:rank=2,step=9"], timeout=180, launcher=ULFM)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    assert "rank 2 died; going on from step" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["living"] == [0, 1, 3, 4] and len(summary["shrinks"]) == 1, summary["shrinks"]
+    assert summary["shrinks"][0]["dead"] == [2] and 8 <= summary["shrinks"][0]["step"] <= 10
+    assert len(summary["param_digests"]) == 4 and len(set(summary["param_digests"])) == 1
+    assert len(set(summary["optimizer_digests"])) == 1
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(30)), "each step recorded once"
+    after = summary["shrinks"][0]["step"]
+    assert all(2 not in s["members"] and 2 not in s["dropped"] for s in steps[after:])
+    assert all(len(s["members"]) == 3 for s in steps)
+    expected = replay(_workload(out), [s["members"] for s in steps])
+    np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_losing_more_ranks_than_backups_under_ulfm_stops_naming_them(tmp_path):
+    result = mpirun(4, ["-m", "backupsgd", "train", "--no-progress", "--out", str(tmp_path / "run"), "--mode",
+                        "backup", "--backups", "1", "--steps", "30", "--eval-every", "0",
+                        "--fault", "crash:rank=1,step=6;crash:rank=3,step=6"], timeout=180, launcher=ULFM)
+    assert result.returncode != 0
+    # both die at step 6; if one is detected first, the survivors shrink once, go on, and stop at the second
+    assert re.search(r"rank(s 1, 3| 1| 3) died; 2 workers remain, fewer than the N = 3 every step needs",
+                     result.stderr), result.stderr[-3000:]
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_bad_fault_options_name_the_fix():

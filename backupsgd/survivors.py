@@ -1,0 +1,94 @@
+"""Going on without dead ranks under ULFM (`mpirun --with-ft ulfm --mca mpi_ft_detector true`).
+
+Without a fault-tolerant launch the launcher ends the whole job when a rank dies, and none of this
+runs. With one, MPI calls that involve a dead rank fail with a process-failure error instead; the
+rank that sees it first revokes the communicators it uses, so every survivor's next call fails too
+and nobody waits on the dead. The survivors then shrink the communicator to themselves and agree on
+the state to go on from (see backupsgd.train).
+"""
+
+from __future__ import annotations
+
+from mpi4py import MPI
+
+from backupsgd.faults import RunFault
+
+FAILURE_CLASSES = {getattr(MPI, name) for name in ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
+                   if hasattr(MPI, name)}
+
+
+class ProcessFailure(RunFault):
+    """Ranks died. A RunFault, so a mode that cannot go on without them stops with this message."""
+
+    def __init__(self, dead: list[int], message: str) -> None:
+        super().__init__(message)
+        self.dead = dead  # MPI_COMM_WORLD ranks, so they name the same process before and after a shrink
+
+
+def is_process_failure(exc: BaseException) -> bool:
+    return isinstance(exc, MPI.Exception) and exc.Get_error_class() in FAILURE_CLASSES
+
+
+def failure_in(exc: BaseException | None) -> ProcessFailure | MPI.Exception | None:
+    """The process failure behind `exc` (following its causes), if there is one."""
+    while exc is not None:
+        if isinstance(exc, ProcessFailure) or is_process_failure(exc):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def world_ranks(comm: MPI.Comm) -> list[int]:
+    """The MPI_COMM_WORLD rank of each rank of `comm`: the names logs and messages use."""
+    group, world = comm.Get_group(), MPI.COMM_WORLD.Get_group()
+    try:
+        return [int(r) for r in MPI.Group.Translate_ranks(group, list(range(group.Get_size())), world)]
+    finally:
+        group.Free()
+        world.Free()
+
+
+def dead_ranks(comm: MPI.Comm) -> list[int]:
+    """World ranks of the processes of `comm` known to have failed ([] if none is known yet)."""
+    try:
+        failed = comm.Get_failed()
+    except (MPI.Exception, NotImplementedError):
+        return []
+    try:
+        world = MPI.COMM_WORLD.Get_group()
+        dead = MPI.Group.Translate_ranks(failed, list(range(failed.Get_size())), world)
+        world.Free()
+        return sorted(int(r) for r in dead)
+    finally:
+        failed.Free()
+
+
+def name_the_dead(comm: MPI.Comm, exc: BaseException) -> BaseException:
+    """A process-failure error from `comm` as a ProcessFailure naming the dead; other errors unchanged."""
+    if not is_process_failure(exc):
+        return exc
+    dead = dead_ranks(comm)
+    names = ", ".join(f"rank {r}" for r in dead) or "a rank"
+    failure = ProcessFailure(dead, f"{names} died (MPI reports a failed process)")
+    failure.__cause__ = exc
+    return failure
+
+
+def revoke(*comms: MPI.Comm | None) -> None:
+    """Make every pending and future call on `comms` fail on every rank (so no survivor waits on the dead)."""
+    for comm in comms:
+        if comm is None or comm == MPI.COMM_NULL:
+            continue
+        try:
+            if not comm.Is_revoked():
+                comm.Revoke()
+        except (MPI.Exception, NotImplementedError):
+            pass  # already revoked elsewhere, or no ULFM: then the launcher ends the job anyway
+
+
+def shrink(comm: MPI.Comm) -> MPI.Comm:
+    """The survivors of `comm`, as a new communicator (collective over the survivors)."""
+    revoke(comm)
+    survivors = comm.Shrink()
+    survivors.Set_errhandler(MPI.ERRORS_RETURN)
+    return survivors
