@@ -196,8 +196,9 @@ class _Run:
             raise ProcessFailure(dead, f"{names} died; {len(self.living)} workers remain, fewer than the "
                                        f"N = {self.quorum} every step needs (--backups sets how many may be lost)")
         if 0 not in self.living:
-            raise ProcessFailure(dead, f"{names} died, rank 0 among them: it coordinates the vote and writes the "
-                                       "run directory, so the job stops")
+            among = "" if dead == [0] else ", rank 0 among them"
+            raise ProcessFailure(dead, f"{names} died{among}: rank 0 coordinates the vote and writes the run "
+                                       "directory, so the job stops")
         state = (self.applied, encode(self.replica.state())) if self.comm.rank == 0 else None
         step, payload = self.comm.bcast(state, root=0)
         if self.comm.rank != 0:

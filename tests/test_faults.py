@@ -185,14 +185,18 @@ def test_dead_rank_under_ulfm_is_shrunk_away_and_training_goes_on(tmp_path):
     np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_losing_more_ranks_than_backups_under_ulfm_stops_naming_them(tmp_path):
-    result = mpirun(4, ["-m", "backupsgd", "train", "--no-progress", "--out", str(tmp_path / "run"), "--mode",
-                        "backup", "--backups", "1", "--steps", "30", "--eval-every", "0",
-                        "--fault", "crash:rank=1,step=6;crash:rank=3,step=6"], timeout=180, launcher=ULFM)
-    assert result.returncode != 0
+@pytest.mark.parametrize("backups,fault,verdict", [
     # both die at step 6; if one is detected first, the survivors shrink once, go on, and stop at the second
-    assert re.search(r"rank(s 1, 3| 1| 3) died; 2 workers remain, fewer than the N = 3 every step needs",
-                     result.stderr), result.stderr[-3000:]
+    (1, "crash:rank=1,step=6;crash:rank=3,step=6",
+     r"rank(s 1, 3| 1| 3) died; 2 workers remain, fewer than the N = 3 every step needs"),
+    (2, "crash:rank=0,step=6", r"rank 0 died: rank 0 coordinates the vote and writes the run directory"),
+])
+def test_a_run_that_cannot_go_on_under_ulfm_stops_naming_the_dead(tmp_path, backups, fault, verdict):
+    result = mpirun(4, ["-m", "backupsgd", "train", "--no-progress", "--out", str(tmp_path / "run"), "--mode",
+                        "backup", "--backups", str(backups), "--steps", "30", "--eval-every", "0", "--fault", fault],
+                    timeout=180, launcher=ULFM)
+    assert result.returncode != 0
+    assert re.search(verdict, result.stderr), result.stderr[-3000:]
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
