@@ -36,8 +36,8 @@ class AllreduceMode:
                       **engine_options) -> GradientEngine:
         # Separate communicators keep vote messages and reductions from ever matching each other.
         reduce_comm = comm.Dup()
-        return GradientEngine(comm.Dup(), REDUCERS[reducer](reduce_comm, length), quorum, reduce_comm=reduce_comm,
-                              **engine_options)
+        reducer_impl = REDUCERS[reducer](reduce_comm, length, partial=quorum < comm.Get_size())
+        return GradientEngine(comm.Dup(), reducer_impl, quorum, reduce_comm=reduce_comm, **engine_options)
 
 
 MODES: dict[str, Mode] = {

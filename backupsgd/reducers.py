@@ -37,26 +37,35 @@ def _zero(buf: np.ndarray) -> None:
     buf.view(np.uint8).fill(0)
 
 
+def written_through(length: int) -> np.ndarray:
+    """A zeroed float32 buffer whose pages are already mapped.
+
+    np.zeros would leave its pages to be faulted in by the first reduction that writes them, while
+    every other rank waits. Make these on the training thread (a reducer's constructor): a buffer
+    made on the engine thread lands in that thread's malloc arena, and glibc then maps and unmaps a
+    heap around Open MPI's temporaries in every reduction (16 MiB, 4 ranks: 1,500-2,000 page faults
+    per step on every rank, against none).
+    """
+    buf = np.empty(length, dtype=np.float32)
+    _zero(buf)
+    return buf
+
+
 class BufferPool:
     """Zeroed result buffers for steps this rank does not contribute to.
 
     A buffer is zeroed when it is given back (after its step was applied), not when taken, so a
     non-member joins the reduction at once: the memset is off the critical path of the other ranks.
-    New buffers are written through once (np.zeros would leave their pages to be faulted in inside
-    the reduction, while every other rank waits).
+    `spares` buffers are made up front (see `written_through`); more only if steps outrun them.
     """
 
     SPARES = 2  # the steady state: one reduced into while the training thread still applies the previous
+    KEPT = 4  # at most this many are kept for reuse
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, spares: int = 0) -> None:
         self.length = length
-        self._free: list[np.ndarray] = []
         self._owned: set[int] = set()
-
-    def reserve(self, count: int = SPARES) -> None:
-        """Make buffers ahead of the steps that need them; call it from the training thread."""
-        while len(self._free) < count:
-            self._free.append(self._new())
+        self._free = [self._new() for _ in range(spares)]
 
     def take(self) -> np.ndarray:
         return self._free.pop() if self._free else self._new()
@@ -64,15 +73,14 @@ class BufferPool:
     def give(self, buf: np.ndarray) -> None:
         if id(buf) not in self._owned:
             return
-        if len(self._free) < 4:
+        if len(self._free) < self.KEPT:
             _zero(buf)
             self._free.append(buf)
         else:  # dropped: a later array may get its id, and must not be mistaken for ours
             self._owned.discard(id(buf))
 
     def _new(self) -> np.ndarray:
-        buf = np.empty(self.length, dtype=np.float32)
-        _zero(buf)
+        buf = written_through(self.length)
         self._owned.add(id(buf))
         return buf
 
@@ -86,14 +94,12 @@ class DenseReducer:
 
     name = "dense"
 
-    def __init__(self, comm: MPI.Comm, length: int) -> None:
+    def __init__(self, comm: MPI.Comm, length: int, partial: bool = False) -> None:
+        """`partial`: steps may leave ranks out (N < P), so keep zero buffers ready (sync needs none)."""
         self._comm = comm
-        self._pool = BufferPool(length)
-        self._size = comm.Get_size()
-        self._partial = self._reserved = False
+        self._pool = BufferPool(length, BufferPool.SPARES if partial else 0)
 
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
-        self._partial = self._partial or len(members) < self._size
         if local is not None:
             self._comm.Allreduce(MPI.IN_PLACE, local, op=MPI.SUM)
             return local
@@ -103,14 +109,6 @@ class DenseReducer:
 
     def release(self, buf: np.ndarray) -> None:
         self._pool.give(buf)
-        if self._partial and not self._reserved:
-            # Steps leave ranks out, and any rank may be left out next: make the pool's buffers now,
-            # once, here on the training thread (sync never needs them). Not on the engine thread: a
-            # buffer made there lands in that thread's malloc arena, and glibc then maps and unmaps
-            # a heap around Open MPI's temporaries in every reduction (16 MiB, 4 ranks: 1,500-2,000
-            # page faults per step on every rank, against none).
-            self._pool.reserve()
-            self._reserved = True
 
     def close(self) -> None:
         pass
@@ -123,13 +121,15 @@ class SendPool:
     them, hence the lock.
     """
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, spares: int = 0) -> None:
         self.length = length
         self._lock = threading.Lock()
         self._owned: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
         self._sends: dict[int, list[MPI.Request]] = {}
         self._returned: list[np.ndarray] = []
         self._free: list[np.ndarray] = []
+        for _ in range(spares):
+            self._free.append(self._new())
 
     def take(self) -> np.ndarray:
         with self._lock:
@@ -140,14 +140,15 @@ class SendPool:
                     busy.append(buf)
                     continue
                 self._sends.pop(id(buf), None)
-                if len(self._free) < 4:
+                if len(self._free) < BufferPool.KEPT:
                     self._free.append(buf)
             self._returned = busy
-            if self._free:
-                return self._free.pop()
-            buf = np.empty(self.length, dtype=np.float32)
-            self._owned[id(buf)] = buf
-            return buf
+            return self._free.pop() if self._free else self._new()
+
+    def _new(self) -> np.ndarray:
+        buf = written_through(self.length)  # see there: pages mapped up front, on the training thread
+        self._owned[id(buf)] = buf
+        return buf
 
     def track(self, buf: np.ndarray, request: MPI.Request) -> None:
         with self._lock:
@@ -177,7 +178,7 @@ class MembersReducer:
     name = "members"
     point_to_point = True
 
-    def __init__(self, comm: MPI.Comm, length: int, cache_size: int = 64) -> None:
+    def __init__(self, comm: MPI.Comm, length: int, partial: bool = False, cache_size: int = 64) -> None:
         self._comm = comm  # results travel here
         self._creator = comm.Dup()  # only Create_group runs here, so its internal messages never meet results
         self._world = comm.Get_group()
@@ -186,7 +187,7 @@ class MembersReducer:
         self._cache: OrderedDict[tuple[int, ...], MPI.Comm | None] = OrderedDict()
         self._cache_size = cache_size
         self._skip: tuple[int, ...] = ()
-        self._pool = SendPool(length)
+        self._pool = SendPool(length, BufferPool.SPARES)  # every rank takes one every step, member or not
         self.created = 0  # communicators created so far (the cache's misses)
 
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None, *, step: int = 0,
@@ -243,10 +244,11 @@ class MembersReducer:
         self._world.Free()
 
 
-def _horovod(comm: MPI.Comm, length: int) -> Reducer:
+def _horovod(comm: MPI.Comm, length: int, partial: bool = False) -> Reducer:
     from backupsgd.hvd.reducer import HorovodReducer  # imports Horovod only when a run asks for it
 
-    return HorovodReducer(comm, length)
+    return HorovodReducer(comm, length, partial)
 
 
+# Each is made as REDUCERS[name](comm, length, partial): `partial` when steps may leave ranks out (N < P).
 REDUCERS = {"dense": DenseReducer, "members": MembersReducer, "horovod": _horovod}

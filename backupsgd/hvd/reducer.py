@@ -24,9 +24,9 @@ class HorovodReducer:
 
     name = "horovod"
 
-    def __init__(self, comm: MPI.Comm, length: int) -> None:
+    def __init__(self, comm: MPI.Comm, length: int, partial: bool = False) -> None:
         self._hvd = runtime.init(comm)
-        self._pool = BufferPool(length)
+        self._pool = BufferPool(length, BufferPool.SPARES if partial else 0)
 
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
         buf = local if local is not None else self._pool.take()  # the pool's buffers are already zero
