@@ -24,6 +24,16 @@ EXAMPLES = "e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,ste
 class RunFault(RuntimeError):
     """A fault the run cannot go on through: reported as one line naming the rank(s) and step, then the job aborts."""
 
+    # True where every survivor reaches the verdict itself and just exits: under ULFM an MPI_Abort
+    # from a survivor sometimes left the launcher waiting forever on the dead.
+    exit_without_abort = False
+
+
+def rank_names(ranks) -> str:
+    """'rank 3', 'ranks 1, 3' or 'no rank', sorted: how messages name a set of ranks."""
+    ranks = sorted(ranks)
+    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks)) if ranks else "no rank"
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -146,9 +156,7 @@ def stop_on_fault(comm: MPI.Comm) -> Iterator[None]:
         if fault is None:
             raise
         say(f"stopping the run: {fault}", comm.rank)
-        if getattr(fault, "dead", None):
-            # Ranks died under a fault-tolerant launch, and every survivor reaches this verdict itself;
-            # an MPI_Abort there sometimes leaves the launcher waiting forever, so each one just exits.
+        if fault.exit_without_abort:
             sys.stderr.flush()
             os._exit(1)
         comm.Abort(1)

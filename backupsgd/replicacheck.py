@@ -11,7 +11,7 @@ from typing import Callable
 
 from mpi4py import MPI
 
-from backupsgd.faults import RunFault
+from backupsgd.faults import RunFault, rank_names
 from backupsgd.polling import Backoff, wait_all
 
 TAG_DIGEST = 41
@@ -64,8 +64,8 @@ class ReplicaCheck:
         if len(groups) > 1:
             majority = max(groups.values(), key=len)
             odd = sorted(r for ranks in groups.values() if ranks is not majority for r in ranks)
-            raise RunFault(f"replica check after step {applied}: the parameters on {_names(odd)} differ from "
-                           f"those on {_names(majority)} (digests {', '.join(d[:12] for d in groups)})")
+            raise RunFault(f"replica check after step {applied}: the parameters on {rank_names(odd)} differ from "
+                           f"those on {rank_names(majority)} (digests {', '.join(d[:12] for d in groups)})")
 
     def close(self) -> None:
         """Rank 0 compares every digest still due; a set left incomplete (a rank was resynchronised
@@ -92,8 +92,3 @@ class ReplicaCheck:
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.close()
-
-
-def _names(ranks) -> str:
-    ranks = sorted(ranks)
-    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks))

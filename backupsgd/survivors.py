@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mpi4py import MPI
 
-from backupsgd.faults import RunFault
+from backupsgd.faults import RunFault, rank_names
 
 FAILURE_CLASSES = {getattr(MPI, name) for name in ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
                    if hasattr(MPI, name)}
@@ -19,6 +19,8 @@ FAILURE_CLASSES = {getattr(MPI, name) for name in ("ERR_PROC_FAILED", "ERR_PROC_
 
 class ProcessFailure(RunFault):
     """Ranks died. A RunFault, so a mode that cannot go on without them stops with this message."""
+
+    exit_without_abort = True  # every survivor reaches this verdict itself (see RunFault)
 
     def __init__(self, dead: list[int], message: str) -> None:
         super().__init__(message)
@@ -38,14 +40,22 @@ def failure_in(exc: BaseException | None) -> ProcessFailure | MPI.Exception | No
     return None
 
 
-def world_ranks(comm: MPI.Comm) -> list[int]:
-    """The MPI_COMM_WORLD rank of each rank of `comm`: the names logs and messages use."""
-    group, world = comm.Get_group(), MPI.COMM_WORLD.Get_group()
+def _to_world(group: MPI.Group) -> list[int]:
+    """The MPI_COMM_WORLD rank of each member of `group`, in group order."""
+    world = MPI.COMM_WORLD.Get_group()
     try:
         return [int(r) for r in MPI.Group.Translate_ranks(group, list(range(group.Get_size())), world)]
     finally:
-        group.Free()
         world.Free()
+
+
+def world_ranks(comm: MPI.Comm) -> list[int]:
+    """The MPI_COMM_WORLD rank of each rank of `comm`: the names logs and messages use."""
+    group = comm.Get_group()
+    try:
+        return _to_world(group)
+    finally:
+        group.Free()
 
 
 def dead_ranks(comm: MPI.Comm) -> list[int]:
@@ -55,10 +65,7 @@ def dead_ranks(comm: MPI.Comm) -> list[int]:
     except (MPI.Exception, NotImplementedError):
         return []
     try:
-        world = MPI.COMM_WORLD.Get_group()
-        dead = MPI.Group.Translate_ranks(failed, list(range(failed.Get_size())), world)
-        world.Free()
-        return sorted(int(r) for r in dead)
+        return sorted(_to_world(failed))
     finally:
         failed.Free()
 
@@ -68,7 +75,7 @@ def name_the_dead(comm: MPI.Comm, exc: BaseException) -> BaseException:
     if not is_process_failure(exc):
         return exc
     dead = dead_ranks(comm)
-    names = ", ".join(f"rank {r}" for r in dead) or "a rank"
+    names = rank_names(dead) if dead else "a rank"
     failure = ProcessFailure(dead, f"{names} died (MPI reports a failed process)")
     failure.__cause__ = exc
     return failure

@@ -14,7 +14,7 @@ from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine, Handle, Resynced
-from backupsgd.faults import FaultInjector, RunFault, parse_faults, say as _say, stop_on_fault
+from backupsgd.faults import FaultInjector, RunFault, parse_faults, rank_names, say as _say, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
@@ -191,7 +191,7 @@ class _Run:
         self.comm = shrink(self.comm)
         self.living = world_ranks(self.comm)
         dead = [r for r in before if r not in self.living]
-        names = ("rank " if len(dead) == 1 else "ranks ") + ", ".join(map(str, dead)) if dead else "a rank"
+        names = rank_names(dead) if dead else "a rank"
         if len(self.living) < self.quorum:
             raise ProcessFailure(dead, f"{names} died; {len(self.living)} workers remain, fewer than the "
                                        f"N = {self.quorum} every step needs (--backups sets how many may be lost)")

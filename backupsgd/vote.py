@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from mpi4py import MPI
 
-from backupsgd.faults import RunFault
+from backupsgd.faults import RunFault, rank_names
 from backupsgd.polling import Backoff, wait_all
 
 TAG_CTRL, TAG_DECISION, TAG_RESYNC = 11, 12, 13
@@ -93,7 +93,7 @@ class Coordinator:
             elif len(ready) >= self.quorum:
                 break
             elif len(rejected) > self.size - self.quorum:
-                raise RunFault(f"step {step}: {_names(rejected)} produced non-finite gradients; fewer than "
+                raise RunFault(f"step {step}: {rank_names(rejected)} produced non-finite gradients; fewer than "
                                f"the N = {self.quorum} finite gradients a step needs remain")
             if progressed:
                 backoff.reset(OFFERED_SPIN_S if counted_self else 0.0)
@@ -180,11 +180,12 @@ class Coordinator:
         step = self._step
         ready = {r for r, _ in self._ready.get(step, [])}
         missing = [r for r in range(self.size) if r not in ready and r not in self._rejected.get(step, [])]
-        text = f"step {step}: {len(ready)} of the N = {self.quorum} READY needed; no READY yet from {_names(missing)}"
+        text = (f"step {step}: {len(ready)} of the N = {self.quorum} READY needed; "
+                f"no READY yet from {rank_names(missing)}")
         if self.behind:
-            text += f"; behind: {_names(self.behind)}"
+            text += f"; behind: {rank_names(self.behind)}"
         if self._rejoining:
-            text += f"; rejoining: {_names(self._rejoining)} (waiting for rank 0's training thread)"
+            text += f"; rejoining: {rank_names(self._rejoining)} (waiting for rank 0's training thread)"
         return text
 
 
@@ -244,8 +245,3 @@ class Follower:
 
     def describe(self) -> str:
         return f"waiting for {self._waiting}" if self._waiting else "idle"
-
-
-def _names(ranks) -> str:
-    ranks = sorted(ranks)
-    return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(map(str, ranks)) if ranks else "no rank"
