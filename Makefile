@@ -36,7 +36,7 @@ test: $(HVD_STAMP)
 
 bench: $(HVD_STAMP)
 	mkdir -p results/bench
-	$(MPIRUN) -n 4 $(BIN)/backupsgd bench exchange --sizes 1,16,64 --json results/bench/exchange.json
+	$(MPIRUN) -n 4 $(BIN)/backupsgd bench exchange --sizes 1,16,64 --repeats 9 --json results/bench/exchange.json
 	$(BIN)/backupsgd bench ps --workers 2,4,8 --servers 1,2,4 --size-mb 8 --repeats 5 --json results/bench/ps.json
 
 # A grid that finishes in about a minute, then its report.
