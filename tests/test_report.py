@@ -24,7 +24,7 @@ OVERHEAD = 0.002  # sync runs step in COMPUTE + OVERHEAD: the calibration must r
 
 def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, evals: list[tuple[int, float, float]],
               final_acc: float, steps_per_s: float, step_s: float, steps: int = 12, eval_every: int = 4,
-              straggler: str = "none") -> Path:
+              straggler: str = "none", reducer: str = "dense") -> Path:
     """A run directory as `backupsgd train` writes it, with chosen numbers."""
     run = root / name
     run.mkdir(parents=True)
@@ -32,7 +32,7 @@ def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, eval
               "workload": {"model": "mlp", "dataset": "digits", "batch_size": 32, "lr": 0.1, "optimizer": "sgd",
                            "momentum": 0.9, "steps": steps, "seed": seed, "eval_every": eval_every, "threads": 1},
               "straggler": {"straggler": straggler}, "output": {"out": str(run), "progress": False},
-              "workers": P, "quorum": P - backups}
+              "faults": {"reducer": reducer}, "workers": P, "quorum": P - backups}
     (run / "config.json").write_text(json.dumps(config))
     # Steps exactly `step_s` apart, except that a step logged after an evaluation also pays 1 s for it.
     t, lines = 0.0, []
@@ -159,6 +159,30 @@ def test_report_writes_tables_and_plots(runs_root):
     sync = next(c for c in data["configurations"] if c["mode"] == "sync")
     assert sync["time_to_target_s"] == {"mean": 2.5, "best": 2.0, "worst": 3.0, "n": 2}
     assert all(math.isfinite(r["error"]) for r in data["calibration"]["rows"])
+
+
+def test_calibration_rows_keep_configurations_that_differ_beyond_mode_apart(runs_root):
+    # the same mode and b through another reducer, stepping slower: its own row, its own error
+    for seed in (0, 1):
+        write_run(runs_root, f"h{seed}", mode="backup", backups=1, seed=seed, evals=[(4, 1.0, 0.9)], final_acc=0.9,
+                  steps_per_s=30.0, step_s=0.012, reducer="horovod")
+    text = build_report(runs_root).markdown.read_text()
+    calibration = text[text.index("## Simulator calibration"):]
+    predicted = COMPUTE + OVERHEAD
+    for label, step_s in (("backup b=1, P=3, none", 0.008), ("backup b=1 reducer=horovod, P=3, none", 0.012)):
+        error = f"{100 * (predicted - step_s) / step_s:+.1f}%"
+        assert f"| {label} | 2 | " in calibration and error in calibration, (label, error)
+
+
+def test_horovod_runs_are_predicted_as_sync_without_being_fitted_on(runs_root):
+    write_run(runs_root, "hvd0", mode="horovod", backups=0, seed=0, evals=[(4, 1.0, 0.9)], final_acc=0.9,
+              steps_per_s=30.0, step_s=2 * (COMPUTE + OVERHEAD))  # twice sync's step: a fit on it would move
+    runs, _ = load_runs(runs_root)
+    cal = calibrate([measured(r) for r in runs])
+    assert cal.overhead_s[P, "sync"] == pytest.approx(OVERHEAD) and not cal.skipped
+    row = next(r for r in cal.rows if r.run.mode == "horovod")
+    assert not row.in_sample and row.predicted_s == pytest.approx(COMPUTE + OVERHEAD)
+    assert row.error == pytest.approx(-0.5)
 
 
 def test_report_of_nothing_names_the_fix(tmp_path):

@@ -108,12 +108,12 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
             "Mean with min-max bars over seeds; `sync` is its own marker at b=0; dashed: the calibrated simulator.",
             "", "![b trade-off](b_tradeoff.png)", "",
             "## Does the paper's claim hold here?", "", claims_markdown(stats), "",
-            *_calibration_markdown(cal, "calibration.png" in figures),
+            *_calibration_markdown(cal, "calibration.png" in figures, stats),
             *_scale_markdown(projections)]
     return "\n".join(out)
 
 
-def _calibration_markdown(cal: Calibration, has_plot: bool) -> list[str]:
+def _calibration_markdown(cal: Calibration, has_plot: bool, stats: list[GroupStats]) -> list[str]:
     if not cal.rows:
         return ["## Simulator calibration", "", "No run could be predicted.", ""]
     what = {"sync": "exchange per step, for the synchronous modes", "ps-async": "round trip per push, for ps-async"}
@@ -121,19 +121,21 @@ def _calibration_markdown(cal: Calibration, has_plot: bool) -> list[str]:
                        for (p, family), o in cal.overhead_s.items())
     ok, n = cal.within()
     ok_out, n_out = cal.within(out_of_sample=True)
+    # Rows follow the report's configurations, so options beyond mode and b (a reducer, say) stay apart.
+    label_of = {str(run.path): s.group.label for s in stats for run in s.group.runs}
     groups: dict[tuple, list] = defaultdict(list)
     for row in cal.rows:
         m = row.run
-        groups[(m.workers, m.mode, m.backups, m.straggler)].append(row)
+        groups[(m.workers, m.mode, m.backups, m.straggler, label_of.get(m.name, ""))].append(row)
     rows = []
-    for (p, mode, b, straggler), rs in sorted(groups.items()):
+    for (p, mode, b, straggler, label), rs in sorted(groups.items()):
         meas = statistics.mean(r.run.step_s for r in rs)
         pred = statistics.mean(r.predicted_s for r in rs)
         worst = max(rs, key=lambda r: abs(r.error)).error
         held_out = [r.error for r in rs if not r.in_sample]
         fit = sum(r.in_sample for r in rs)
         name = f"{mode} b={b}" if "backup" in mode else mode
-        rows.append([f"{name}, P={p}, {straggler}", f"{len(rs)} ({fit} fit)" if fit else str(len(rs)),
+        rows.append([label or f"{name}, P={p}, {straggler}", f"{len(rs)} ({fit} fit)" if fit else str(len(rs)),
                      f"{1e3 * statistics.mean(r.run.compute_s for r in rs):.2f}",
                      f"{1e3 * meas:.2f}", f"{1e3 * pred:.2f}", f"{100 * (pred - meas) / meas:+.1f}%",
                      f"{100 * worst:+.1f}%", f"{100 * max(held_out, key=abs):+.1f}%" if held_out else "none"])
