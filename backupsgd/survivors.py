@@ -70,13 +70,17 @@ def dead_ranks(comm: MPI.Comm) -> list[int]:
         failed.Free()
 
 
+def dead_names(dead: list[int]) -> str:
+    """How messages name the dead: 'rank 2', 'ranks 1, 3', or 'a rank' while MPI cannot say which."""
+    return rank_names(dead) if dead else "a rank"
+
+
 def name_the_dead(comm: MPI.Comm, exc: BaseException) -> BaseException:
     """A process-failure error from `comm` as a ProcessFailure naming the dead; other errors unchanged."""
     if not is_process_failure(exc):
         return exc
     dead = dead_ranks(comm)
-    names = rank_names(dead) if dead else "a rank"
-    failure = ProcessFailure(dead, f"{names} died (MPI reports a failed process)")
+    failure = ProcessFailure(dead, f"{dead_names(dead)} died (MPI reports a failed process)")
     failure.__cause__ = exc
     return failure
 

@@ -14,7 +14,7 @@ from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine, Handle, Resynced
-from backupsgd.faults import FaultInjector, RunFault, parse_faults, rank_names, say as _say, stop_on_fault
+from backupsgd.faults import FaultInjector, RunFault, parse_faults, say as _say, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
@@ -22,7 +22,7 @@ from backupsgd.replica import Replica, pick_device
 from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter
 from backupsgd.straggler import parse_straggler
-from backupsgd.survivors import ProcessFailure, failure_in, revoke, shrink, world_ranks
+from backupsgd.survivors import ProcessFailure, dead_names, failure_in, shrink, world_ranks
 from backupsgd.watchdog import Watchdog
 
 
@@ -78,8 +78,7 @@ class _Run:
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []  # the steps whose local gradient was not finite
         self.applied = self.first  # steps applied to this replica
-        self.segments = [(self.first, self.workers)]  # (first step, living workers) after each shrink
-        self.shrinks: list[dict] = []
+        self.shrinks: list[dict] = []  # each time dead ranks were shrunk away: the step gone on from, who
         self.buf = self.replica.new_buffer()
         self.start = time.perf_counter()
 
@@ -187,11 +186,10 @@ class _Run:
         (still catching up) ends up on the same step. Raises the failure when the run cannot go on.
         """
         before = self.living
-        revoke(self.comm)  # a survivor blocked on the old communicator fails now instead of waiting
-        self.comm = shrink(self.comm)
+        self.comm = shrink(self.comm)  # revokes the old one first: a survivor blocked on it fails now
         self.living = world_ranks(self.comm)
         dead = [r for r in before if r not in self.living]
-        names = rank_names(dead) if dead else "a rank"
+        names = dead_names(dead)
         if len(self.living) < self.quorum:
             raise ProcessFailure(dead, f"{names} died; {len(self.living)} workers remain, fewer than the "
                                        f"N = {self.quorum} every step needs (--backups sets how many may be lost)")
@@ -204,9 +202,8 @@ class _Run:
         if self.comm.rank != 0:
             self.replica.load_state(decode(payload))
         self.applied = step
-        self.segments.append((step, len(self.living)))
+        self.shrinks.append({"step": step, "dead": dead, "living": self.living})
         if self.rank == 0:
-            self.shrinks.append({"step": step, "dead": dead, "living": self.living})
             _say(f"{names} died; going on from step {step} with {len(self.living)} workers (ranks "
                  f"{', '.join(map(str, self.living))}), N = {self.quorum}, b = {len(self.living) - self.quorum}",
                  self.rank)
@@ -229,8 +226,9 @@ class _Run:
         test_loss, test_acc = replica.evaluate(self.data)
         steps, first = self.wl.steps, self.first
         # each segment of steps ran on its living workers, all but N of whom were dropped every step
-        bounds = [s for s, _ in self.segments[1:]] + [steps]
-        dropped = sum((n - self.quorum) * (end - begin) for (begin, n), end in zip(self.segments, bounds))
+        segments = [(first, self.workers)] + [(s["step"], len(s["living"])) for s in self.shrinks]
+        bounds = [begin for begin, _ in segments[1:]] + [steps]
+        dropped = sum((n - self.quorum) * (end - begin) for (begin, n), end in zip(segments, bounds))
         summary = {
             "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups, "quorum": self.quorum,
             "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
