@@ -29,7 +29,7 @@ def _exchange_time(comm: MPI.Comm, mode: str, backups: int, buf: np.ndarray, ite
                    reducer: str = "dense") -> float:
     quorum = MODES[mode].quorum(comm.size, backups)
     with MODES[mode].open_exchange(comm, len(buf), quorum, reducer) as engine:
-        engine.submit(0, buf).wait()  # warm-up: the first step allocates the engine's result buffers
+        engine.submit(0, buf).wait()  # warm-up: MPI's first use of this size, the members reducer's first communicator
         engine.pop(0)
 
         def one_step(i: int) -> None:

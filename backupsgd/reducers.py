@@ -67,6 +67,11 @@ class BufferPool:
         self._owned: set[int] = set()
         self._free = [self._new() for _ in range(spares)]
 
+    @classmethod
+    def for_exchange(cls, length: int, partial: bool) -> "BufferPool":
+        """The pool of a reducer whose steps may leave ranks out (`partial`: N < P); sync never takes one."""
+        return cls(length, cls.SPARES if partial else 0)
+
     def take(self) -> np.ndarray:
         return self._free.pop() if self._free else self._new()
 
@@ -95,9 +100,8 @@ class DenseReducer:
     name = "dense"
 
     def __init__(self, comm: MPI.Comm, length: int, partial: bool = False) -> None:
-        """`partial`: steps may leave ranks out (N < P), so keep zero buffers ready (sync needs none)."""
         self._comm = comm
-        self._pool = BufferPool(length, BufferPool.SPARES if partial else 0)
+        self._pool = BufferPool.for_exchange(length, partial)
 
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
         if local is not None:

@@ -26,7 +26,7 @@ class HorovodReducer:
 
     def __init__(self, comm: MPI.Comm, length: int, partial: bool = False) -> None:
         self._hvd = runtime.init(comm)
-        self._pool = BufferPool(length, BufferPool.SPARES if partial else 0)
+        self._pool = BufferPool.for_exchange(length, partial)
 
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
         buf = local if local is not None else self._pool.take()  # the pool's buffers are already zero
