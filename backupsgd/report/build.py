@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,21 +120,19 @@ def _calibration_markdown(cal: Calibration, has_plot: bool, stats: list[GroupSta
                        for (p, family), o in cal.overhead_s.items())
     ok, n = cal.within()
     ok_out, n_out = cal.within(out_of_sample=True)
-    # Rows follow the report's configurations, so options beyond mode and b (a reducer, say) stay apart.
-    label_of = {str(run.path): s.group.label for s in stats for run in s.group.runs}
-    groups: dict[tuple, list] = defaultdict(list)
-    for row in cal.rows:
-        m = row.run
-        groups[(m.workers, m.mode, m.backups, m.straggler, label_of.get(m.name, ""))].append(row)
+    # One row per configuration of the report, so options beyond mode and b (a reducer, say) stay apart.
+    row_of = {r.run.name: r for r in cal.rows}
     rows = []
-    for (p, mode, b, straggler, label), rs in sorted(groups.items()):
+    for s in stats:
+        rs = [row_of[str(run.path)] for run in s.group.runs if str(run.path) in row_of]
+        if not rs:
+            continue
         meas = statistics.mean(r.run.step_s for r in rs)
         pred = statistics.mean(r.predicted_s for r in rs)
         worst = max(rs, key=lambda r: abs(r.error)).error
         held_out = [r.error for r in rs if not r.in_sample]
         fit = sum(r.in_sample for r in rs)
-        name = f"{mode} b={b}" if "backup" in mode else mode
-        rows.append([label or f"{name}, P={p}, {straggler}", f"{len(rs)} ({fit} fit)" if fit else str(len(rs)),
+        rows.append([s.group.label, f"{len(rs)} ({fit} fit)" if fit else str(len(rs)),
                      f"{1e3 * statistics.mean(r.run.compute_s for r in rs):.2f}",
                      f"{1e3 * meas:.2f}", f"{1e3 * pred:.2f}", f"{100 * (pred - meas) / meas:+.1f}%",
                      f"{100 * worst:+.1f}%", f"{100 * max(held_out, key=abs):+.1f}%" if held_out else "none"])
