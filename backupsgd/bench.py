@@ -71,13 +71,15 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
     rows = []
     for size in sizes_mib:
         buf = np.random.default_rng(comm.rank).standard_normal(int(size * MIB) // 4).astype(np.float32)
-        samples: dict[str, list[float]] = {"mpi": [], "backup": [], "members": [], "sync": []}
+        samples: dict[str, list[float]] = {"mpi": [], "backup": [], "members": [], "shm": [], "sync": []}
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)  # warm-up
         for _ in range(repeats):  # interleaved, so drift on a shared machine hits every variant alike
             samples["mpi"].append(_timed(comm, iters, lambda i: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)))
             samples["backup"].append(_exchange_time(comm, "backup", backups, buf, iters))
             # backup with the members-only reducer: N ranks reduce, b receive the result by message
             samples["members"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="members"))
+            # backup with the shared-memory reducer: members' buffers summed slice by slice in place
+            samples["shm"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="shm"))
             samples["sync"].append(_exchange_time(comm, "sync", 0, buf, iters))
             if hvd is not None:  # Horovod's allreduce of the same buffer (in place, as the MPI one)
                 tensor = torch.from_numpy(buf)
@@ -87,12 +89,15 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
                     _exchange_time(comm, "backup", backups, buf, iters, reducer="horovod"))
         med = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
         rows.append({"size_mib": size, "ranks": comm.size, "backups": backups, "mpi_ms": med["mpi"],
-                     "backup_ms": med["backup"], "members_ms": med["members"], "sync_ms": med["sync"],
+                     "backup_ms": med["backup"], "members_ms": med["members"], "shm_ms": med["shm"],
+                     "sync_ms": med["sync"],
                      "backup_over_mpi": med["backup"] / med["mpi"], "members_over_mpi": med["members"] / med["mpi"],
+                     "shm_over_mpi": med["shm"] / med["mpi"],
                      "sync_over_mpi": med["sync"] / med["mpi"],
                      # None without Horovod: hvd = its allreduce, backup_hvd = backup with --reducer horovod
                      "hvd_ms": med.get("hvd"), "backup_hvd_ms": med.get("backup_hvd"),
-                     "backup_over_hvd": med["backup"] / med["hvd"] if hvd is not None else None})
+                     "backup_over_hvd": med["backup"] / med["hvd"] if hvd is not None else None,
+                     "shm_over_hvd": med["shm"] / med["hvd"] if hvd is not None else None})
     return rows
 
 
@@ -103,50 +108,57 @@ def bench_straggler(comm: MPI.Comm, size_mib: float, steps: int, compute_s: floa
     slow = comm.size - 1
     out = {"size_mib": size_mib, "ranks": comm.size, "backups": backups, "compute_s": compute_s,
            "delay_s": delay_s, "slow_rank": slow}
-    for name, mode, b, reducer in (("sync", "sync", 0, "dense"), ("backup", "backup", backups, "dense"),
-                                   ("members", "backup", backups, "members")):
+    variants = (("sync", "sync", 0, "dense"), ("backup", "backup", backups, "dense"),
+                ("members", "backup", backups, "members"), ("shm", "backup", backups, "shm"))
+    for name, mode, b, reducer in variants:
         for label, delay in (("clean", 0.0), ("straggler", delay_s)):
             quorum = MODES[mode].quorum(comm.size, b)
             with MODES[mode].open_exchange(comm, len(buf), quorum, reducer) as engine:
                 out[f"{name}_{label}_ms"] = 1e3 * _straggling_step_time(engine, comm, buf, steps, compute_s,
                                                                        slow, delay)
-    for name in ("sync", "backup", "members"):
+    for name, *_ in variants:
         out[f"{name}_slowdown"] = out[f"{name}_straggler_ms"] / out[f"{name}_clean_ms"]
     return out
 
 
 def format_rows(rows: list[dict], straggler: dict | None) -> str:
-    lines = [f"{'MiB':>6} {'ranks':>5} {'mpi ms':>9} {'backup ms':>10} {'members ms':>11} {'sync ms':>9} "
-             f"{'backup/mpi':>11} {'members/mpi':>12} {'sync/mpi':>9} {'hvd ms':>9} {'backup/hvd':>11} "
-             f"{'bk+hvd ms':>10}"]
-    for r in rows:
-        lines.append(f"{r['size_mib']:>6g} {r['ranks']:>5} {r['mpi_ms']:>9.2f} {r['backup_ms']:>10.2f} "
-                     f"{r['members_ms']:>11.2f} {r['sync_ms']:>9.2f} {r['backup_over_mpi']:>10.2f}x "
-                     f"{r['members_over_mpi']:>11.2f}x {r['sync_over_mpi']:>8.2f}x" + _hvd_columns(r))
-    if rows and rows[0]["hvd_ms"] is None:
+    """Two tables: the median time of each exchange, then each as a multiple of raw MPI and of Horovod."""
+    hvd = bool(rows) and rows[0]["hvd_ms"] is not None
+    times = [("mpi", "mpi_ms"), ("hvd", "hvd_ms"), ("backup", "backup_ms"), ("backup shm", "shm_ms"),
+             ("backup members", "members_ms"), ("backup hvd", "backup_hvd_ms"), ("sync", "sync_ms")]
+    ratios = [("backup/mpi", "backup_over_mpi"), ("shm/mpi", "shm_over_mpi"), ("members/mpi", "members_over_mpi"),
+              ("sync/mpi", "sync_over_mpi"), ("backup/hvd", "backup_over_hvd"), ("shm/hvd", "shm_over_hvd")]
+    if not hvd:
+        times = [(label, key) for label, key in times if "hvd" not in label]
+        ratios = [(label, key) for label, key in ratios if "hvd" not in label]
+    lines = ["exchange time, ms (median over repeats; backup: b = "
+             f"{rows[0]['backups'] if rows else '-'}, reducer dense unless named)" if rows else "no sizes measured",
+             _table(rows, times, "{:.2f}")]
+    lines += ["", "as a multiple of the raw MPI_Allreduce" + (" and of Horovod's allreduce" if hvd else ""),
+              _table(rows, ratios, "{:.2f}x")]
+    if rows and not hvd:
         from backupsgd.hvd.runtime import BUILD_HINT
 
         lines.append(f"hvd columns skipped (--no-horovod, or Horovod not importable here: {BUILD_HINT})")
     if straggler:
-        s = straggler
-        lines += [
-            "",
-            f"step time, {s['ranks']} ranks, {s['size_mib']:g} MiB, compute {1e3 * s['compute_s']:.0f} ms, "
-            f"rank {s['slow_rank']} delayed {1e3 * s['delay_s']:.0f} ms per step:",
-            f"  sync:          clean {s['sync_clean_ms']:8.2f} ms   straggler {s['sync_straggler_ms']:8.2f} ms"
-            f"   ({s['sync_slowdown']:.2f}x)",
-            f"  backup (b={s['backups']}):  clean {s['backup_clean_ms']:8.2f} ms   straggler "
-            f"{s['backup_straggler_ms']:8.2f} ms   ({s['backup_slowdown']:.2f}x)",
-            f"  members (b={s['backups']}): clean {s['members_clean_ms']:8.2f} ms   straggler "
-            f"{s['members_straggler_ms']:8.2f} ms   ({s['members_slowdown']:.2f}x)",
-        ]
+        s, b = straggler, straggler["backups"]
+        lines += ["", f"step time, {s['ranks']} ranks, {s['size_mib']:g} MiB, compute {1e3 * s['compute_s']:.0f} ms, "
+                      f"rank {s['slow_rank']} delayed {1e3 * s['delay_s']:.0f} ms per step:"]
+        for name, label in (("sync", "sync:"), ("backup", f"backup (b={b}):"), ("members", f"members (b={b}):"),
+                            ("shm", f"shm (b={b}):")):
+            if f"{name}_clean_ms" in s:  # json written before the shm reducer has no shm row
+                lines.append(f"  {label:<15} clean {s[f'{name}_clean_ms']:8.2f} ms   straggler "
+                             f"{s[f'{name}_straggler_ms']:8.2f} ms   ({s[f'{name}_slowdown']:.2f}x)")
     return "\n".join(lines)
 
 
-def _hvd_columns(r: dict) -> str:
-    if r["hvd_ms"] is None:
-        return f" {'-':>9} {'-':>11} {'-':>10}"
-    return f" {r['hvd_ms']:>9.2f} {r['backup_over_hvd']:>10.2f}x {r['backup_hvd_ms']:>10.2f}"
+def _table(rows: list[dict], columns: list[tuple[str, str]], cell: str) -> str:
+    widths = [max(len(label), 9) for label, _ in columns]
+    lines = [f"{'MiB':>6} {'ranks':>5} " + " ".join(f"{label:>{w}}" for (label, _), w in zip(columns, widths))]
+    for r in rows:
+        lines.append(f"{r['size_mib']:>6g} {r['ranks']:>5} "
+                     + " ".join(f"{cell.format(r[key]):>{w}}" for (_, key), w in zip(columns, widths)))
+    return "\n".join(lines)
 
 
 def write_json(path: str, rows: list[dict], straggler: dict | None) -> None:

@@ -34,7 +34,8 @@ def _train_options(fn):
         click.option("--progress/--no-progress", default=None, help="Progress bar on rank 0."),
         click.option("--reducer", type=str, help="dense (default): allreduce over all ranks, non-members adding "
                      "zeros | members: only each step's members reduce, so a frozen worker blocks nobody | "
-                     "horovod: as dense, through Horovod's allreduce."),
+                     "horovod: as dense, through Horovod's allreduce | shm: members' buffers summed in the node's shared "
+                     "memory (fastest on one machine; hierarchical across machines)."),
         click.option("--lag-limit", type=int, help="members reducer: steps a frozen worker may fall behind before "
                      "it is sent the current state instead of a backlog (default 20)."),
         click.option("--stall-timeout", type=float, help="Seconds a step may make no progress before every rank "

@@ -14,7 +14,7 @@ from backupsgd.errors import ConfigError
 MODES = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
 PS_MODES = ("ps-sync", "ps-backup", "ps-async")  # ranks 0..servers-1 hold parameter shards, the rest compute
 MODELS = {"mlp": "digits", "cnn": "digits", "logreg": "synthetic", "resnet": "cifar"}
-REDUCERS = ("dense", "members", "horovod")
+REDUCERS = ("dense", "members", "horovod", "shm")
 
 
 @dataclass

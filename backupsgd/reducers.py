@@ -254,5 +254,11 @@ def _horovod(comm: MPI.Comm, length: int, partial: bool = False) -> Reducer:
     return HorovodReducer(comm, length, partial)
 
 
+def _shared_memory(comm: MPI.Comm, length: int, partial: bool = False) -> Reducer:
+    from backupsgd.shm_reducer import SharedMemoryReducer  # that module builds on this one's BufferPool
+
+    return SharedMemoryReducer(comm, length, partial)
+
+
 # Each is made as REDUCERS[name](comm, length, partial): `partial` when steps may leave ranks out (N < P).
-REDUCERS = {"dense": DenseReducer, "members": MembersReducer, "horovod": _horovod}
+REDUCERS = {"dense": DenseReducer, "members": MembersReducer, "horovod": _horovod, "shm": _shared_memory}

@@ -33,7 +33,9 @@ def choose_run_dir(out: str, label: str, resume: bool = False) -> Path:
         return Path(out)
     if out:
         path = Path(out)
-        if (path / "steps.jsonl").exists() or (path / "summary.json").exists():
+        steps = path / "steps.jsonl"
+        # A run stopped before its first step (a refused setting) leaves an empty log: its --out is reused.
+        if (steps.exists() and steps.stat().st_size > 0) or (path / "summary.json").exists():
             raise ConfigError(f"run directory {path} already holds a run; pass a new --out DIR or remove it")
         return path
     stamp = time.strftime("%Y%m%d-%H%M%S")

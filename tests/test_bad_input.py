@@ -29,3 +29,18 @@ def test_bad_input_exits_2_on_every_rank_with_one_line(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "steps.jsonl").exists(), "no step may run on bad input"
+
+
+def test_out_dir_of_a_finished_run_is_refused_but_one_that_never_stepped_is_reused(tmp_path):
+    from backupsgd.errors import ConfigError
+    from backupsgd.rundir import choose_run_dir
+
+    never = tmp_path / "never"
+    never.mkdir()
+    (never / "steps.jsonl").write_text("")  # stopped before its first step
+    assert choose_run_dir(str(never), "label") == never
+    stepped = tmp_path / "stepped"
+    stepped.mkdir()
+    (stepped / "steps.jsonl").write_text('{"step": 0}\n')
+    with pytest.raises(ConfigError, match="already holds a run; pass a new --out DIR"):
+        choose_run_dir(str(stepped), "label")

@@ -120,12 +120,16 @@ def test_horovodrun_gloo_launch_is_refused_with_the_fix(tmp_path):
 def test_bench_table_has_horovod_columns_or_says_why_not():
     from backupsgd.bench import format_rows
 
-    row = {"size_mib": 1, "ranks": 4, "backups": 1, "mpi_ms": 1.0, "backup_ms": 1.5, "members_ms": 2.0, "sync_ms": 1.1,
-           "backup_over_mpi": 1.5, "members_over_mpi": 2.0, "sync_over_mpi": 1.1}
-    with_hvd = format_rows([{**row, "hvd_ms": 3.0, "backup_hvd_ms": 2.5, "backup_over_hvd": 0.5}], None)
-    header, line = with_hvd.splitlines()
-    assert "hvd ms" in header and "backup/hvd" in header and "bk+hvd ms" in header
-    assert line.split()[-3:] == ["3.00", "0.50x", "2.50"]
-    without = format_rows([{**row, "hvd_ms": None, "backup_hvd_ms": None, "backup_over_hvd": None}], None)
-    assert without.splitlines()[1].split()[-3:] == ["-", "-", "-"]
-    assert "make horovod" in without.splitlines()[-1]
+    row = {"size_mib": 1, "ranks": 4, "backups": 1, "mpi_ms": 1.0, "backup_ms": 1.5, "members_ms": 2.0, "shm_ms": 0.8,
+           "sync_ms": 1.1, "backup_over_mpi": 1.5, "members_over_mpi": 2.0, "shm_over_mpi": 0.8, "sync_over_mpi": 1.1}
+    with_hvd = format_rows([{**row, "hvd_ms": 3.0, "backup_hvd_ms": 2.5, "backup_over_hvd": 0.5,
+                             "shm_over_hvd": 0.8 / 3.0}], None).splitlines()
+    times_header, times = with_hvd[1], with_hvd[2]
+    assert times_header.split()[2:5] == ["mpi", "hvd", "backup"] and "backup hvd" in times_header
+    assert times.split()[2:4] == ["1.00", "3.00"]
+    ratios_header, ratios = with_hvd[5], with_hvd[6]
+    assert ratios_header.split()[-2:] == ["backup/hvd", "shm/hvd"] and ratios.split()[-2:] == ["0.50x", "0.27x"]
+    without = format_rows([{**row, "hvd_ms": None, "backup_hvd_ms": None, "backup_over_hvd": None,
+                            "shm_over_hvd": None}], None).splitlines()
+    assert "hvd" not in without[1] and "hvd" not in without[5]
+    assert "make horovod" in without[-1]

@@ -1,6 +1,7 @@
 """Multi-rank check of the engine with any reducer: applied buffer == mean of the members' buffers.
 
 Run under mpirun (or horovodrun): python tests/mpi/engine_oracle.py STEPS BACKUPS SLOW_RANK LENGTH [REDUCER]
+(REDUCER shm:K: the shm reducer with nodes of K consecutive ranks, so the cross-node path runs on one machine)
 Every rank's buffer for a step is a known function of (rank, step), so each rank can compute the oracle
 for any member set. Checks, gathered so that every rank agrees: N members each step, the slow rank never
 one of them (it sleeps far longer than any start-up skew), the mean exact, every step seen once and in
@@ -11,11 +12,13 @@ MPI (dense) reducer's on the same member sets. Exits non-zero on any mismatch.
 import sys
 import time
 
+import backupsgd  # noqa: F401  first: it sets Open MPI options that must precede MPI's start-up in mpi4py
 import numpy as np
 from mpi4py import MPI
 
 from backupsgd.engine import GradientEngine
 from backupsgd.reducers import REDUCERS, DenseReducer
+from backupsgd.shm_reducer import SharedMemoryReducer
 
 SLOW_SLEEP_S = 0.3  # far above the scheduling stalls of a loaded, oversubscribed machine
 
@@ -74,7 +77,11 @@ def main() -> None:
     reducer_name = sys.argv[5] if len(sys.argv) > 5 else "dense"
     world = MPI.COMM_WORLD
     quorum = world.size - backups
-    with GradientEngine(world.Dup(), REDUCERS[reducer_name](world.Dup(), length), quorum) as engine:
+    if reducer_name.startswith("shm:"):
+        reducer = SharedMemoryReducer(world.Dup(), length, ranks_per_node=int(reducer_name[4:]))
+    else:
+        reducer = REDUCERS[reducer_name](world.Dup(), length)
+    with GradientEngine(world.Dup(), reducer, quorum) as engine:
         log = drive(engine, world.rank, slow, steps, length)
     errors = check(log, quorum, slow, length)
     if reducer_name != "dense":
@@ -83,10 +90,11 @@ def main() -> None:
     if any(other != mine for other in world.allgather(mine)):
         errors.append("members or applied buffers differ between ranks")
     all_errors = world.allgather(errors)
+    copied = world.allreduce(getattr(reducer, "copied_steps", 0), op=MPI.MAX)  # shm: steps with every slot held
     if world.rank == 0:
         bad = [f"rank {r}: {e}" for r, errs in enumerate(all_errors) for e in errs]
         print("\n".join(bad[:20]) if bad else f"OK {steps} steps, quorum {quorum} of {world.size}, "
-              f"reducer {reducer_name}", flush=True)
+              f"reducer {reducer_name}, copied steps {copied}", flush=True)
     if any(all_errors):
         sys.exit(1)
 

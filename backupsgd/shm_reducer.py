@@ -1,0 +1,161 @@
+"""The `shm` reducer: ranks on one machine sum a step's members through shared memory, not messages.
+
+An allreduce between processes on one machine moves every byte through shared-memory queues: a
+ring sends 2(P-1)/P of the buffer per rank, each copy made twice (in and out of the queue), and a
+non-member's zeros are summed like any gradient. Here each member copies its buffer once into a
+segment of an MPI shared-memory window; every rank (member or not) then sums its 1/P slice of the
+members' segments into a result slot, and every rank applies the step straight from that slot. A
+non-member writes nothing and adds nothing.
+
+Across machines (ranks per node equal), the ranks with the same node-local rank allreduce their
+slice between nodes before the result is read: the hierarchical allreduce of Horovod and NCCL.
+
+Like the dense reducer, every rank's engine thread must take part in every step (a frozen rank
+stops it); use the `members` reducer where a worker may hang.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+from mpi4py import MPI
+
+from backupsgd.errors import AgreedConfigError
+from backupsgd.reducers import BufferPool
+
+FLOAT = np.dtype(np.float32)
+SHM_DIR = "/dev/shm"  # where Open MPI's shared-memory windows (osc/sm) keep their backing files
+MIB = 1 << 20
+
+
+def shm_shortfall(needed: int, path: str = SHM_DIR) -> str | None:
+    """Why `needed` bytes of window would not fit in `path`'s free space, else None.
+
+    A tmpfs that runs out does not fail the allocation: the process dies of SIGBUS on the first write
+    past the end, so the space is checked up front. Containers often get a 64 MiB /dev/shm.
+    """
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None  # no such mount: Open MPI then puts the window elsewhere, and we cannot tell where
+    free = stat.f_bavail * stat.f_frsize
+    if needed <= free:
+        return None
+    return (f"the shm reducer needs {needed / MIB:,.0f} MiB of {path} on this node, {free / MIB:,.0f} MiB is free; "
+            "use --reducer dense, or give the node more shared memory (docker run --shm-size)")
+
+
+class SharedMemoryReducer:
+    """Sum of a step's members via a shared window: inputs[local rank], VIEW_SLOTS results + 1 scratch.
+
+    The training thread gets the result slot itself (no copy) and holds it until it releases it. A
+    slot is reused only when no rank of the node holds it, which the ranks agree on in the step's
+    first synchronisation (a bitwise OR of the slots each still holds). A rank already holding
+    HELD_PER_RANK slots (a straggler still computing while steps are decided without it) gets copies
+    instead, so one laggard cannot pin every slot. Should the slots still run out, the step is summed
+    into the scratch slot and every rank copies it out: slower, never wrong.
+    """
+
+    name = "shm"
+    VIEW_SLOTS = 4  # the members' current step (1, sometimes 2) and one straggler's two oldest unapplied steps
+    HELD_PER_RANK = 2
+
+    def __init__(self, comm: MPI.Comm, length: int, partial: bool = False, ranks_per_node: int | None = None) -> None:
+        # ranks_per_node: pretend nodes of that many consecutive ranks (tests the cross-node path on one machine)
+        self.length = length
+        if ranks_per_node is None:
+            self._node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+        else:
+            self._node = comm.Split(comm.rank // ranks_per_node, key=comm.rank)
+        sizes = comm.allgather(self._node.size)
+        p, me = self._node.size, self._node.rank
+        slots = self.VIEW_SLOTS + 1
+        problem = None
+        if len(set(sizes)) != 1:
+            problem = (f"the shm reducer needs the same number of ranks on every node, got {sorted(set(sizes))}; "
+                       "launch an equal number per node, or use --reducer dense")
+        elif me == 0:
+            problem = shm_shortfall(length * FLOAT.itemsize * (p + slots))
+        problems = [x for x in comm.allgather(problem) if x is not None]
+        if problems:
+            self._node.Free()
+            raise AgreedConfigError(problems[0])
+        self._cross = comm.Split(self._node.rank, key=comm.rank)  # one rank per node, all with the same slice
+        # On one node the step's synchronisations run on `comm` itself, which the engine revokes when a
+        # rank dies (ULFM), so survivors fail instead of waiting in a barrier on the dead rank.
+        self._sync = comm if self._node.size == comm.size else self._node
+        # Where every rank of `comm` sits: (its node, its local rank). A node is named by its first rank.
+        leader = self._node.bcast(comm.rank, root=0)
+        self._place = comm.allgather((leader, self._node.rank))
+        self._leader = leader
+        self._slice = slice(me * length // p, (me + 1) * length // p)
+        # Local rank 0 holds the result slots; every rank its own input segment.
+        nbytes = length * FLOAT.itemsize * (1 + (slots if me == 0 else 0))
+        self._win = MPI.Win.Allocate_shared(max(nbytes, FLOAT.itemsize), FLOAT.itemsize, comm=self._node)
+        self._inputs = [self._segment(r, 0) for r in range(p)]
+        self._results = [self._segment(0, 1 + s) for s in range(slots)]
+        self._scratch = len(self._results) - 1
+        self._held: dict[int, int] = {}  # address of a handed-out result slot -> slot, until released
+        self._lock = threading.Lock()  # the training thread releases while the engine thread reduces
+        self._copies = BufferPool(length)  # private copies of the scratch slot
+        self.copied_steps = 0  # steps this rank took a copy of, not the slot
+
+    def _segment(self, local_rank: int, index: int) -> np.ndarray:
+        mem, _ = self._win.Shared_query(local_rank)
+        whole = np.frombuffer(mem, dtype=FLOAT)
+        return whole[index * self.length:(index + 1) * self.length]
+
+    def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
+        if local is not None:
+            np.copyto(self._inputs[self._node.rank], local)
+        with self._lock:
+            held = 0
+            for slot in self._held.values():
+                held |= 1 << slot
+        # The step's first synchronisation: every input is written, and the node agrees on a free slot.
+        held = self._sync.allreduce(held, op=MPI.BOR)
+        slot = next((s for s in range(self.VIEW_SLOTS) if not held >> s & 1), self._scratch)
+        result = self._results[slot]
+        here = [self._place[m][1] for m in members if self._place[m][0] == self._leader]
+        self._sum_slice(here, result[self._slice])
+        if self._cross.size > 1:
+            self._cross.Allreduce(MPI.IN_PLACE, result[self._slice], op=MPI.SUM)
+        self._sync.Barrier()  # every slice is summed
+        with self._lock:
+            keep = slot != self._scratch and len(self._held) < self.HELD_PER_RANK
+            if keep:
+                self._held[result.ctypes.data] = slot
+        if keep:
+            return result
+        # Copied before this rank's next step starts, so before anyone writes this slot again.
+        self.copied_steps += 1
+        out = self._copies.take()
+        np.copyto(out, result)
+        return out
+
+    def _sum_slice(self, local_members: list[int], out: np.ndarray) -> None:
+        parts = [self._inputs[r][self._slice] for r in local_members]
+        if not parts:
+            out.fill(0)
+        elif len(parts) == 1:
+            np.copyto(out, parts[0])
+        else:
+            np.add(parts[0], parts[1], out=out)
+            for part in parts[2:]:
+                np.add(out, part, out=out)
+
+    def release(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if self._held.pop(buf.ctypes.data, None) is not None:
+                return
+        self._copies.give(buf)
+
+    def close(self) -> None:
+        with self._lock:
+            self._held.clear()
+        self._inputs = self._results = []
+        self._win.Free()  # collective over the node: every rank closes its exchange
+        self._cross.Free()
+        self._node.Free()
