@@ -3,10 +3,14 @@ the session that the launcher was started in (start_new_session=True) holds the 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def session_processes(sid: int) -> dict[int, str]:
@@ -40,3 +44,18 @@ def stop_job(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
         pass
     kill_session(proc.pid)
     proc.wait()
+
+
+@contextlib.contextmanager
+def launcher_tmpdir() -> Iterator[dict[str, str]]:
+    """Environment for one launch: TMPDIR in a directory of its own, removed once the job is over.
+
+    A launcher that is killed leaves its session directory behind (/tmp/ompi.<its pid>), and the next
+    launcher to get that pid fails at start ("The PMIx server's listener thread failed to start",
+    exit 213). With pid_max at 32768, pids come round within one test suite or sweep.
+    """
+    path = tempfile.mkdtemp(prefix="backupsgd-mpi-")
+    try:
+        yield {"TMPDIR": path}
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

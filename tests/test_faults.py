@@ -17,7 +17,7 @@ from reference import replay
 
 from backupsgd.config import build_config
 from backupsgd.errors import ConfigError
-from backupsgd.jobs import kill_session, session_processes
+from backupsgd.jobs import kill_session, launcher_tmpdir, session_processes
 from backupsgd.rundir import choose_run_dir
 
 
@@ -33,26 +33,27 @@ def test_frozen_worker_with_members_reducer_blocks_nobody_and_rejoins_identical(
            "--no-progress", "--out", str(out), "--mode", "backup", "--backups", "1", "--reducer", "members",
            "--lag-limit", "5", "--steps", "120", "--straggler", "exp:mean=0.01", "--eval-every", "0",
            "--check-every", "10", "--fault", "hang:rank=2,step=5"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env(),
-                            cwd=REPO, start_new_session=True)
-    try:
-        deadline, stopped, went_on = time.monotonic() + 150, [], False
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            stopped = [pid for pid, state in session_processes(proc.pid).items() if state == "T"]
-            if stopped and (out / "steps.jsonl").exists():
-                steps = read_steps(out)
-                went_on = bool(steps) and steps[-1]["step"] >= 40
-                if went_on:
-                    break
-        assert stopped and went_on, f"training did not go on without the stopped rank ({stopped})"
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        kill_session(proc.pid)  # nothing is left behind, stopped or not, whatever failed
-        if proc.poll() is None:
-            proc.communicate()
+    with launcher_tmpdir() as tmp_env:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**mpi_env(), **tmp_env}, cwd=REPO, start_new_session=True)
+        try:
+            deadline, stopped, went_on = time.monotonic() + 150, [], False
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.5)
+                stopped = [pid for pid, state in session_processes(proc.pid).items() if state == "T"]
+                if stopped and (out / "steps.jsonl").exists():
+                    steps = read_steps(out)
+                    went_on = bool(steps) and steps[-1]["step"] >= 40
+                    if went_on:
+                        break
+            assert stopped and went_on, f"training did not go on without the stopped rank ({stopped})"
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            kill_session(proc.pid)  # nothing is left behind, stopped or not, whatever failed
+            if proc.poll() is None:
+                proc.communicate()
     assert proc.returncode == 0, stderr[-4000:]
     summary = json.loads((out / "summary.json").read_text())
     assert len(set(summary["param_digests"])) == 1, summary["param_digests"]

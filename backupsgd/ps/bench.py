@@ -54,8 +54,9 @@ def run_job(workers: int, servers: int, size_mb: float, steps: int, repeats: int
         cmd = [str(_mpirun()), "--oversubscribe", "-n", str(workers + servers), sys.executable, "-m",
                "backupsgd.ps.bench_job", "--servers", str(servers), "--size-mb", str(size_mb), "--steps", str(steps),
                "--repeats", str(repeats), "--out", str(out)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                                start_new_session=True)
+        # TMPDIR: the launcher's session files go in `tmp` too, removed with it (see jobs.launcher_tmpdir)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**_env(), "TMPDIR": tmp}, start_new_session=True)
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

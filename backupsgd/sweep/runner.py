@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 from backupsgd.errors import ConfigError
-from backupsgd.jobs import stop_job
+from backupsgd.jobs import launcher_tmpdir, stop_job
 from backupsgd.sweep.grid import Grid, RunSpec, run_toml
 
 STDERR_TAIL_LINES = 12  # what a failure report shows of the run's stderr
@@ -66,9 +66,9 @@ class MpiLauncher:
     def __call__(self, spec: RunSpec, run_dir: Path, timeout_s: float) -> Outcome:
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONUNBUFFERED="1")
         err_path = run_dir / "stderr.log"
-        with (run_dir / "stdout.log").open("w") as out, err_path.open("w") as err:
+        with (run_dir / "stdout.log").open("w") as out, err_path.open("w") as err, launcher_tmpdir() as tmp_env:
             # A session of its own: on timeout or Ctrl-C stop_job reaches mpirun and every rank.
-            proc = subprocess.Popen(self.command(spec, run_dir), stdout=out, stderr=err, env=env,
+            proc = subprocess.Popen(self.command(spec, run_dir), stdout=out, stderr=err, env={**env, **tmp_env},
                                     start_new_session=True)
             try:
                 code = proc.wait(timeout=timeout_s)
