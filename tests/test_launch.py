@@ -2,12 +2,19 @@
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from mpirun import mpirun
 
-STALE_SPAN = 400  # pids after this process's that the next launcher will most likely get
+STALE_SPAN = 400  # pids after the last one given out, among which the next launcher's will most likely be
+
+
+def _last_pid() -> int:
+    proc = subprocess.Popen(["true"])  # only its number is wanted
+    proc.wait()
+    return proc.pid
 
 
 def _stale_session_dirs(base: Path, first_pid: int) -> list[Path]:
@@ -30,7 +37,7 @@ def test_a_stale_session_directory_with_the_launchers_pid_does_not_break_the_lau
     # server's listener thread failed to start"): with pid_max 32768, pids come round within a suite.
     base = Path(os.environ.get("TMPDIR", "/tmp"))
     for _ in range(3):
-        made = _stale_session_dirs(base, os.getpid())
+        made = _stale_session_dirs(base, _last_pid())
         try:
             result = mpirun(1, ["-c", "import os; print('launcher', os.getppid())"], timeout=120)
         finally:
