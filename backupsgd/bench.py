@@ -29,6 +29,7 @@ def _exchange_time(comm: MPI.Comm, mode: str, backups: int, buf: np.ndarray, ite
                    reducer: str = "dense") -> float:
     quorum = MODES[mode].quorum(comm.size, backups)
     with MODES[mode].open_exchange(comm, len(buf), quorum, reducer) as engine:
+        buf = _as_training_offers(engine, buf)
         engine.submit(0, buf).wait()  # warm-up: MPI's first use of this size, the members reducer's first communicator
         engine.pop(0)
 
@@ -39,9 +40,18 @@ def _exchange_time(comm: MPI.Comm, mode: str, backups: int, buf: np.ndarray, ite
         return _timed(comm, iters, one_step)
 
 
+def _as_training_offers(engine: GradientEngine, buf: np.ndarray) -> np.ndarray:
+    """`buf` where training would compute it: in the reducer's staging buffer if it has one (no copy)."""
+    if (staging := engine.staging_buffer()) is None:
+        return buf
+    np.copyto(staging, buf)
+    return staging
+
+
 def _straggling_step_time(engine: GradientEngine, comm: MPI.Comm, buf: np.ndarray, steps: int,
                           compute_s: float, slow_rank: int, delay_s: float) -> float:
     """The training loop's shape with a sleep for compute: missed steps are applied, not computed."""
+    buf = _as_training_offers(engine, buf)
     comm.Barrier()
     t0, step = time.perf_counter(), 0
     while step < steps:

@@ -131,6 +131,12 @@ class GradientEngine:
                 self._cv.notify_all()
         return Handle(self, step)
 
+    def staging_buffer(self) -> np.ndarray | None:
+        """Where to compute the fused gradient so that offering it costs no copy (the shm reducer's
+        shared segment), or None: then any buffer will do."""
+        stage = getattr(self._reducer, "staging_buffer", None)
+        return stage() if stage is not None else None
+
     def decided(self, step: int) -> Decision | None:
         self._serve_snapshot(step)
         with self._cv:

@@ -107,9 +107,18 @@ class SharedMemoryReducer:
         whole = np.frombuffer(mem, dtype=FLOAT)
         return whole[index * self.length:(index + 1) * self.length]
 
+    def staging_buffer(self) -> np.ndarray:
+        """This rank's input segment: a gradient computed straight into it is offered without a copy.
+
+        Safe to write whenever the training thread is not waiting on an offered step: other ranks read
+        it only while reducing a step this rank is a member of, and that ends before the step's decision.
+        """
+        return self._inputs[self._node.rank]
+
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
-        if local is not None:
-            np.copyto(self._inputs[self._node.rank], local)
+        mine = self._inputs[self._node.rank]
+        if local is not None and local.ctypes.data != mine.ctypes.data:
+            np.copyto(mine, local)
         with self._lock:
             held = 0
             for slot in self._held.values():

@@ -94,7 +94,8 @@ class _Run:
             try:
                 with engine:
                     watchdog.describe = engine.describe
-                    self._steps(first, engine, watchdog, check)
+                    staging = engine.staging_buffer()
+                    self._steps(first, engine, watchdog, check, self.buf if staging is None else staging)
                     watchdog.doing("finishing: closing the exchange")
             except Exception as exc:
                 if failure_in(exc) is not None:  # no survivor may wait on this engine: revoke its traffic
@@ -103,8 +104,10 @@ class _Run:
             watchdog.doing("finishing: gathering every rank's results")
             check.close()
 
-    def _steps(self, step: int, engine: GradientEngine, watchdog: Watchdog, check: ReplicaCheck) -> None:
-        wl, rank, buf = self.wl, self.rank, self.buf
+    def _steps(self, step: int, engine: GradientEngine, watchdog: Watchdog, check: ReplicaCheck,
+               buf: np.ndarray) -> None:
+        """Steps from `step` on; each gradient is computed into `buf` and offered from there."""
+        wl, rank = self.wl, self.rank
         everyone = self.quorum == self.comm.size
         while step < wl.steps:
             watchdog.step(step)

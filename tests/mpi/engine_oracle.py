@@ -28,8 +28,10 @@ def buffer(rank: int, step: int, length: int) -> np.ndarray:
 
 
 def drive(engine: GradientEngine, rank: int, slow: int, steps: int, length: int) -> list:
-    """The training loop's shape: missed steps are applied in order without compute."""
+    """The training loop's shape: missed steps are applied in order without compute, and a gradient is
+    written where training computes it (the reducer's staging buffer, if it has one)."""
     log, step = [], 0
+    staging = engine.staging_buffer()
     while step < steps:
         while step < steps and (d := engine.decided(step)) is not None:
             log.append((d.step, d.members, d.total.copy()))
@@ -39,7 +41,11 @@ def drive(engine: GradientEngine, rank: int, slow: int, steps: int, length: int)
             break
         if rank == slow:
             time.sleep(SLOW_SLEEP_S)
-        d = engine.submit(step, buffer(rank, step, length)).wait(timeout=60)
+        offer = buffer(rank, step, length)
+        if staging is not None:  # written while other ranks may be reducing steps decided without this one
+            np.copyto(staging, offer)
+            offer = staging
+        d = engine.submit(step, offer).wait(timeout=60)
         log.append((d.step, d.members, d.total.copy()))
         engine.pop(step)
         step += 1
