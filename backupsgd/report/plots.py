@@ -32,6 +32,10 @@ def _grid(n: int, rows_per_panel: int = 1) -> tuple[plt.Figure, np.ndarray]:
     return fig, axes
 
 
+# Where a legend drawn below its axes starts (axes fraction): under the x label, not on it.
+LEGEND_BELOW = (0.5, -0.24)
+
+
 def save(fig: plt.Figure, path: Path, *, whole_legend: bool = False) -> Path:
     """Lay out, write and close a figure; `whole_legend` keeps legends drawn below the axes in the picture."""
     fig.tight_layout()
@@ -76,7 +80,7 @@ def accuracy_vs_time(stats: list[GroupStats], path: Path) -> Path:
         ax.set_ylim(max(0.0, target - 0.5), 1.0)
         ax.set(title=_panel_title(panel), xlabel="wall-clock time, s", ylabel="test accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=LEGEND_BELOW, ncol=1, frameon=False)
     return _finish(fig, axes, len(by_panel), path)
 
 
@@ -189,7 +193,7 @@ def b_tradeoff(stats: list[GroupStats], path: Path, predicted: dict[tuple, float
         if top.lines or top.collections:
             top.legend(fontsize=8)
         if bottom.lines or bottom.collections:  # below the axes: async labels are long
-            bottom.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+            bottom.legend(fontsize=8, loc="upper center", bbox_to_anchor=LEGEND_BELOW, frameon=False)
     used = {(divmod(i, cols)[0] * 2 + r, divmod(i, cols)[1]) for i in range(len(by_panel)) for r in (0, 1)}
     for (r, c), ax in np.ndenumerate(axes):
         ax.set_visible((r, c) in used)
