@@ -98,8 +98,9 @@ class SharedMemoryReducer:
         self._results = [self._segment(0, 1 + s) for s in range(slots)]
         self._scratch = len(self._results) - 1
         self._held: dict[int, int] = {}  # address of a handed-out result slot -> slot, until released
+        self._held_bits = np.zeros(1, dtype=np.int64)  # the slots held, as bits, OR-ed over the node each step
         self._lock = threading.Lock()  # the training thread releases while the engine thread reduces
-        self._copies = BufferPool(length)  # private copies of the scratch slot
+        self._copies = BufferPool(length)  # private copies (its zeroing on give is not needed here, only harmless)
         self.copied_steps = 0  # steps this rank took a copy of, not the slot
 
     def _segment(self, local_rank: int, index: int) -> np.ndarray:
@@ -120,11 +121,10 @@ class SharedMemoryReducer:
         if local is not None and local.ctypes.data != mine.ctypes.data:
             np.copyto(mine, local)
         with self._lock:
-            held = 0
-            for slot in self._held.values():
-                held |= 1 << slot
+            self._held_bits[0] = sum(1 << slot for slot in self._held.values())
         # The step's first synchronisation: every input is written, and the node agrees on a free slot.
-        held = self._sync.allreduce(held, op=MPI.BOR)
+        self._sync.Allreduce(MPI.IN_PLACE, self._held_bits, op=MPI.BOR)
+        held = int(self._held_bits[0])
         slot = next((s for s in range(self.VIEW_SLOTS) if not held >> s & 1), self._scratch)
         result = self._results[slot]
         here = [self._place[m][1] for m in members if self._place[m][0] == self._leader]

@@ -162,14 +162,17 @@ def test_dead_rank_ends_the_job_and_resume_is_bit_identical(tmp_path):
     assert "no intact checkpoint to resume from" in refused.stderr
 
 
-def test_dead_rank_under_ulfm_is_shrunk_away_and_training_goes_on(tmp_path):
+@pytest.mark.parametrize("reducer", ["dense", "shm"])
+def test_dead_rank_under_ulfm_is_shrunk_away_and_training_goes_on(tmp_path, reducer):
     """Under a fault-tolerant launch, rank 2 of 5 dies at step 9 (b = 2): the survivors shrink the
     communicator, take rank 0's state and finish; every step is recorded once, and the final parameters
-    are a single process's replay of the recorded members (world ranks, before and after the shrink)."""
+    are a single process's replay of the recorded members (world ranks, before and after the shrink).
+    The shm reducer synchronises on the communicator the engine revokes, so no survivor waits on the dead."""
     out = tmp_path / "run"
     result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
                         "--backups", "2", "--steps", "30", "--eval-every", "0", "--straggler", "exp:mean=0.004",
-                        "--check-every", "5", "--fault", "crash:rank=2,step=9"], timeout=180, launcher=ULFM)
+                        "--check-every", "5", "--fault", "crash:rank=2,step=9", "--reducer", reducer],
+                    timeout=180, launcher=ULFM)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert "rank 2 died; going on from step" in result.stderr
     summary = json.loads((out / "summary.json").read_text())
