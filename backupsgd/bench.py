@@ -50,7 +50,13 @@ def _as_training_offers(engine: GradientEngine, buf: np.ndarray) -> np.ndarray:
 
 def _straggling_step_time(engine: GradientEngine, comm: MPI.Comm, buf: np.ndarray, steps: int,
                           compute_s: float, slow_rank: int, delay_s: float) -> float:
-    """The training loop's shape with a sleep for compute: missed steps are applied, not computed."""
+    """The training loop's shape with a sleep for compute: missed steps are applied, not computed.
+
+    Timed as the slowest of the other ranks saw it. The slow rank's own clock also holds the sleep it is
+    in when the last step is decided without it (up to compute + delay, 150 ms by default: 7.5 ms per
+    step over 20 steps, in some runs and not others), which no step waited for. In sync it is a member
+    of every step, so the others' clocks hold its delay anyway.
+    """
     buf = _as_training_offers(engine, buf)
     comm.Barrier()
     t0, step = time.perf_counter(), 0
@@ -63,7 +69,8 @@ def _straggling_step_time(engine: GradientEngine, comm: MPI.Comm, buf: np.ndarra
         engine.submit(step, buf).wait()
         engine.pop(step)
         step += 1
-    return comm.allreduce((time.perf_counter() - t0) / steps, op=MPI.MAX)
+    elapsed = (time.perf_counter() - t0) / steps
+    return comm.allreduce(0.0 if comm.rank == slow_rank else elapsed, op=MPI.MAX)
 
 
 def _horovod(comm: MPI.Comm):
