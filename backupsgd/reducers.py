@@ -30,6 +30,8 @@ class Reducer(Protocol):
     # A reducer with `point_to_point = True` delivers results to non-members by message, so the engine
     # calls it as reduce(members, local, step=, skip=, stopping=) (`skip`: ranks marked behind, sent
     # nothing) and calls reset() when this rank was resynchronised. Others are called as above.
+    # A reducer may also offer staging_buffer(): where the training thread should compute its fused
+    # gradient so that reduce() needs no copy of it (the shm reducer's segment of the node's window).
 
 
 def _zero(buf: np.ndarray) -> None:
