@@ -19,7 +19,8 @@ class Reducer(Protocol):
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None) -> np.ndarray:
         """Sum of the members' buffers; `local` is this rank's buffer if it is a member, else None.
 
-        Returns `local` itself when reduced in place, else a buffer from the reducer's pool.
+        Returns `local` itself when reduced in place, else a buffer the reducer owns (from its pool, or a
+        shared result slot) until release().
         """
 
     def release(self, buf: np.ndarray) -> None:
