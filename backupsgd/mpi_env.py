@@ -10,7 +10,7 @@ from typing import Callable, Iterator, TypeVar
 
 from mpi4py import MPI
 
-from backupsgd.errors import AgreedConfigError, ConfigError
+from backupsgd.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -54,10 +54,6 @@ def abort_on_failure(comm: MPI.Comm) -> Iterator[None]:
         yield
     except (SystemExit, KeyboardInterrupt):
         raise
-    except AgreedConfigError as exc:
-        if comm.rank == 0:
-            print(f"backupsgd: error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
     except BaseException:
         print(f"backupsgd: rank {comm.rank} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         comm.Abort(1)

@@ -22,8 +22,9 @@ import threading
 import numpy as np
 from mpi4py import MPI
 
-from backupsgd.errors import AgreedConfigError
-from backupsgd.reducers import BufferPool
+from backupsgd.errors import ConfigError
+from backupsgd.mpi_env import agree
+from backupsgd.reducers import SendPool
 
 FLOAT = np.dtype(np.float32)
 SHM_DIR = "/dev/shm"  # where Open MPI's shared-memory windows (osc/sm) keep their backing files
@@ -72,16 +73,15 @@ class SharedMemoryReducer:
         sizes = comm.allgather(self._node.size)
         p, me = self._node.size, self._node.rank
         slots = self.VIEW_SLOTS + 1
-        problem = None
-        if len(set(sizes)) != 1:
-            problem = (f"the shm reducer needs the same number of ranks on every node, got {sorted(set(sizes))}; "
-                       "launch an equal number per node, or use --reducer dense")
-        elif me == 0:
-            problem = shm_shortfall(length * FLOAT.itemsize * (p + slots))
-        problems = [x for x in comm.allgather(problem) if x is not None]
-        if problems:
-            self._node.Free()
-            raise AgreedConfigError(problems[0])
+
+        def check() -> None:
+            if len(set(sizes)) != 1:
+                raise ConfigError(f"the shm reducer needs the same number of ranks on every node, got "
+                                  f"{sorted(set(sizes))}; launch an equal number per node, or use --reducer dense")
+            if me == 0 and (shortfall := shm_shortfall(length * FLOAT.itemsize * (p + slots))):
+                raise ConfigError(shortfall)
+
+        agree(comm, check)  # a refusal on any rank: one line from rank 0, every rank exits 2, before any step
         self._cross = comm.Split(self._node.rank, key=comm.rank)  # one rank per node, all with the same slice
         # On one node the step's synchronisations run on `comm` itself, which the engine revokes when a
         # rank dies (ULFM), so survivors fail instead of waiting in a barrier on the dead rank.
@@ -100,7 +100,9 @@ class SharedMemoryReducer:
         self._held: dict[int, int] = {}  # address of a handed-out result slot -> slot, until released
         self._held_bits = np.zeros(1, dtype=np.int64)  # the slots held, as bits, OR-ed over the node each step
         self._lock = threading.Lock()  # the training thread releases while the engine thread reduces
-        self._copies = BufferPool(length)  # private copies (its zeroing on give is not needed here, only harmless)
+        # Private copies, taken here and given back by the training thread: a SendPool with no sends is a
+        # thread-safe pool that, unlike BufferPool, does not zero what is given back (a copy is overwritten).
+        self._copies = SendPool(length)
         self.copied_steps = 0  # steps this rank took a copy of, not the slot
 
     def _segment(self, local_rank: int, index: int) -> np.ndarray:
