@@ -217,6 +217,11 @@ class GradientEngine:
         revoke(self._comm, self._reduce_comm)
         self._thread.join(timeout)
 
+    def serve_snapshot(self, step: int) -> None:
+        """On the training thread, while it waits for something else with `step` updates applied: hand rank
+        0's state to the engine if a laggard is waiting to be brought back with exactly that state."""
+        self._serve_snapshot(step)
+
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise EngineError(f"gradient engine on rank {self.rank} failed: {self._error!r}") from self._error

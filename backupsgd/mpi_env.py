@@ -26,8 +26,9 @@ def check_thread_level() -> None:
         )
 
 
-def agree(comm: MPI.Comm, build: Callable[[], T]) -> T:
-    """Run `build` on every rank; if any rank hits a ConfigError, all exit 2 with one printed line.
+def agreed(comm: MPI.Comm, build: Callable[[], T]) -> T:
+    """Run `build` on every rank; if it raises ConfigError on any rank, raise it on every rank (the first
+    failing rank's message), so a rank whose own settings were fine is never left waiting for the others.
 
     Ranks can disagree (a config file present on one node only), so the verdict is collective.
     """
@@ -39,12 +40,20 @@ def agree(comm: MPI.Comm, build: Callable[[], T]) -> T:
     errors = comm.allgather(error)
     failing = [(r, e) for r, e in enumerate(errors) if e is not None]
     if failing:
-        if comm.rank == 0:
-            rank, message = failing[0]
-            where = f" (on rank {rank})" if len({e for _, e in failing}) > 1 or len(failing) < comm.size else ""
-            print(f"backupsgd: error: {message}{where}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        rank, message = failing[0]
+        where = f" (on rank {rank})" if len({e for _, e in failing}) > 1 or len(failing) < comm.size else ""
+        raise ConfigError(message + where)
     return result  # type: ignore[return-value]
+
+
+def agree(comm: MPI.Comm, build: Callable[[], T]) -> T:
+    """`agreed`, for the command line: on a ConfigError every rank exits 2, rank 0 printing one line."""
+    try:
+        return agreed(comm, build)
+    except ConfigError as exc:
+        if comm.rank == 0:
+            print(f"backupsgd: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from torch import nn
 
 from backupsgd.config import WorkloadConfig
 from backupsgd.data import Dataset
+from backupsgd.fused import FusedGradients
 from backupsgd.models import build_model
 from backupsgd.optim import build_optimizer
 
@@ -28,14 +29,15 @@ class Replica:
         self.model = build_model(workload.model, workload.seed).to(device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(workload.optimizer, self.params, workload.lr, workload.momentum)
-        self.size = sum(p.numel() for p in self.params)
+        self.fused = FusedGradients(self.params, extra=1)  # the last slot carries the minibatch loss
+        self.size = self.fused.size
         for p in self.params:
             p.grad = torch.zeros_like(p)
         self.loss_fn = nn.CrossEntropyLoss()
 
     def new_buffer(self) -> np.ndarray:
         """A fused buffer: every gradient, flattened, then the minibatch loss."""
-        return np.empty(self.size + 1, dtype=np.float32)
+        return self.fused.new_buffer()
 
     def compute(self, x: torch.Tensor, y: torch.Tensor, out: np.ndarray) -> float:
         """Forward and backward on one minibatch; writes the fused gradient into `out`, returns the loss."""
@@ -44,18 +46,13 @@ class Replica:
             p.grad.zero_()
         loss = self.loss_fn(self.model(x.to(self.device)), y.to(self.device))
         loss.backward()
-        flat = torch.cat([p.grad.reshape(-1) for p in self.params]).cpu()
-        out[:-1] = flat.numpy()
+        self.fused.pack(out)
         out[-1] = loss.item()
         return float(out[-1])
 
     def apply(self, total: np.ndarray, scale: float) -> None:
         """Apply the average `total * scale` with the optimizer (the same on every rank)."""
-        flat = torch.from_numpy(total[:-1]).to(self.device)
-        offset = 0
-        for p in self.params:
-            torch.mul(flat[offset: offset + p.numel()].view_as(p), scale, out=p.grad)
-            offset += p.numel()
+        self.fused.unpack(total, scale)
         self.optimizer.step()
 
     @torch.no_grad()

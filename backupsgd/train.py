@@ -13,11 +13,12 @@ from mpi4py import MPI
 from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load_latest
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
-from backupsgd.engine import Decision, GradientEngine, Handle, Resynced
-from backupsgd.faults import FaultInjector, RunFault, parse_faults, say as _say, stop_on_fault
+from backupsgd.engine import Decision, GradientEngine
+from backupsgd.faults import FaultInjector, parse_faults, say as _say, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
+from backupsgd.protocol import StepProtocol
 from backupsgd.replica import Replica, pick_device
 from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter
@@ -108,19 +109,22 @@ class _Run:
                buf: np.ndarray) -> None:
         """Steps from `step` on; each gradient is computed into `buf` and offered from there."""
         wl, rank = self.wl, self.rank
-        everyone = self.quorum == self.comm.size
-        while step < wl.steps:
+
+        def replay(missed: Decision) -> None:  # a step decided without this rank: applied, not computed
+            self._finish_step(missed, StepTiming(), check)
+
+        def load_state(applied: int, state: bytes) -> None:  # brought back after falling too far behind
+            self.replica.load_state(decode(state))
+            self.applied = applied
+
+        protocol = StepProtocol(engine, first_step=step, rank=rank, replay=replay, load_state=load_state)
+        while protocol.applied < wl.steps:
+            step = protocol.applied
             watchdog.step(step)
             self.faults.at_step_start(step)  # an injected hang or crash, whether or not this rank computes it
-            # A rank that froze too long is brought back with the current state, not a backlog of updates.
-            if (resync := engine.take_resync()) is not None:
-                self.replica.load_state(decode(resync.state))
-                step = self.applied = resync.step
-                continue
-            # Steps decided without this rank (it was a dropped straggler): apply them in order, no compute.
-            if (missed := engine.decided(step)) is not None:
-                self._finish_step(missed, StepTiming(), engine, check)
-                step += 1
+            # A dropped straggler applies the steps decided without it, in order, or (after falling too
+            # far behind) loads the current state it is brought back with; no compute for those.
+            if protocol.catch_up():
                 continue
             # Compute on parameters that include every update so far.
             t0 = time.perf_counter()
@@ -135,21 +139,17 @@ class _Run:
             # Exchange: vote and reduce on the engine thread; a late buffer is dropped there, and a
             # non-finite one is not offered at all.
             watchdog.doing(f"waiting for the decision on step {step}")
-            t1 = time.perf_counter()
             finite = bool(np.isfinite(buf.sum()))  # one pass; a NaN or Inf anywhere makes the sum non-finite
             if not finite:  # kept here too: a step decided before this rank declines it never hears of it
                 self.nonfinite_steps.append(step)
-            try:
-                decision = _offer(engine, step, buf, finite, rank, everyone).wait()
-            except Resynced:
-                continue
+            if (decision := protocol.exchange(buf, finite)) is None:
+                continue  # resynchronised meanwhile: compute afresh on the state loaded
             # Update and log.
-            self._finish_step(decision, StepTiming(compute_s, delay_s, time.perf_counter() - t1), engine, check)
-            step += 1
+            self._finish_step(decision, StepTiming(compute_s, delay_s, protocol.last_wait_s), check)
+            protocol.commit(decision)  # the engine is done with `buf` once decided, so the next step reuses it
 
-    def _finish_step(self, d: Decision, timing: StepTiming, engine: GradientEngine, check: ReplicaCheck) -> None:
+    def _finish_step(self, d: Decision, timing: StepTiming, check: ReplicaCheck) -> None:
         self._update_and_log(d, timing)
-        engine.pop(d.step)  # the engine is done with `buf` once decided, so the next step reuses it
         self.applied = d.step + 1
         self.faults.after_apply(d.step, self.replica.params)
         check.after(d.step + 1, self.replica.param_digest)
@@ -248,16 +248,6 @@ class _Run:
         }
         self.writer.finish(summary, replica.flat_params(), per_rank)
         return summary
-
-
-def _offer(engine: GradientEngine, step: int, buf: np.ndarray, finite: bool, rank: int, everyone: bool) -> Handle:
-    """Submit a finite gradient; a non-finite one is declined (backup) or stops the run (sync)."""
-    if finite:
-        return engine.submit(step, buf)
-    if everyone:
-        raise RunFault(f"non-finite gradient on rank {rank} at step {step}; with N = P every gradient is "
-                       "needed (--mode backup with --backups 1 or more drops such a gradient instead)")
-    return engine.reject(step)
 
 
 def _resume(comm: MPI.Comm, run_dir: Path, settings: dict, replica: Replica) -> int:

@@ -1,0 +1,61 @@
+"""backupsgd's public API, in Horovod's names: `import backupsgd.torch as hvd` turns a Horovod PyTorch script
+into one with backup workers (each step averages the first N = P - b gradients and drops the b slowest).
+
+Launch as before (`mpirun -n 5 python train.py`, or `horovodrun`); choose b with `hvd.init(backups=1)` or
+BACKUPSGD_BACKUPS=1, the reducer with `reducer=` or BACKUPSGD_REDUCER. Wrap the training loop's data in
+`hvd.skip_missed(loader)`. What differs from Horovod is documented on each name.
+"""
+
+from backupsgd.torch.collectives import (allgather, allgather_object, allreduce, allreduce_, barrier, broadcast,
+                                         broadcast_, broadcast_object, broadcast_optimizer_state,
+                                         broadcast_parameters, join)
+from backupsgd.torch.data import skip_missed
+from backupsgd.torch.ops import Adasum, Average, Compression, Sum, SyncBatchNorm
+from backupsgd.torch.optimizer import DistributedOptimizer, StepReport
+from backupsgd.torch.runtime import current as _current
+from backupsgd.torch.runtime import init, is_initialized, shutdown
+
+__all__ = ["Adasum", "Average", "Compression", "DistributedOptimizer", "StepReport", "Sum", "SyncBatchNorm",
+           "allgather", "allgather_object", "allreduce", "allreduce_", "backups", "barrier", "broadcast",
+           "broadcast_", "broadcast_object", "broadcast_optimizer_state", "broadcast_parameters", "init",
+           "is_initialized", "join", "local_rank", "local_size", "mpi_threads_supported", "nccl_built", "quorum",
+           "rank", "shutdown", "size", "skip_missed"]
+
+
+def rank() -> int:
+    """This process's rank in MPI_COMM_WORLD."""
+    return _current().rank
+
+
+def size() -> int:
+    """P: the number of ranks, every one a worker."""
+    return _current().size
+
+
+def local_rank() -> int:
+    """This process's rank among the ranks on its node (for `torch.cuda.set_device`)."""
+    return _current().local_rank
+
+
+def local_size() -> int:
+    return _current().local_size
+
+
+def backups() -> int:
+    """b: how many of the slowest gradients each step drops."""
+    return _current().settings.backups
+
+
+def quorum() -> int:
+    """N = P - b: how many gradients each step averages."""
+    return _current().quorum
+
+
+def mpi_threads_supported() -> bool:
+    """Always true: init() refuses an MPI without MPI_THREAD_MULTIPLE (the engine thread needs it)."""
+    return True
+
+
+def nccl_built() -> bool:
+    """False: the exchange is staged through host memory over MPI, also when the model is on a GPU."""
+    return False

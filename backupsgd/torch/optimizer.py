@@ -1,0 +1,285 @@
+"""`DistributedOptimizer`: Horovod's optimizer wrapper, with each step averaging the first N of P gradients.
+
+Differences from Horovod, and why:
+- No allreduce per tensor from backward hooks: the members of step t must be the same for every tensor, so
+  `synchronize()` packs all gradients into one fused buffer, and the vote and the reduction run once per step.
+- A rank whose gradient came late does not recompute: `step()` applies every update decided without it, in
+  order, through the wrapped optimizer (so momentum and Adam state stay identical on every rank).
+- User code between `synchronize()` and `step()` (clipping, loss scaling) cannot be replayed on a rank that
+  missed the step, so with b > 0 a change to the gradients there is refused; `max_grad_norm=` clips
+  identically on every rank, replays included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from backupsgd.checkpoint import decode, encode
+from backupsgd.engine import Decision
+from backupsgd.faults import FaultInjector, parse_faults
+from backupsgd.fused import FusedGradients
+from backupsgd.modes import MODES
+from backupsgd.protocol import StepProtocol
+from backupsgd.torch.ops import Average, Compression, check_op
+from backupsgd.torch.runtime import Runtime, current
+from backupsgd.watchdog import Watchdog
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the latest `step()` did on this rank (`optimizer.last_step`)."""
+
+    step: int  # the global step this rank offered its gradient for
+    used: bool  # whether this rank's gradient was among that step's members
+    members: tuple[int, ...]  # the ranks whose gradients were averaged into that step (empty: resynchronised)
+    applied: int  # updates this call applied: its own step plus those decided without this rank meanwhile
+    global_step: int  # updates applied on this rank after the call
+
+
+class _DistributedOptimizer(torch.optim.Optimizer):
+    """Wraps a torch optimizer (torchft's OptimizerWrapper pattern: param_groups and state are the wrapped
+    optimizer's, so LR schedulers and checkpoints see the real ones)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, runtime: Runtime, named_parameters, compression,
+                 backward_passes_per_step: int, op: int, gradient_predivide_factor: float,
+                 max_grad_norm: float | None) -> None:
+        # torch.optim.Optimizer.__init__ is deliberately not called: it would make param_groups of our own.
+        _check_arguments(optimizer, named_parameters, backward_passes_per_step, op, gradient_predivide_factor,
+                         max_grad_norm, compression)
+        self.optimizer, self._runtime = optimizer, runtime
+        self._compression, self._op, self.max_grad_norm = compression, op, max_grad_norm
+        self.backward_passes_per_step = backward_passes_per_step
+        self._params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        self._fused = FusedGradients(self._params, extra=1)  # the last slot is kept for a loss (unused here)
+        settings = runtime.settings
+        self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout)
+        self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
+            runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=0,
+            lag_limit=settings.lag_limit, snapshot=self._snapshot if runtime.rank == 0 else None)
+        self._watchdog.describe = self._engine.describe
+        staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
+        self._buf = staging if staging is not None else self._fused.new_buffer()
+        self._protocol = StepProtocol(self._engine, first_step=0, rank=runtime.rank, replay=self._replay,
+                                      load_state=self._load_state)
+        self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
+        self._decision: Decision | None = None  # synchronized, not yet applied
+        self._synchronized = self._user_synchronized = False
+        self._should_synchronize = True
+        self._offered = 0  # the step the pending (or latest) gradient was offered for
+        self._owed = 0  # steps applied without computing them, whose batches skip_missed has not skipped yet
+        self.last_step: StepReport | None = None
+        self._closed = False
+
+    # --- torch.optim.Optimizer, delegated ---------------------------------------------------------
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.optimizer.param_groups
+
+    @property
+    def state(self):
+        return self.optimizer.state
+
+    @property
+    def defaults(self) -> dict:
+        return self.optimizer.defaults
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def add_param_group(self, param_group: dict) -> None:
+        raise ValueError("hvd.DistributedOptimizer fuses the parameters it was built with into one buffer; add the "
+                         "parameter group to the torch optimizer before wrapping it")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def __repr__(self) -> str:
+        return f"DistributedOptimizer(b={self._runtime.settings.backups}, {self.optimizer!r})"
+
+    # --- the step ---------------------------------------------------------------------------------
+    def synchronize(self) -> None:
+        """Offer this rank's gradient for the current global step, wait for the decision, and set every
+        `.grad` to the average of the step's members (N of them) - also when this rank's came too late."""
+        self._synchronize()
+        self._user_synchronized = True
+
+    @contextlib.contextmanager
+    def skip_synchronize(self) -> Iterator[None]:
+        """`step()` inside this block applies what `synchronize()` fetched instead of synchronizing again."""
+        self._should_synchronize = False
+        try:
+            yield
+        finally:
+            self._should_synchronize = True
+
+    def step(self, closure=None):
+        """Synchronize (unless inside skip_synchronize), apply the step with the wrapped optimizer, then apply
+        every step decided without this rank meanwhile; `last_step` tells what happened."""
+        if closure is not None:
+            raise ValueError("step(closure) re-evaluates the loss and gradients inside the optimizer, which cannot "
+                             "be averaged over a step's members; compute the gradient first, then call step()")
+        if self._should_synchronize:
+            if self._synchronized:
+                warnings.warn("optimizer.step() called after optimizer.synchronize() without "
+                              "optimizer.skip_synchronize(); the gradients already synchronized are used")
+            self._synchronize()
+        elif not self._synchronized:
+            raise ValueError("optimizer.step() inside skip_synchronize() needs optimizer.synchronize() first")
+        decision, offered = self._decision, self._offered
+        if decision is not None:
+            if self._user_synchronized and not self._protocol.everyone:
+                self._refuse_changed_gradients(decision)
+            self._update()
+            self._protocol.commit(decision)
+        self._decision, self._synchronized, self._user_synchronized = None, False, False
+        self._catch_up()
+        applied = self._protocol.applied - offered
+        self._owed += applied - 1  # the batch of the offered step was consumed by computing it
+        self.last_step = StepReport(offered, decision is not None and self._runtime.rank in decision.members,
+                                    decision.members if decision is not None else (), applied,
+                                    self._protocol.applied)
+        self._watchdog.doing("in the training script")
+
+    def catch_up(self) -> int:
+        """Apply every step decided without this rank (before computing the next one); returns how many."""
+        if self._synchronized:  # a fetched step waits for step(): nothing may be applied before it
+            return 0
+        n = self._catch_up()
+        self._owed += n
+        return n
+
+    def take_owed(self) -> bool:
+        """One batch of a step this rank did not compute is due to be skipped (skip_missed asks)."""
+        if self._owed > 0:
+            self._owed -= 1
+            return True
+        return False
+
+    def serve_snapshot(self) -> None:
+        """Rank 0, waiting elsewhere (a collective): hand a laggard the state it is waiting to be brought back with."""
+        if not self._synchronized:
+            self._engine.serve_snapshot(self._protocol.applied)
+
+    @property
+    def global_step(self) -> int:
+        """Updates applied on this rank so far."""
+        return self._protocol.applied
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._watchdog.doing("finishing: closing the exchange")
+        self._engine.close()
+        self._watchdog.close()
+
+    # --- inside ----------------------------------------------------------------------------------
+    def _synchronize(self) -> None:
+        if self._synchronized:
+            return
+        step = self._offered = self._protocol.applied
+        self._watchdog.step(step)
+        self._faults.at_step_start(step)
+        self._fused.pack(self._buf)
+        self._buf[-1] = 0.0
+        self._compression.round(self._buf[:-1])
+        self._faults.corrupt(step, self._buf)
+        finite = bool(np.isfinite(self._buf.sum()))  # a NaN or Inf anywhere makes the sum non-finite
+        self._watchdog.doing(f"waiting for the decision on step {step}")
+        self._decision = self._protocol.exchange(self._buf, finite)
+        if self._decision is not None:
+            self._fused.unpack(self._decision.total, self._scale(self._decision))
+        self._synchronized = True
+
+    def _scale(self, decision: Decision) -> float:
+        return decision.scale if self._op == Average else 1.0
+
+    def _update(self) -> None:
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
+        self.optimizer.step()
+
+    def _replay(self, decision: Decision) -> None:
+        """A step decided without this rank: the same update the members applied."""
+        self._fused.unpack(decision.total, self._scale(decision))
+        self._update()
+
+    def _catch_up(self) -> int:
+        before = self._protocol.applied
+        while self._protocol.catch_up():
+            pass
+        return self._protocol.applied - before
+
+    def _refuse_changed_gradients(self, decision: Decision) -> None:
+        if not self._fused.matches(decision.total, self._scale(decision)):
+            raise ValueError(
+                "the gradients changed between optimizer.synchronize() and optimizer.step() (gradient clipping, or "
+                "a GradScaler's unscale_?). With backup workers a rank whose gradient came late replays this step "
+                "without running that code, so replicas would drift apart. Pass max_grad_norm= to "
+                "hvd.DistributedOptimizer to clip identically on every rank, or run with backups=0")
+
+    def _snapshot(self) -> bytes:
+        """Rank 0's state, for a rank that fell too far behind (members reducer)."""
+        return encode({"params": [p.detach().cpu() for p in self._params], "optimizer": self.optimizer.state_dict()})
+
+    def _load_state(self, applied: int, payload: bytes) -> None:
+        state = decode(payload)
+        with torch.no_grad():
+            for p, value in zip(self._params, state["params"]):
+                p.copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None, compression=Compression.none,
+                         backward_passes_per_step: int = 1, op: int = Average, gradient_predivide_factor: float = 1.0,
+                         max_grad_norm: float | None = None) -> _DistributedOptimizer:
+    """Wrap `optimizer` so that each `step()` applies the average of the first N = P - b gradients of the step.
+
+    Horovod's signature and semantics, plus `max_grad_norm` (clip the averaged gradient to this norm on every
+    rank, replays included: use it instead of clipping between synchronize() and step()). Collective: every
+    rank builds its optimizers in the same order. `backward_passes_per_step` is accepted for Horovod scripts:
+    gradients accumulate in `.grad` across the backward passes and the exchange runs at `step()` anyway.
+    `gradient_predivide_factor` only splits Horovod's averaging into two scalings; the average is the same.
+    """
+    runtime = current()
+    wrapped = _DistributedOptimizer(optimizer, runtime, named_parameters, compression, backward_passes_per_step, op,
+                                    gradient_predivide_factor, max_grad_norm)
+    runtime.optimizers.append(wrapped)
+    return wrapped
+
+
+def _check_arguments(optimizer, named_parameters, backward_passes_per_step, op, gradient_predivide_factor,
+                     max_grad_norm, compression) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer) or isinstance(optimizer, _DistributedOptimizer):
+        raise ValueError(f"hvd.DistributedOptimizer wraps a torch.optim optimizer once, got {type(optimizer).__name__}")
+    check_op(op)
+    if compression not in (Compression.none, Compression.fp16):
+        raise ValueError("compression must be hvd.Compression.none or hvd.Compression.fp16")
+    if not isinstance(backward_passes_per_step, int) or backward_passes_per_step < 1:
+        raise ValueError(f"backward_passes_per_step must be an integer >= 1, got {backward_passes_per_step!r}")
+    if not gradient_predivide_factor > 0:
+        raise ValueError(f"gradient_predivide_factor must be > 0, got {gradient_predivide_factor!r}")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0 (or None), got {max_grad_norm!r}")
+    if named_parameters is not None:
+        named = list(named_parameters)
+        if any(not isinstance(item, tuple) for item in named):
+            raise ValueError("named_parameters should be a sequence of (name, parameter) tuples, usually "
+                             "model.named_parameters()")
+        names = [name for name, _ in named]
+        if len(set(names)) != len(names):
+            raise ValueError(f"parameter names in named_parameters must be unique; duplicates: "
+                             f"{', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+        unnamed = {id(p) for g in optimizer.param_groups for p in g["params"]} - {id(p) for _, p in named}
+        if unnamed:
+            raise ValueError(f"named_parameters was given, but {len(unnamed)} of the optimizer's parameters are not "
+                             "named in it; pass model.named_parameters() of the model being optimised")

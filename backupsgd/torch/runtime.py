@@ -1,0 +1,151 @@
+"""The process's backupsgd state: the MPI world, the settings (b, reducer) and the communicators.
+
+Horovod's API is module-level functions (`hvd.rank()`), so the library keeps one `Runtime` per process,
+made by `init()` and ended by `shutdown()`. It is the only place `backupsgd.torch` touches
+`MPI.COMM_WORLD`; everything else is given the communicators it uses.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mpi4py import MPI
+
+from backupsgd.config import REDUCERS
+from backupsgd.errors import ConfigError
+from backupsgd.mpi_env import agreed, check_thread_level
+
+if TYPE_CHECKING:
+    from backupsgd.torch.optimizer import _DistributedOptimizer
+
+ENV_BACKUPS, ENV_REDUCER = "BACKUPSGD_BACKUPS", "BACKUPSGD_REDUCER"
+ENV_STALL_TIMEOUT, ENV_LAG_LIMIT, ENV_FAULT = "BACKUPSGD_STALL_TIMEOUT", "BACKUPSGD_LAG_LIMIT", "BACKUPSGD_FAULT"
+
+
+@dataclass(frozen=True)
+class Settings:
+    backups: int  # b: each step drops the b slowest gradients; N = P - b
+    reducer: str  # how a step's members sum their gradients (dense, members, shm, horovod)
+    stall_timeout: float  # seconds without progress before every rank says whom it waits for and the job aborts
+    lag_limit: int  # members reducer: steps a frozen rank may fall behind before it is resynchronised
+    fault: str  # injected faults, as the CLI's --fault (for tests)
+
+
+class Runtime:
+    """One per process between init() and shutdown()."""
+
+    def __init__(self, world: MPI.Comm, settings: Settings) -> None:
+        self.world, self.settings = world, settings
+        self.rank, self.size = world.Get_rank(), world.Get_size()
+        self.quorum = self.size - settings.backups
+        # Plain collectives (metrics, set-up) on a communicator of their own, so they never match the
+        # gradient exchange's messages, which run on the engine's own duplicates of the world.
+        self.collectives = world.Dup()
+        self.node = world.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_rank, self.local_size = self.node.Get_rank(), self.node.Get_size()
+        self.optimizers: list[_DistributedOptimizer] = []
+
+    def close(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.close()
+        self.optimizers.clear()
+        self.collectives.Free()
+        self.node.Free()
+
+
+_runtime: Runtime | None = None
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise ValueError("backupsgd.torch is not initialised; call hvd.init() first")
+    return _runtime
+
+
+def init(backups: int | None = None, reducer: str | None = None) -> None:
+    """Start backupsgd on every rank of MPI_COMM_WORLD: b from `backups`, else $BACKUPSGD_BACKUPS (default 0,
+    plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense).
+
+    Collective: every rank must call it. Bad settings raise ConfigError (a ValueError) on every rank
+    alike, so none is left waiting for the others. Calling it again with the same settings does nothing.
+    """
+    global _runtime
+    world = MPI.COMM_WORLD
+    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer))
+    if _runtime is not None:
+        if _runtime.settings != settings:
+            raise ConfigError(f"backupsgd.torch is already initialised with {_runtime.settings}; "
+                              "call hvd.shutdown() before init() with other settings")
+        return
+    _runtime = Runtime(world, settings)
+    _abort_on_uncaught_exception(world)
+    atexit.register(shutdown)  # after mpi4py's own atexit hook was registered, so it runs before MPI_Finalize
+
+
+def shutdown() -> None:
+    """Close every DistributedOptimizer's exchange (collective) and free the communicators."""
+    global _runtime
+    if _runtime is not None:
+        runtime, _runtime = _runtime, None
+        runtime.close()
+
+
+def is_initialized() -> bool:
+    return _runtime is not None
+
+
+def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
+    check_thread_level()
+    if backups is None:
+        backups = _env_number(ENV_BACKUPS, "0", int, "an integer such as 1")
+    if not isinstance(backups, int) or isinstance(backups, bool) or not 0 <= backups < size:
+        raise ConfigError(f"backups = {backups!r} with {size} ranks: b must be an integer with 0 <= b < {size} "
+                          f"(N = P - b gradients per step); pass init(backups=...) or set {ENV_BACKUPS}, "
+                          "or launch more ranks")
+    reducer = reducer if reducer is not None else os.environ.get(ENV_REDUCER, "dense")
+    if reducer not in REDUCERS:
+        raise ConfigError(f"unknown reducer {reducer!r}; pass init(reducer=...) or set {ENV_REDUCER} to one of "
+                          f"{', '.join(REDUCERS)}")
+    if reducer == "horovod":
+        from backupsgd.hvd.runtime import require
+
+        require()
+    stall_timeout = _env_number(ENV_STALL_TIMEOUT, "300", float, "seconds, e.g. 600 (0: never)")
+    lag_limit = _env_number(ENV_LAG_LIMIT, "20", int, "an integer >= 2")
+    if stall_timeout < 0 or lag_limit < 2:
+        raise ConfigError(f"{ENV_STALL_TIMEOUT} must be >= 0 and {ENV_LAG_LIMIT} >= 2")
+    fault = os.environ.get(ENV_FAULT, "")
+    if fault:
+        from backupsgd.faults import check_fault_world, parse_faults
+
+        check_fault_world(parse_faults(fault), size)
+    return Settings(backups, reducer, stall_timeout, lag_limit, fault)
+
+
+def _env_number(name: str, default: str, kind: type, example: str):
+    text = os.environ.get(name, default)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a number; set it to {example}") from None
+
+
+def _abort_on_uncaught_exception(world: MPI.Comm) -> None:
+    """An exception that ends this rank's script aborts every rank (mpi4py's `python -m mpi4py` semantics):
+    the others may be waiting for it in a step or a collective, and the exit handshake would wait too."""
+    previous = sys.excepthook
+
+    def abort(kind, value, tb) -> None:
+        if issubclass(kind, (KeyboardInterrupt, SystemExit)):
+            previous(kind, value, tb)
+            return
+        text = "".join(traceback.format_exception(kind, value, tb))
+        print(f"backupsgd: rank {world.Get_rank()} failed:\n{text}", file=sys.stderr, flush=True)
+        world.Abort(1)
+
+    sys.excepthook = abort
