@@ -38,6 +38,7 @@ bench: $(HVD_STAMP)
 	mkdir -p results/bench
 	$(MPIRUN) -n 4 $(BIN)/backupsgd bench exchange --sizes 1,16,64 --repeats 9 --json results/bench/exchange.json
 	$(BIN)/backupsgd bench ps --workers 2,4,8 --servers 1,2,4 --size-mb 8 --repeats 5 --json results/bench/ps.json
+	$(BIN)/backupsgd bench library --ranks 4 --slow-factor 5 --repeats 3 --json results/bench/library.json
 
 # A grid that finishes in about a minute, then its report.
 smoke: $(HVD_STAMP)

@@ -146,6 +146,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
 
 def _register_subcommands() -> None:
+    from backupsgd.bench_library import bench_library_command
     from backupsgd.report.cli import report_command
     from backupsgd.ps.bench import bench_ps_command
     from backupsgd.sim.cli import simulate_command
@@ -153,6 +154,7 @@ def _register_subcommands() -> None:
 
     main.add_command(simulate_command)
     bench.add_command(bench_ps_command)
+    bench.add_command(bench_library_command)
     main.add_command(sweep_command)
     main.add_command(report_command)
 

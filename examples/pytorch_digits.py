@@ -72,11 +72,11 @@ optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_par
                                      backward_passes_per_step=args.backward_passes_per_step, **extra)
 # The one line a Horovod script adds: skip the batches of the steps this rank missed.
 skip_missed = getattr(hvd, "skip_missed", lambda loader: loader)
-computed = used = 0
+computed, used_steps = 0, []  # batches this rank computed; steps its gradient was used in
 
 
 def train(epoch):
-    global computed, used
+    global computed
     model.train()
     train_sampler.set_epoch(epoch)
     for data, target in skip_missed(train_loader):
@@ -94,8 +94,9 @@ def train(epoch):
                 optimizer.step()
         else:
             optimizer.step()
-        last = getattr(optimizer, "last_step", None)
-        used += 1 if last is None or last.used else 0
+        last = getattr(optimizer, "last_step", None)  # backupsgd: was this rank's gradient among the members?
+        if last is not None and last.used:
+            used_steps.append(last.step)
 
 
 def metric_average(value, name):
@@ -131,6 +132,6 @@ if args.save:
     state = optimizer.state_dict()["state"]
     moments = [t.numpy().tobytes() for s in state.values() for t in s.values() if torch.is_tensor(t)]
     (out / f"rank-{hvd.rank()}.json").write_text(json.dumps({
-        "rank": hvd.rank(), "computed": computed, "used": used, "wall_s": wall, "accuracy": accuracy,
+        "rank": hvd.rank(), "computed": computed, "used_steps": used_steps, "wall_s": wall, "accuracy": accuracy,
         "global_step": getattr(optimizer, "global_step", None), "batches_per_epoch": len(train_loader),
         "optimizer_state": hashlib.sha256(b"".join(moments)).hexdigest()}))

@@ -11,6 +11,7 @@ wall time (with Horovod N = P). A rank slowed by --slow-factor F sleeps (F - 1) 
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -88,7 +89,11 @@ for it in range(args.num_iters):
     if hvd.rank() == 0:
         print(f"Iter #{it}: {rate:.1f} img/sec applied (N = {quorum} of {hvd.size()} ranks)", flush=True)
 
+# Every rank applied the same updates: their parameters must be bit-identical.
+flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy()
+digests = hvd.allgather_object(hashlib.sha256(flat.tobytes()).hexdigest())
 if hvd.rank() == 0:
+    print(f"replicas identical: {'yes' if len(set(digests)) == 1 else 'NO: ' + ', '.join(digests)}", flush=True)
     mean = sum(rates) / len(rates)
     print(f"Total img/sec applied: {mean:.1f} (N = {quorum} of {hvd.size()}, batch {args.batch_size})", flush=True)
     if args.json:
