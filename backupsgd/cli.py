@@ -146,7 +146,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
 
 def _register_subcommands() -> None:
-    from backupsgd.report.cli import report_command
+    from backupsgd.report.cli import compare_command, report_command, timeline_command
     from backupsgd.ps.bench import bench_ps_command
     from backupsgd.sim.cli import simulate_command
     from backupsgd.sweep.cli import sweep_command
@@ -155,6 +155,8 @@ def _register_subcommands() -> None:
     bench.add_command(bench_ps_command)
     main.add_command(sweep_command)
     main.add_command(report_command)
+    main.add_command(timeline_command)
+    main.add_command(compare_command)
 
 
 _register_subcommands()
