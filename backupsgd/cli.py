@@ -27,7 +27,8 @@ def _train_options(fn):
         click.option("--steps", type=int, help="Number of updates to apply."),
         click.option("--seed", type=int, help="Seeds init, sampling and straggler delays."),
         click.option("--straggler", type=str, help="none | slow:ranks=2+4,delay=S | slow:ranks=2,factor=X | "
-                     "exp:mean=S | lognormal:median=S,sigma=X | pareto:scale=S,alpha=A | trace:PATH"),
+                     "exp:mean=S | lognormal:median=S,sigma=X | pareto:scale=S,alpha=A | trace:PATH. "
+                     "ps-* modes: ranks= names workers 0..W-1 (MPI rank - servers), as steps.jsonl does."),
         click.option("--eval-every", type=int, help="Steps between test evaluations (0: at the end only)."),
         click.option("--threads", type=int, help="torch threads per rank (default 1: ranks share cores)."),
         click.option("--out", type=str, help="Run directory (default: a new one under results/runs/)."),
