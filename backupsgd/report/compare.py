@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from backupsgd.errors import ConfigError
 from backupsgd.report.aggregate import DEFAULT_TARGETS, FALLBACK_TARGET
 from backupsgd.report.runs import Run, flatten_config
@@ -21,6 +23,7 @@ class Column:
     steps: int
     wall_s: float
     steps_per_s: float
+    median_step_s: float | None  # robust to the few steps a loaded machine stalls, which the mean is not
     target: float
     time_to_target_s: float | None  # None: never reached (at the resolution of eval_every)
     steps_to_target: int | None
@@ -32,7 +35,8 @@ class Column:
 def load_run(path: Path) -> Run:
     """One finished run directory (summary.json present), or a ConfigError naming the fix."""
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{path} is not a run directory (no config.json); pass the --out DIR of a backupsgd train run")
+        raise ConfigError(f"{path} is not a run directory (no config.json); "
+                          "pass the --out DIR of a backupsgd train run")
     if not (path / "summary.json").is_file():
         raise ConfigError(f"{path} has no summary.json: the run did not finish; let it finish or rerun it")
     config = flatten_config(json.loads((path / "config.json").read_text()))
@@ -47,7 +51,9 @@ def _label(run: Run) -> str:
 def column(run: Run, target: float | None = None) -> Column:
     goal = target if target is not None else DEFAULT_TARGETS.get(run.dataset, FALLBACK_TARGET)
     s = run.summary
-    return Column(run.path, _label(run), int(s["steps"]), float(s["wall_s"]), float(s["steps_per_s"]), goal,
+    durations = run.step_durations()
+    median = float(np.median(durations)) if len(durations) else None
+    return Column(run.path, _label(run), int(s["steps"]), float(s["wall_s"]), float(s["steps_per_s"]), median, goal,
                   run.time_to(goal), run.steps_to(goal), int(s.get("dropped_gradients") or 0),
                   float(s.get("dropped_fraction") or 0.0), run.final_accuracy)
 
@@ -71,6 +77,8 @@ def compare_table(columns: list[Column]) -> str:
     target = columns[0].target
     rows = [
         ["steps per second", *(f"{c.steps_per_s:.1f}" for c in columns)],
+        ["median step time, ms", *("n/a" if c.median_step_s is None else f"{1e3 * c.median_step_s:.2f}"
+                                   for c in columns)],
         [f"time to {100 * target:.0f}% test accuracy, s",
          *("not reached" if c.time_to_target_s is None else f"{c.time_to_target_s:.2f} (step {c.steps_to_target})"
            for c in columns)],
@@ -84,9 +92,10 @@ def compare_table(columns: list[Column]) -> str:
         first, second = columns
         header.append("second / first")
         rows[0].append(_ratio(second.steps_per_s, first.steps_per_s, "{:.2f}x"))
-        rows[1].append(_ratio(second.time_to_target_s, first.time_to_target_s, "{:.2f}x"))
-        rows[2].append("")
+        rows[1].append(_ratio(second.median_step_s, first.median_step_s, "{:.2f}x"))
+        rows[2].append(_ratio(second.time_to_target_s, first.time_to_target_s, "{:.2f}x"))
         rows[3].append("")
-        rows[4].append(_ratio(second.wall_s, first.wall_s, "{:.2f}x"))
+        rows[4].append("")
+        rows[5].append(_ratio(second.wall_s, first.wall_s, "{:.2f}x"))
     return markdown_table(header, rows)
 

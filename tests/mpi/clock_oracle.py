@@ -33,7 +33,8 @@ def main() -> int:
         return 0
     failures = []
     for rank, plain, shifted, since_start in results:
-        checks = (("plain", plain, 0.0), ("shifted", shifted, -shift_of(rank)), ("since start", since_start, 0.7 * rank))
+        checks = (("plain", plain, 0.0), ("shifted", shifted, -shift_of(rank)),
+                  ("since start", since_start, 0.7 * rank))
         for name, got, want in checks:
             if abs(got - want) > TOLERANCE_S:
                 failures.append(f"rank {rank} {name}: offset {got:.6f} s, want {want:.6f} s +- {TOLERANCE_S} s")
