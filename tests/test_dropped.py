@@ -49,3 +49,17 @@ def test_report_draws_it_and_links_it(runs_root):
     assert png in report.figures and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = report.markdown.read_text()
     assert "## Who was dropped when" in text and "![who was dropped](dropped.png)" in text
+
+
+def test_older_ps_runs_that_named_workers_by_mpi_rank_map_to_worker_indices(tmp_path):
+    run = write_run(tmp_path, "p0", mode="ps-backup", backups=1, seed=0, evals=[(4, 1.0, 0.9)], final_acc=0.9,
+                    steps_per_s=10.0, step_s=0.01)
+    config = json.loads((run / "config.json").read_text())
+    config["mode"]["servers"] = 2
+    (run / "config.json").write_text(json.dumps(config))
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    for s in steps:  # worker 2 (MPI rank 4) dropped, as such a run logged it
+        s["members"], s["dropped"] = [2, 3], [4]
+    (run / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    m = membership(_run(tmp_path, "p0"))
+    assert (m[:2] == MEMBER).all() and (m[2] == LATE).all()

@@ -39,11 +39,14 @@ def membership(run: Run) -> np.ndarray:
         return np.empty((run.workers, 0), dtype=int)
     first = steps[0]["step"]
     out = np.full((run.workers, steps[-1]["step"] + 1 - first), OTHER, dtype=int)
+    # ps run directories written before workers were named by index there list MPI ranks k..k+W-1
+    named = [r for s in steps for key in ("members", "dropped") for r in s.get(key, [])]
+    legacy = run.mode.startswith("ps-") and max(named, default=0) >= run.workers
+    shift = int(run.config.get("servers") or 0) if legacy else 0
     for s in steps:
-        for r in s.get("members", []):
-            out[r, s["step"] - first] = MEMBER
-        for r in s.get("dropped", []):
-            out[r, s["step"] - first] = LATE
+        for state, key in ((MEMBER, "members"), (LATE, "dropped")):
+            for r in s.get(key, []):
+                out[r - shift, s["step"] - first] = state
     # A null compute time in ranks.jsonl: that rank never computed the step (allreduce modes only: the
     # parameter servers' workers record per pull, not per step). The lists end with the run's last step.
     for record in run.ranks:
