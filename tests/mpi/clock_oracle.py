@@ -24,24 +24,31 @@ def shift_of(rank: int) -> float:
 def main() -> int:
     comm = MPI.COMM_WORLD
     plain = offset_to_root(comm)
-    shifted = offset_to_root(comm, clock=lambda: time.perf_counter() + shift_of(comm.rank))
-    # a rank that started its run 0.7 s * rank later than rank 0 (on the same clock)
+    clock = lambda: time.perf_counter() + shift_of(comm.rank)  # noqa: E731
+    shifted = offset_to_root(comm, clock=clock)
+    # a rank that started its run about 0.7 s * rank later than rank 0 (on the same clock): a time since
+    # its start, plus the offset, is a time since rank 0's start, so the offset is the starts' difference
     start = time.perf_counter() + 0.7 * comm.rank
     since_start = run_clock_offset(comm, start)
-    results = comm.gather((comm.rank, plain, shifted, since_start), root=0)
+    # the same through the shifted clocks: the shift cancels, as the offset to rank 0's clock absorbs it
+    start_shifted = clock()
+    since_shifted = run_clock_offset(comm, start_shifted, clock=clock)
+    results = comm.gather((comm.rank, plain, shifted, since_start, start, since_shifted, start_shifted), root=0)
     if comm.rank != 0:
         return 0
     failures = []
-    for rank, plain, shifted, since_start in results:
+    root_start, root_shifted = results[0][4], results[0][6]
+    for rank, plain, shifted, since_start, start, since_shifted, start_shifted in results:
         checks = (("plain", plain, 0.0), ("shifted", shifted, -shift_of(rank)),
-                  ("since start", since_start, 0.7 * rank))
+                  ("since start", since_start, start - root_start),
+                  ("since start, shifted", since_shifted, start_shifted - shift_of(rank) - root_shifted))
         for name, got, want in checks:
             if abs(got - want) > TOLERANCE_S:
                 failures.append(f"rank {rank} {name}: offset {got:.6f} s, want {want:.6f} s +- {TOLERANCE_S} s")
     for line in failures:
         print(line, flush=True)
     if not failures:
-        print("ok " + " ".join(f"{r}:{p * 1e6:.1f}us" for r, p, _, _ in results), flush=True)
+        print("ok " + " ".join(f"{r}:{p * 1e6:.1f}us" for r, p, *_ in results), flush=True)
     return 1 if failures else 0
 
 
