@@ -28,8 +28,18 @@ $(HVD_STAMP): $(STAMP) launch/build_horovod.sh launch/patch_horovod.py
 	bash launch/build_horovod.sh $(VENV)
 	@touch $(HVD_STAMP)
 
+# The same straggler twice, sync then backup (launch/experiments/demo.toml), then the two side by side
+# and the backup run's timeline (about a minute on 2 cores, most of it the ranks importing torch).
+DEMO := results/demo
 demo: $(HVD_STAMP)
-	$(MPIRUN) -n 5 $(BIN)/backupsgd train --config launch/experiments/demo.toml
+	rm -rf $(DEMO)/sync $(DEMO)/backup
+	$(MPIRUN) -n 5 $(BIN)/backupsgd train --config launch/experiments/demo.toml --mode sync --backups 0 \
+		--out $(DEMO)/sync --no-progress
+	$(MPIRUN) -n 5 $(BIN)/backupsgd train --config launch/experiments/demo.toml --out $(DEMO)/backup --no-progress
+	$(BIN)/backupsgd timeline $(DEMO)/backup
+	$(BIN)/backupsgd compare $(DEMO)/sync $(DEMO)/backup | tee $(DEMO)/compare.md
+	@echo "run directories: $(DEMO)/sync and $(DEMO)/backup; the backup run's steps on every rank:"
+	@echo "$(DEMO)/backup/timeline.json (open it in https://ui.perfetto.dev or chrome://tracing)"
 
 test: $(HVD_STAMP)
 	$(BIN)/python -m pytest -q

@@ -27,7 +27,8 @@ def _train_options(fn):
         click.option("--steps", type=int, help="Number of updates to apply."),
         click.option("--seed", type=int, help="Seeds init, sampling and straggler delays."),
         click.option("--straggler", type=str, help="none | slow:ranks=2+4,delay=S | slow:ranks=2,factor=X | "
-                     "exp:mean=S | lognormal:median=S,sigma=X | pareto:scale=S,alpha=A | trace:PATH"),
+                     "exp:mean=S | lognormal:median=S,sigma=X | pareto:scale=S,alpha=A | trace:PATH. "
+                     "ps-* modes: ranks= names workers 0..W-1 (MPI rank - servers), as steps.jsonl does."),
         click.option("--eval-every", type=int, help="Steps between test evaluations (0: at the end only)."),
         click.option("--threads", type=int, help="torch threads per rank (default 1: ranks share cores)."),
         click.option("--out", type=str, help="Run directory (default: a new one under results/runs/)."),
@@ -147,7 +148,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
 def _register_subcommands() -> None:
     from backupsgd.bench_library import bench_library_command
-    from backupsgd.report.cli import report_command
+    from backupsgd.report.cli import compare_command, report_command, timeline_command
     from backupsgd.ps.bench import bench_ps_command
     from backupsgd.sim.cli import simulate_command
     from backupsgd.sweep.cli import sweep_command
@@ -157,6 +158,8 @@ def _register_subcommands() -> None:
     bench.add_command(bench_library_command)
     main.add_command(sweep_command)
     main.add_command(report_command)
+    main.add_command(timeline_command)
+    main.add_command(compare_command)
 
 
 _register_subcommands()

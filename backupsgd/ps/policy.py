@@ -1,7 +1,7 @@
 """What a server does with the pushes it holds: apply a step (which pushes), drop a late push, or wait.
 
 Pure logic over arrival order, no MPI, so every mode's rule is unit-tested without launching ranks.
-Workers are named by their index w (MPI rank - servers) here; the run directory names them by rank.
+Workers are named by their index w (MPI rank - servers) here, in the run directory and in --straggler.
 """
 
 from __future__ import annotations

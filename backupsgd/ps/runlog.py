@@ -48,7 +48,11 @@ class ShardSender:
 
 
 class LeaderLog:
-    """Rank 0: step records (worker ranks, not indices), progress, evaluations, the final vector."""
+    """Rank 0: step records, progress, evaluations, the final vector.
+
+    Step records name workers by index w (MPI rank - servers), as --straggler does and as the allreduce
+    modes name their ranks, so `slow:ranks=1` is the worker listed as 1 in `members` and `dropped`.
+    """
 
     def __init__(self, comm: MPI.Comm, layout: Layout, versions: list[int], writer: RunWriter,
                  progress: Progress, evaluate: Callable[[np.ndarray], tuple[float, float]], start: float,
@@ -66,16 +70,15 @@ class LeaderLog:
 
     def applied(self, version: int, params: np.ndarray, report: Applied | None) -> None:
         assert report is not None, "rank 0 is the leader: every applied step comes with its report"
-        rank = self._layout.worker_rank
-        members = [rank(w) for w in report.event.members]
+        members = list(report.event.members)
         record = {
             "step": report.event.version, "time": time.perf_counter() - self._start, "members": members,
-            "dropped": ([rank(w) for w in range(self._layout.workers) if rank(w) not in members]
+            "dropped": ([w for w in range(self._layout.workers) if w not in members]
                         if self._drops_others else []),
-            "late": [rank(w) for w in report.late], "loss": report.loss,
+            "late": list(report.late), "loss": report.loss,
             "compute_s": None, "delay_s": None,  # rank 0 is a server: it computes no gradient
             "reduce_s": report.apply_s,
-            "arrivals": {str(rank(p.worker)): p.arrived_s - report.started_s for p in report.pushes},
+            "arrivals": {str(p.worker): p.arrived_s - report.started_s for p in report.pushes},
         }
         if not self._drops_others:
             record["staleness"] = report.event.staleness

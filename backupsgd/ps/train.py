@@ -2,7 +2,9 @@
 
 Worker w = rank - k samples its minibatches and draws its straggler delay as rank w does in the
 allreduce modes, so ps-sync with W workers sees the same data and stragglers as sync with W ranks.
-A straggler spec therefore names workers: `slow:ranks=1` slows worker 1, which is MPI rank k + 1.
+A straggler spec therefore names workers: `slow:ranks=1` slows worker 1, which is MPI rank k + 1, and
+the run directory names it worker 1 too (`members`, `dropped`, `late` and `arrivals` in steps.jsonl;
+`worker` next to the MPI `rank` in ranks.jsonl).
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def _work(config: ExperimentConfig, comm: MPI.Comm, layout: Layout, mode: PSMode
             compute.append(compute_s)
             delays.append(delay_s)
             iteration += 1
-    return {"rank": comm.rank, "role": "worker", "pushes": client.pushes, "digest": replica.param_digest(),
+    return {"rank": comm.rank, "role": "worker", "worker": w, "pushes": client.pushes, "digest": replica.param_digest(),
             "compute_s": compute, "delay_s": delays, "pull_wait_s": waits}
 
 

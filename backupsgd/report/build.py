@@ -12,6 +12,7 @@ from backupsgd.report import plots
 from backupsgd.report.aggregate import GroupStats, group_runs, panels, summarise
 from backupsgd.report.arrivals import kth_arrivals
 from backupsgd.report.claims import claims_markdown, verdicts
+from backupsgd.report.dropped import WINDOW, who_was_dropped
 from backupsgd.report.runs import Run, load_runs
 from backupsgd.report.scale import SCALE_WORKERS, project, projection_plot, projection_table, simulate_command
 from backupsgd.report.tables import arrivals_table, configurations_table, markdown_table
@@ -50,6 +51,7 @@ def build_report(root: Path, target: float | None = None, scale: bool = True) ->
         plots.arrival_cdf(stats, root / "arrival_cdf.png"),
         plots.b_tradeoff(stats, root / "b_tradeoff.png", predicted),
         plots.calibration_scatter(cal, root / "calibration.png"),
+        who_was_dropped(stats, root / "dropped.png"),
     ) if f is not None]
     projections = [p for gs in panels(stats).values() if (p := project(gs)) is not None] if scale else []
     if (fig := projection_plot(projections, root / "scale.png")) is not None:
@@ -103,6 +105,13 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
                 "worker computes every step). Coordinator: when the members' READY messages reached rank 0 "
                 "(`backup` runs; includes messaging; only the N members are recorded). Median (p90), ms:", "",
                 arrivals_table(rows), "", "![arrival CDF](arrival_cdf.png)", ""]
+    if "dropped.png" in figures:
+        out += ["## Who was dropped when", "",
+                f"One seed (the lowest) of each configuration: every worker against the first {WINDOW} steps. Green: "
+                "its gradient was applied; red: it was computed but too late and dropped; dark red: dropped "
+                "without being computed (the worker was still behind on an earlier step). At the right: each "
+                "worker's dropped gradients over the whole run. `backupsgd timeline RUN_DIR` shows one run's steps "
+                "on every rank in time.", "", "![who was dropped](dropped.png)", ""]
     out += ["## Step time and time to accuracy against b", "",
             "Mean with min-max bars over seeds; `sync` is its own marker at b=0; dashed: the calibrated simulator.",
             "", "![b trade-off](b_tradeoff.png)", "",

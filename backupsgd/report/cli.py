@@ -24,3 +24,33 @@ def report_command(run_root: Path, target: float | None, scale: bool) -> None:
     ok, n = report.calibration_within
     click.echo(f"{report.runs} runs in {report.groups} configurations; simulator within 15% on {ok}/{n} runs")
     click.echo(f"wrote {report.markdown} and {', '.join(f.name for f in report.figures)}")
+
+
+@click.command("timeline")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Trace file to write (default: RUN_DIR/timeline.json).")
+def timeline_command(run_dir: Path, out: Path | None) -> None:
+    """Write a run's steps on every rank as a Chrome trace (open it in ui.perfetto.dev or chrome://tracing).
+
+    e.g. backupsgd timeline results/demo/backup
+    """
+    from backupsgd.report.timeline import write_timeline
+
+    path = write_timeline(run_dir, out)
+    click.echo(f"wrote {path} (open it in https://ui.perfetto.dev or chrome://tracing)")
+
+
+@click.command("compare")
+@click.argument("run_dirs", metavar="RUN_DIR RUN_DIR...", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--target", type=click.FloatRange(0, 1), default=None,
+              help="Test accuracy for the time-to-accuracy row (default per dataset: digits 0.90, synthetic 0.80, "
+                   "cifar 0.50).")
+def compare_command(run_dirs: tuple[Path, ...], target: float | None) -> None:
+    """Finished runs side by side: steps per second, time to a test accuracy, gradients dropped.
+
+    e.g. backupsgd compare results/demo/sync results/demo/backup
+    """
+    from backupsgd.report.compare import compare, compare_table
+
+    click.echo(compare_table(compare(list(run_dirs), target)))
