@@ -11,6 +11,7 @@ import torch
 from mpi4py import MPI
 
 from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load_latest
+from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
@@ -32,6 +33,8 @@ class StepTiming:
     compute_s: float | None = None  # None: this rank never computed the step (it was decided without it)
     delay_s: float | None = None
     exchange_s: float | None = None  # training thread's wait from submit to decision
+    start_s: float | None = None  # when this rank started computing the step, seconds since its own start
+    apply_s: float | None = None  # time to apply the decided update
 
 
 def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
@@ -82,6 +85,7 @@ class _Run:
         self.shrinks: list[dict] = []  # each time dead ranks were shrunk away: the step gone on from, who
         self.buf = self.replica.new_buffer()
         self.start = time.perf_counter()
+        self.clock_offset_s = run_clock_offset(comm, self.start)  # puts this rank's times on rank 0's clock (timeline)
 
     # --- the steps ---------------------------------------------------------------------------
     def steps_from(self, first: int) -> None:
@@ -145,7 +149,7 @@ class _Run:
             if (decision := protocol.exchange(buf, finite)) is None:
                 continue  # resynchronised meanwhile: compute afresh on the state loaded
             # Update and log.
-            self._finish_step(decision, StepTiming(compute_s, delay_s, protocol.last_wait_s), check)
+            self._finish_step(decision, StepTiming(compute_s, delay_s, protocol.last_wait_s, t0 - self.start), check)
             protocol.commit(decision)  # the engine is done with `buf` once decided, so the next step reuses it
 
     def _finish_step(self, d: Decision, timing: StepTiming, check: ReplicaCheck) -> None:
@@ -159,7 +163,9 @@ class _Run:
 
     def _update_and_log(self, d: Decision, timing: StepTiming) -> None:
         wl, writer, name = self.wl, self.writer, self.living.__getitem__  # ranks of comm -> world ranks
+        t_apply = time.perf_counter()
         self.replica.apply(d.total, d.scale)
+        timing.apply_s = time.perf_counter() - t_apply
         loss = float(d.total[-1]) * d.scale
         self.timings[d.step] = timing
         if writer:
@@ -221,6 +227,11 @@ class _Run:
             "rank": self.rank,
             "compute_s": [timings[s].compute_s for s in sorted(timings)],
             "delay_s": [timings[s].delay_s for s in sorted(timings)],
+            # for the timeline: when each step started on this rank's clock, and that clock's offset to rank 0's
+            "clock_offset_s": self.clock_offset_s,
+            "step_start_s": [timings[s].start_s for s in sorted(timings)],
+            "exchange_s": [timings[s].exchange_s for s in sorted(timings)],
+            "apply_s": [timings[s].apply_s for s in sorted(timings)],
             "nonfinite_steps": self.nonfinite_steps,
         }, root=0)
         if self.writer is None:
