@@ -78,17 +78,31 @@ class Replica:
         torch.set_rng_state(state["torch_rng"])
 
     def flat_params(self) -> np.ndarray:
-        return torch.cat([p.detach().reshape(-1) for p in self.params]).cpu().numpy()
+        return flat_params(self.params)
 
     def param_digest(self) -> str:
-        return hashlib.sha256(self.flat_params().tobytes()).hexdigest()
+        return param_digest(self.params)
 
     def optimizer_digest(self) -> str:
-        h = hashlib.sha256()
-        state = self.optimizer.state_dict()["state"]
-        for key in sorted(state):
-            for name in sorted(state[key]):
-                value = state[key][name]
-                h.update(f"{key}.{name}".encode())
-                h.update(value.detach().cpu().numpy().tobytes() if torch.is_tensor(value) else repr(value).encode())
-        return h.hexdigest()
+        return optimizer_digest(self.optimizer)
+
+
+def flat_params(params: list[torch.Tensor]) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in params]).cpu().numpy()
+
+
+def param_digest(params: list[torch.Tensor]) -> str:
+    """SHA-256 of the parameters' bytes: equal on two ranks only if they are bit-identical."""
+    return hashlib.sha256(flat_params(params).tobytes()).hexdigest()
+
+
+def optimizer_digest(optimizer: torch.optim.Optimizer) -> str:
+    """SHA-256 of the optimizer's per-parameter state (momentum buffers, Adam moments, step counts)."""
+    h = hashlib.sha256()
+    state = optimizer.state_dict()["state"]
+    for key in sorted(state):
+        for name in sorted(state[key]):
+            value = state[key][name]
+            h.update(f"{key}.{name}".encode())
+            h.update(value.detach().cpu().numpy().tobytes() if torch.is_tensor(value) else repr(value).encode())
+    return h.hexdigest()

@@ -13,11 +13,15 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from backupsgd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from backupsgd.engine import Decision
 
 RUNS_ROOT = Path("results") / "runs"
 
@@ -74,6 +78,44 @@ def _keep_records(path: Path, keep) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(lines))
     os.replace(tmp, path)
+
+
+@dataclass
+class StepTiming:
+    """One rank's clock for one step (ranks.jsonl); None where the rank did not do that part."""
+
+    compute_s: float | None = None  # None: this rank never computed the step (it was decided without it)
+    delay_s: float | None = None  # the injected straggler delay
+    exchange_s: float | None = None  # training thread's wait from submit to decision
+    start_s: float | None = None  # when this rank started computing the step, seconds since its own start
+    apply_s: float | None = None  # time to apply the decided update
+
+
+def step_record(d: "Decision", time_s: float, loss: float | None, timing: StepTiming, living: list[int]) -> dict:
+    """One steps.jsonl record; ranks by their MPI_COMM_WORLD number (`living[r]` is rank r of the communicator
+    that decided, which may have shrunk)."""
+    name = living.__getitem__
+    members = [name(r) for r in d.members]
+    return {
+        "step": d.step, "time": time_s, "members": members, "dropped": [r for r in living if r not in members],
+        "loss": loss, "compute_s": timing.compute_s, "delay_s": timing.delay_s, "exchange_s": timing.exchange_s,
+        "vote_s": d.vote_s, "reduce_s": d.reduce_s,
+        "arrivals": {str(name(r)): t for r, t in sorted(d.arrivals.items())},
+        "nonfinite": [[name(r), s] for r, s in d.nonfinite], "behind": [name(r) for r in d.behind],
+    }
+
+
+def rank_record(rank: int, timings: dict[int, StepTiming], clock_offset_s: float, **extra: Any) -> dict:
+    """One ranks.jsonl record: this rank's clock per step (in step order; null where it skipped a part) and its
+    clock's offset to rank 0's, which the timeline adds to put every rank on one clock."""
+    steps = sorted(timings)
+
+    def column(name: str) -> list[float | None]:
+        return [getattr(timings[s], name) for s in steps]
+
+    return {"rank": rank, "compute_s": column("compute_s"), "delay_s": column("delay_s"),
+            "clock_offset_s": clock_offset_s, "step_start_s": column("start_s"),
+            "exchange_s": column("exchange_s"), "apply_s": column("apply_s"), **extra}
 
 
 class RunWriter:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +21,10 @@ from backupsgd.progress import Progress
 from backupsgd.protocol import StepProtocol
 from backupsgd.replica import Replica, pick_device
 from backupsgd.replicacheck import ReplicaCheck
-from backupsgd.rundir import RunWriter
+from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
 from backupsgd.straggler import parse_straggler
 from backupsgd.survivors import ProcessFailure, dead_names, failure_in, shrink, world_ranks
 from backupsgd.watchdog import Watchdog
-
-
-@dataclass
-class StepTiming:
-    compute_s: float | None = None  # None: this rank never computed the step (it was decided without it)
-    delay_s: float | None = None
-    exchange_s: float | None = None  # training thread's wait from submit to decision
-    start_s: float | None = None  # when this rank started computing the step, seconds since its own start
-    apply_s: float | None = None  # time to apply the decided update
 
 
 def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
@@ -162,22 +152,14 @@ class _Run:
             self.checkpoints.save(d.step + 1, self.replica.state())
 
     def _update_and_log(self, d: Decision, timing: StepTiming) -> None:
-        wl, writer, name = self.wl, self.writer, self.living.__getitem__  # ranks of comm -> world ranks
+        wl, writer = self.wl, self.writer
         t_apply = time.perf_counter()
         self.replica.apply(d.total, d.scale)
         timing.apply_s = time.perf_counter() - t_apply
         loss = float(d.total[-1]) * d.scale
         self.timings[d.step] = timing
         if writer:
-            members = [name(r) for r in d.members]
-            writer.step({
-                "step": d.step, "time": time.perf_counter() - self.start, "members": members,
-                "dropped": [r for r in self.living if r not in members], "loss": loss,
-                "compute_s": timing.compute_s, "delay_s": timing.delay_s, "exchange_s": timing.exchange_s,
-                "vote_s": d.vote_s, "reduce_s": d.reduce_s,
-                "arrivals": {str(name(r)): t for r, t in sorted(d.arrivals.items())},
-                "nonfinite": [[name(r), s] for r, s in d.nonfinite], "behind": [name(r) for r in d.behind],
-            })
+            writer.step(step_record(d, time.perf_counter() - self.start, loss, timing, self.living))
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
@@ -223,17 +205,8 @@ class _Run:
         """Gather every living rank's digests and timings to rank 0 and write the summary."""
         comm, config, replica, timings = self.comm, self.config, self.replica, self.timings
         digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
-        per_rank = comm.gather({
-            "rank": self.rank,
-            "compute_s": [timings[s].compute_s for s in sorted(timings)],
-            "delay_s": [timings[s].delay_s for s in sorted(timings)],
-            # for the timeline: when each step started on this rank's clock, and that clock's offset to rank 0's
-            "clock_offset_s": self.clock_offset_s,
-            "step_start_s": [timings[s].start_s for s in sorted(timings)],
-            "exchange_s": [timings[s].exchange_s for s in sorted(timings)],
-            "apply_s": [timings[s].apply_s for s in sorted(timings)],
-            "nonfinite_steps": self.nonfinite_steps,
-        }, root=0)
+        per_rank = comm.gather(rank_record(self.rank, timings, self.clock_offset_s,
+                                           nonfinite_steps=self.nonfinite_steps), root=0)
         if self.writer is None:
             return {}
         wall_s = time.perf_counter() - self.start

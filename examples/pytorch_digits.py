@@ -115,6 +115,8 @@ def test():
     accuracy = metric_average(correct / len(test_sampler), "avg_accuracy")
     if hvd.rank() == 0:
         print(f"test set: average loss {loss:.4f}, accuracy {100 * accuracy:.1f}%", flush=True)
+    if hasattr(hvd, "log_eval"):  # backupsgd: into the run directory, when BACKUPSGD_RUN_DIR names one
+        hvd.log_eval(accuracy=accuracy, loss=loss)
     return accuracy
 
 

@@ -140,3 +140,30 @@ def test_examples_run_under_horovodrun(tmp_path):
                         timeout=240, env=env)
         assert result.returncode == 0, result.stderr[-4000:]
         assert ("replicas identical: yes" in result.stdout) or ("accuracy" in result.stdout), result.stdout[-2000:]
+
+
+def test_script_run_under_a_straggler_spec_writes_a_run_directory_report_reads(tmp_path):
+    """BACKUPSGD_STRAGGLER delays rank 2 by 50 ms per step (the CLI's seeded spec): it is dropped every step,
+    and BACKUPSGD_RUN_DIR gets what `backupsgd train` writes, which report and timeline read unchanged."""
+    run = tmp_path / "runs" / "script"
+    env = {"BACKUPSGD_BACKUPS": "1", "BACKUPSGD_STRAGGLER": "slow:ranks=2,delay=0.05", "BACKUPSGD_RUN_DIR": str(run)}
+    result = run_script(3, DIGITS, "--epochs", "1", env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    summary = json.loads((run / "summary.json").read_text())
+    assert [s["step"] for s in steps] == list(range(summary["steps"])) and summary["steps"] > 10
+    assert all(s["members"] == [0, 1] and s["dropped"] == [2] for s in steps), "the delayed rank is never a member"
+    assert len(set(summary["param_digests"])) == 1 and summary["test_accuracy"] > 0.3
+    ranks = [json.loads(line) for line in (run / "ranks.jsonl").read_text().splitlines()]
+    assert all(d == 0.05 for d in ranks[2]["delay_s"] if d is not None) and ranks[0]["delay_s"][0] == 0.0
+    evals = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+    assert evals[-1]["step"] == summary["steps"] and "test_loss" in evals[-1]
+    from click.testing import CliRunner
+
+    from backupsgd.cli import main
+
+    for args in (["report", str(tmp_path / "runs")], ["timeline", str(run)]):
+        outcome = CliRunner().invoke(main, args)
+        assert outcome.exit_code == 0, outcome.output
+    assert "1 runs in 1 configurations" in CliRunner().invoke(main, ["report", str(tmp_path / "runs")]).output
+    assert json.loads((run / "timeline.json").read_text())["otherData"]["layout"] == "measured"

@@ -18,7 +18,7 @@ from backupsgd.torch.runtime import init, is_initialized, shutdown
 __all__ = ["Adasum", "Average", "Compression", "DistributedOptimizer", "StepReport", "Sum", "SyncBatchNorm",
            "allgather", "allgather_object", "allreduce", "allreduce_", "backups", "barrier", "broadcast",
            "broadcast_", "broadcast_object", "broadcast_optimizer_state", "broadcast_parameters", "init",
-           "is_initialized", "join", "local_rank", "local_size", "mpi_threads_supported", "nccl_built", "quorum",
+           "is_initialized", "join", "local_rank", "log_eval", "local_size", "mpi_threads_supported", "nccl_built", "quorum",
            "rank", "shutdown", "size", "skip_missed"]
 
 
@@ -49,6 +49,17 @@ def backups() -> int:
 def quorum() -> int:
     """N = P - b: how many gradients each step averages."""
     return _current().quorum
+
+
+def log_eval(**metrics: float) -> None:
+    """Record an evaluation at the current global step, e.g. `hvd.log_eval(accuracy=acc, loss=loss)`: with
+    BACKUPSGD_RUN_DIR set, rank 0 appends it to evals.jsonl as test_accuracy, test_loss (a name already starting
+    with test_ is kept), which `backupsgd report` reads. Call it on every rank with the same (averaged) values."""
+    optimizers = _current().optimizers
+    if not optimizers:
+        raise ValueError("hvd.log_eval records at the global step of a DistributedOptimizer; create one first")
+    for optimizer in optimizers:
+        optimizer.record.evaluation(optimizer.global_step, metrics)
 
 
 def mpi_threads_supported() -> bool:

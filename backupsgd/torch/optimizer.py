@@ -13,8 +13,10 @@ Differences from Horovod, and why:
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -26,7 +28,10 @@ from backupsgd.faults import FaultInjector, parse_faults
 from backupsgd.fused import FusedGradients
 from backupsgd.modes import MODES
 from backupsgd.protocol import StepProtocol
+from backupsgd.rundir import StepTiming
+from backupsgd.straggler import parse_straggler
 from backupsgd.torch.ops import Average, Compression, check_op
+from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime, current
 from backupsgd.watchdog import Watchdog
 
@@ -68,6 +73,10 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._protocol = StepProtocol(self._engine, first_step=0, rank=runtime.rank, replay=self._replay,
                                       load_state=self._load_state)
         self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
+        self._straggler = parse_straggler(settings.straggler, settings.seed)
+        self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None)
+        self._timing = StepTiming()  # this rank's clock for the step being synchronized
+        self._compute_start = time.perf_counter()  # since the previous step (or skip_missed's latest batch)
         self._decision: Decision | None = None  # synchronized, not yet applied
         self._synchronized = self._user_synchronized = False
         self._should_synchronize = True
@@ -138,10 +147,11 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         if decision is not None:
             if self._user_synchronized and not self._protocol.everyone:
                 self._refuse_changed_gradients(decision)
-            self._update()
+            self._update(decision, self._timing)
             self._protocol.commit(decision)
         self._decision, self._synchronized, self._user_synchronized = None, False, False
         self._catch_up()
+        self._compute_start = time.perf_counter()
         applied = self._protocol.applied - offered
         self._owed += applied - 1  # the batch of the offered step was consumed by computing it
         self.last_step = StepReport(offered, decision is not None and self._runtime.rank in decision.members,
@@ -155,6 +165,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             return 0
         n = self._catch_up()
         self._owed += n
+        self._compute_start = time.perf_counter()  # the batch about to be yielded is computed from here
         return n
 
     def take_owed(self) -> bool:
@@ -180,6 +191,8 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._closed = True
         self._watchdog.doing("finishing: closing the exchange")
         self._engine.close()
+        self._watchdog.doing("finishing: gathering every rank's record")
+        self.record.finish(self._params, self.optimizer, self._protocol.applied)
         self._watchdog.close()
 
     # --- inside ----------------------------------------------------------------------------------
@@ -189,13 +202,23 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         step = self._offered = self._protocol.applied
         self._watchdog.step(step)
         self._faults.at_step_start(step)
+        # Straggle: the injected delay, seeded by (seed, step) as the CLI draws it, after this rank's compute.
+        compute_s = time.perf_counter() - self._compute_start
+        own = np.zeros(self._runtime.size)
+        own[self._runtime.rank] = compute_s
+        delay_s = float(self._straggler.delays(step, own)[self._runtime.rank])
+        time.sleep(delay_s)
+        self._timing = StepTiming(compute_s, delay_s, start_s=self._compute_start - self.record.start)
         self._fused.pack(self._buf)
         self._buf[-1] = 0.0
         self._compression.round(self._buf[:-1])
         self._faults.corrupt(step, self._buf)
         finite = bool(np.isfinite(self._buf.sum()))  # a NaN or Inf anywhere makes the sum non-finite
+        if not finite:
+            self.record.nonfinite_steps.append(step)
         self._watchdog.doing(f"waiting for the decision on step {step}")
         self._decision = self._protocol.exchange(self._buf, finite)
+        self._timing.exchange_s = self._protocol.last_wait_s
         if self._decision is not None:
             self._fused.unpack(self._decision.total, self._scale(self._decision))
         self._synchronized = True
@@ -203,15 +226,18 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     def _scale(self, decision: Decision) -> float:
         return decision.scale if self._op == Average else 1.0
 
-    def _update(self) -> None:
+    def _update(self, decision: Decision, timing: StepTiming) -> None:
+        t0 = time.perf_counter()
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
+        timing.apply_s = time.perf_counter() - t0
+        self.record.step(decision, timing)
 
     def _replay(self, decision: Decision) -> None:
         """A step decided without this rank: the same update the members applied."""
         self._fused.unpack(decision.total, self._scale(decision))
-        self._update()
+        self._update(decision, StepTiming())
 
     def _catch_up(self) -> int:
         before = self._protocol.applied

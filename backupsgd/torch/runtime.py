@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 ENV_BACKUPS, ENV_REDUCER = "BACKUPSGD_BACKUPS", "BACKUPSGD_REDUCER"
 ENV_STALL_TIMEOUT, ENV_LAG_LIMIT, ENV_FAULT = "BACKUPSGD_STALL_TIMEOUT", "BACKUPSGD_LAG_LIMIT", "BACKUPSGD_FAULT"
+ENV_STRAGGLER, ENV_SEED, ENV_RUN_DIR = "BACKUPSGD_STRAGGLER", "BACKUPSGD_SEED", "BACKUPSGD_RUN_DIR"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Settings:
     stall_timeout: float  # seconds without progress before every rank says whom it waits for and the job aborts
     lag_limit: int  # members reducer: steps a frozen rank may fall behind before it is resynchronised
     fault: str  # injected faults, as the CLI's --fault (for tests)
+    straggler: str  # injected delays, as the CLI's --straggler: the same seeded draws per (seed, step)
+    seed: int  # seeds the straggler draws (the script seeds its own model and data)
+    run_dir: str  # where rank 0 writes what `backupsgd train` writes; empty: nothing is written
 
 
 class Runtime:
@@ -124,7 +128,17 @@ def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
         from backupsgd.faults import check_fault_world, parse_faults
 
         check_fault_world(parse_faults(fault), size)
-    return Settings(backups, reducer, stall_timeout, lag_limit, fault)
+    seed = _env_number(ENV_SEED, "0", int, "an integer >= 0")
+    straggler = os.environ.get(ENV_STRAGGLER, "none")
+    from backupsgd.straggler import parse_straggler
+
+    parse_straggler(straggler, seed).check_world(size)
+    run_dir = os.environ.get(ENV_RUN_DIR, "")
+    if run_dir:
+        from backupsgd.rundir import choose_run_dir
+
+        choose_run_dir(run_dir, "script")  # refuses a directory that already holds a run
+    return Settings(backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir)
 
 
 def _env_number(name: str, default: str, kind: type, example: str):
