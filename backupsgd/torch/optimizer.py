@@ -29,7 +29,7 @@ from backupsgd.fused import FusedGradients
 from backupsgd.modes import MODES
 from backupsgd.protocol import StepProtocol
 from backupsgd.rundir import StepTiming
-from backupsgd.straggler import parse_straggler
+from backupsgd.straggler import StragglerModel, parse_straggler
 from backupsgd.torch.ops import Average, Compression, check_op
 from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime, current
@@ -202,13 +202,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         step = self._offered = self._protocol.applied
         self._watchdog.step(step)
         self._faults.at_step_start(step)
-        # Straggle: the injected delay, seeded by (seed, step) as the CLI draws it, after this rank's compute.
-        compute_s = time.perf_counter() - self._compute_start
-        own = np.zeros(self._runtime.size)
-        own[self._runtime.rank] = compute_s
-        delay_s = float(self._straggler.delays(step, own)[self._runtime.rank])
-        time.sleep(delay_s)
-        self._timing = StepTiming(compute_s, delay_s, start_s=self._compute_start - self.record.start)
+        self._timing = straggle(self._straggler, step, self._runtime, self._compute_start, self.record.start)
         self._fused.pack(self._buf)
         self._buf[-1] = 0.0
         self._compression.round(self._buf[:-1])
@@ -265,6 +259,18 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+def straggle(straggler: StragglerModel, step: int, runtime: Runtime, compute_start: float,
+             run_start: float) -> StepTiming:
+    """Sleep the injected delay of `step`, drawn from (seed, step) as the CLI draws it, after this rank's compute
+    (which began at `compute_start`); returns the step's timing so far."""
+    compute_s = time.perf_counter() - compute_start
+    own = np.zeros(runtime.size)
+    own[runtime.rank] = compute_s
+    delay_s = float(straggler.delays(step, own)[runtime.rank])
+    time.sleep(delay_s)
+    return StepTiming(compute_s, delay_s, start_s=compute_start - run_start)
+
+
 def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None, compression=Compression.none,
                          backward_passes_per_step: int = 1, op: int = Average, gradient_predivide_factor: float = 1.0,
                          max_grad_norm: float | None = None) -> _DistributedOptimizer:
@@ -272,13 +278,20 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None
 
     Horovod's signature and semantics, plus `max_grad_norm` (clip the averaged gradient to this norm on every
     rank, replays included: use it instead of clipping between synchronize() and step()). Collective: every
-    rank builds its optimizers in the same order. `backward_passes_per_step` is accepted for Horovod scripts:
+    rank builds its optimizers in the same order. With BACKUPSGD_MODE=horovod it is horovod.torch's own
+    DistributedOptimizer doing every step, recorded and straggled like backupsgd's (the baseline in sweeps). `backward_passes_per_step` is accepted for Horovod scripts:
     gradients accumulate in `.grad` across the backward passes and the exchange runs at `step()` anyway.
     `gradient_predivide_factor` only splits Horovod's averaging into two scalings; the average is the same.
     """
     runtime = current()
-    wrapped = _DistributedOptimizer(optimizer, runtime, named_parameters, compression, backward_passes_per_step, op,
-                                    gradient_predivide_factor, max_grad_norm)
+    if runtime.settings.mode == "horovod":  # the baseline: horovod.torch's own optimizer, recorded like ours
+        from backupsgd.torch.baseline import HorovodBaseline
+
+        kind = HorovodBaseline
+    else:
+        kind = _DistributedOptimizer
+    wrapped = kind(optimizer, runtime, named_parameters, compression, backward_passes_per_step, op,
+                   gradient_predivide_factor, max_grad_norm)
     runtime.optimizers.append(wrapped)
     return wrapped
 

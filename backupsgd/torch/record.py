@@ -24,7 +24,7 @@ from backupsgd.torch.runtime import Runtime
 class ScriptRun:
     """Collective to create and to finish (every rank); `step` and `evaluation` are local calls."""
 
-    def __init__(self, runtime: Runtime, path: Path | None) -> None:
+    def __init__(self, runtime: Runtime, path: str | Path | None) -> None:
         settings = runtime.settings
         self.rank, self.size, self.quorum, self._comm = runtime.rank, runtime.size, runtime.quorum, runtime.collectives
         self._settings = settings
@@ -33,11 +33,11 @@ class ScriptRun:
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []
         self._last_eval: dict[str, float] = {}
-        config = {"mode": "backup" if settings.backups else "sync", "backups": settings.backups,
+        config = {"mode": settings.mode, "backups": settings.backups,
                   "workers": self.size, "quorum": self.quorum, "seed": settings.seed, "straggler": settings.straggler,
                   "reducer": settings.reducer, "model": Path(sys.argv[0]).stem, "script": sys.argv[0],
                   "script_args": sys.argv[1:], "eval_every": 0}
-        self._writer = RunWriter(path, config) if path is not None and self.rank == 0 else None
+        self._writer = RunWriter(Path(path), config) if path and self.rank == 0 else None
 
     def step(self, decision: Decision, timing: StepTiming) -> None:
         self.timings[decision.step] = timing
@@ -64,7 +64,7 @@ class ScriptRun:
         wall_s, s = self.elapsed(), self._settings
         dropped = (self.size - self.quorum) * steps
         summary = {
-            "mode": "backup" if s.backups else "sync", "workers": self.size, "backups": s.backups,
+            "mode": s.mode, "workers": self.size, "backups": s.backups,
             "quorum": self.quorum, "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
             "dropped_gradients": dropped, "dropped_fraction": dropped / max(1, self.size * steps),
             "test_loss": self._last_eval.get("test_loss"), "test_accuracy": self._last_eval.get("test_accuracy"),

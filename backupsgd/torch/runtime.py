@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 ENV_BACKUPS, ENV_REDUCER = "BACKUPSGD_BACKUPS", "BACKUPSGD_REDUCER"
 ENV_STALL_TIMEOUT, ENV_LAG_LIMIT, ENV_FAULT = "BACKUPSGD_STALL_TIMEOUT", "BACKUPSGD_LAG_LIMIT", "BACKUPSGD_FAULT"
 ENV_STRAGGLER, ENV_SEED, ENV_RUN_DIR = "BACKUPSGD_STRAGGLER", "BACKUPSGD_SEED", "BACKUPSGD_RUN_DIR"
+ENV_MODE = "BACKUPSGD_MODE"
+MODES = ("sync", "backup", "horovod")
 
 
 @dataclass(frozen=True)
 class Settings:
+    mode: str  # sync | backup: backupsgd's exchange; horovod: horovod.torch's own DistributedOptimizer (baseline)
     backups: int  # b: each step drops the b slowest gradients; N = P - b
     reducer: str  # how a step's members sum their gradients (dense, members, shm, horovod)
     stall_timeout: float  # seconds without progress before every rank says whom it waits for and the job aborts
@@ -111,6 +114,15 @@ def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
         raise ConfigError(f"backups = {backups!r} with {size} ranks: b must be an integer with 0 <= b < {size} "
                           f"(N = P - b gradients per step); pass init(backups=...) or set {ENV_BACKUPS}, "
                           "or launch more ranks")
+    mode = os.environ.get(ENV_MODE) or ("backup" if backups else "sync")
+    if mode not in MODES:
+        raise ConfigError(f"{ENV_MODE}={mode!r}; use one of {', '.join(MODES)} (or leave it unset)")
+    if mode != "backup" and backups:
+        raise ConfigError(f"{ENV_MODE}={mode} waits for every rank; use backups=0, or {ENV_MODE}=backup for b > 0")
+    if mode == "horovod":
+        from backupsgd.hvd.runtime import require
+
+        require()
     reducer = reducer if reducer is not None else os.environ.get(ENV_REDUCER, "dense")
     if reducer not in REDUCERS:
         raise ConfigError(f"unknown reducer {reducer!r}; pass init(reducer=...) or set {ENV_REDUCER} to one of "
@@ -138,7 +150,7 @@ def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
         from backupsgd.rundir import choose_run_dir
 
         choose_run_dir(run_dir, "script")  # refuses a directory that already holds a run
-    return Settings(backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir)
+    return Settings(mode, backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir)
 
 
 def _env_number(name: str, default: str, kind: type, example: str):
