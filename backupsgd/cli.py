@@ -146,6 +146,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
 
 def _register_subcommands() -> None:
+    from backupsgd.cluster.cli import cluster_command
     from backupsgd.report.cli import report_command
     from backupsgd.ps.bench import bench_ps_command
     from backupsgd.sim.cli import simulate_command
@@ -155,6 +156,7 @@ def _register_subcommands() -> None:
     bench.add_command(bench_ps_command)
     main.add_command(sweep_command)
     main.add_command(report_command)
+    main.add_command(cluster_command)
 
 
 _register_subcommands()
