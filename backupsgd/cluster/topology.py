@@ -77,6 +77,10 @@ class ClusterSpec:
         return [self.bridge_ns] + [self.node_ns(i) for i in range(self.nodes)]
 
 
+def down_command_line(name: str) -> str:
+    return "backupsgd cluster down" + ("" if name == DEFAULT_NAME else f" --name {name}")
+
+
 def state_dir(name: str = DEFAULT_NAME) -> Path:
     return STATE_ROOT / name
 
@@ -126,11 +130,11 @@ def up(spec: ClusterSpec) -> bool:
         if current == spec and set(spec.namespaces()) <= existing_namespaces():
             return False
         raise ConfigError(f"a cluster '{spec.name}' with nodes={current.nodes} slots={current.slots} "
-                          f"bandwidth={current.bandwidth} is up; run `backupsgd cluster down` first")
+                          f"bandwidth={current.bandwidth} is up; run `{down_command_line(spec.name)}` first")
     clash = set(spec.namespaces()) & existing_namespaces()
     if clash:
         raise ConfigError(f"namespaces {', '.join(sorted(clash))} exist without a cluster state file "
-                          "(left by a killed `cluster up`?); run `backupsgd cluster down` to remove them")
+                          f"(left by a killed `cluster up`?); run `{down_command_line(spec.name)}` to remove them")
     try:
         _build(spec)
     except BaseException:
