@@ -43,17 +43,22 @@ def cluster():
 
 
 @needs_root
-def test_backup_run_across_two_nodes_equals_replay_of_its_members(cluster, tmp_path):
+# shm: within a node in shared memory, across nodes over the link (hierarchical); it stalled for tens of
+# seconds per step when each node's daemon bound its ranks to the same cores (launch.NO_BINDING).
+@pytest.mark.parametrize("reducer", ["dense", "shm"])
+def test_backup_run_across_two_nodes_equals_replay_of_its_members(cluster, tmp_path, reducer):
     out = tmp_path / "run"
     # exp:mean=0.01: a random straggler each step, so membership changes; 4 ranks on 2 nodes x 2 slots.
     cmd = mpirun_command(cluster, ["-n", "4", sys.executable, "-m", "backupsgd", "train", "--no-progress",
                                    "--out", str(out), "--mode", "backup", "--backups", "1", "--steps", "30",
-                                   "--model", "mlp", "--straggler", "exp:mean=0.01", "--eval-every", "0"])
+                                   "--model", "mlp", "--straggler", "exp:mean=0.01", "--eval-every", "0",
+                                   "--reducer", reducer])
     result = launch(cmd, timeout=240)
     assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     summary = json.loads((out / "summary.json").read_text())
     # mpirun fills n0's two slots, then n1's: each rank reports the host name of its node's namespace
     assert summary["hosts"] == ["n0", "n0", "n1", "n1"], summary["hosts"]
+    assert summary["reducer"] == reducer
     assert len(set(summary["param_digests"])) == 1
     steps = read_steps(out)
     assert [s["step"] for s in steps] == list(range(30))

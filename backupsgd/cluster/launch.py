@@ -32,6 +32,10 @@ exec ip netns exec "{name}-$host" unshare --uts sh -c "hostname $host && $*"
 # ob1: the TCP BTL path (the default pml, cm/ucx, would not be the shaped TCP link).
 MCA = ("--prtemca", "prte_if_include", "eth0", "--mca", "btl_tcp_if_include", "eth0",
        "--mca", "btl", "self,sm,tcp", "--mca", "pml", "ob1")
+# Every node's daemon thinks the machine's cores are its own and would bind its ranks to cores 0..S-1, so
+# ranks of different nodes (and each rank's engine thread with its main thread) would share one core: the
+# members and shm reducers then stalled for tens of seconds per step across 2 nodes x 2 ranks on 2 cores.
+NO_BINDING = ("--bind-to", "none")
 # Ranks that outnumber the cores must yield while they poll: a 1 MiB allreduce of 4 ranks on 2 nodes
 # took 142 ms spinning and 4.9 ms yielding on 2 cores.
 YIELD = ("--mca", "mpi_yield_when_idle", "1")
@@ -64,7 +68,7 @@ def mpirun_path() -> Path:
 def mpirun_command(spec: ClusterSpec, args: list[str]) -> list[str]:
     """The command line that runs `mpirun <args>` on the cluster, from the host's namespace."""
     hostfile, agent = launch_files(spec)
-    options = [*MCA, *(YIELD if spec.nodes * spec.slots > (os.cpu_count() or 1) else ())]
+    options = [*MCA, *NO_BINDING, *(YIELD if spec.nodes * spec.slots > (os.cpu_count() or 1) else ())]
     mpirun = [str(mpirun_path()), "--hostfile", str(hostfile), "--mca", "plm_rsh_agent", str(agent), *options, *args]
     # `exec "$@"`: the arguments reach mpirun as they are, with no second round of shell quoting.
     return ["ip", "netns", "exec", spec.node_ns(0), "unshare", "--uts", "sh", "-c",
