@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from mpirun import REPO, launch, mpi_env, read_steps
+from mpirun import REPO, ULFM, launch, mpi_env, read_steps
 from reference import replay
 
 from backupsgd.cluster import ClusterSpec, existing_namespaces, mpirun_command, running_cluster
@@ -65,6 +65,35 @@ def test_backup_run_across_two_nodes_equals_replay_of_its_members(cluster, tmp_p
     assert all(len(s["members"]) == 3 for s in steps)
     assert len({tuple(s["members"]) for s in steps}) > 1, "random stragglers should vary the members"
     # Oracle: one process re-running the 30 steps with exactly the recorded members.
+    cfg = json.loads((out / "config.json").read_text())["workload"]
+    np.testing.assert_allclose(np.load(out / "params.npy"), replay(cfg, [s["members"] for s in steps]),
+                               rtol=1e-4, atol=1e-5)
+
+
+@needs_root
+def test_rank_killed_on_one_node_under_ulfm_is_shrunk_away_across_nodes(tmp_path):
+    """Rank 4, alone on node n1's last slot, dies at step 9 (b = 2): the survivors on both nodes shrink the
+    communicator and finish, and the result is the replay of the recorded members. The dense reducer only:
+    with --reducer shm the survivors hung across nodes (see the README's cluster section)."""
+    out = tmp_path / "run"
+    spec = ClusterSpec(nodes=2, slots=3, bandwidth="1gbit", name=NAME)
+    try:
+        with running_cluster(spec):
+            cmd = mpirun_command(spec, [*ULFM, "-n", "5", sys.executable, "-m", "backupsgd", "train", "--no-progress",
+                                        "--out", str(out), "--mode", "backup", "--backups", "2", "--steps", "30",
+                                        "--eval-every", "0", "--straggler", "exp:mean=0.004", "--check-every", "5",
+                                        "--fault", "crash:rank=4,step=9"])
+            result = launch(cmd, timeout=240)
+    finally:
+        _assert_gone(NAME)
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert "rank 4 died; going on from step" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hosts"] == ["n0", "n0", "n0", "n1"], summary["hosts"]  # the living ranks' nodes
+    assert summary["living"] == [0, 1, 2, 3] and summary["shrinks"][0]["dead"] == [4], summary["shrinks"]
+    assert len(set(summary["param_digests"])) == 1
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(30)), "each step recorded once"
     cfg = json.loads((out / "config.json").read_text())["workload"]
     np.testing.assert_allclose(np.load(out / "params.npy"), replay(cfg, [s["members"] for s in steps]),
                                rtol=1e-4, atol=1e-5)

@@ -10,8 +10,10 @@ MPI_COMM_TYPE_SHARED splits ranks by node.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from backupsgd.cluster.topology import ClusterSpec, read_state, state_dir
@@ -85,13 +87,22 @@ def mpi_env() -> dict[str, str]:
 def run(spec: ClusterSpec, args: list[str], timeout: float | None = None) -> int:
     """Run mpirun <args> on the cluster and return its exit status; on Ctrl-C or timeout the job is ended
     (it runs in a session of its own, which holds every node's daemons, since the agent is a local process)."""
-    with launcher_tmpdir() as tmp_env:
-        proc = subprocess.Popen(mpirun_command(spec, args), env={**mpi_env(), **tmp_env}, start_new_session=True)
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop_job(proc)
-            return 124
-        except BaseException:
-            stop_job(proc)
-            raise
+    def terminate(signum, frame):  # `timeout` or `kill` end this process: take the job with it
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = signal.signal(signal.SIGTERM, terminate) if main else None
+    try:
+        with launcher_tmpdir() as tmp_env:
+            proc = subprocess.Popen(mpirun_command(spec, args), env={**mpi_env(), **tmp_env}, start_new_session=True)
+            try:
+                return proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_job(proc)
+                return 124
+            except BaseException:
+                stop_job(proc)
+                raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
