@@ -9,7 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 MPIRUN := $(BIN)/mpirun --oversubscribe
 
-.PHONY: demo test bench smoke reproduce venv horovod clean
+.PHONY: demo test bench bench-cluster smoke reproduce venv horovod clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ bench: $(HVD_STAMP)
 	$(MPIRUN) -n 4 $(BIN)/backupsgd bench exchange --sizes 1,16,64 --repeats 9 --json results/bench/exchange.json
 	$(BIN)/backupsgd bench ps --workers 2,4,8 --servers 1,2,4 --size-mb 8 --repeats 5 --json results/bench/ps.json
 	$(BIN)/backupsgd bench library --ranks 4 --slow-factor 5 --repeats 3 --json results/bench/library.json
+
+# The exchange and parameter-server benchmarks across network-namespace nodes with tbf-shaped links
+# (backupsgd cluster; needs root). About 5 minutes on 2 idle cores; writes results/cluster/.
+bench-cluster: $(HVD_STAMP)
+	$(BIN)/python -m backupsgd.cluster.bench --out results/cluster
 
 # A grid that finishes in about a minute, then its report.
 smoke: $(HVD_STAMP)

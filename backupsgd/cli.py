@@ -148,6 +148,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
 def _register_subcommands() -> None:
     from backupsgd.bench_library import bench_library_command
+    from backupsgd.cluster.cli import cluster_command
     from backupsgd.report.cli import compare_command, report_command, timeline_command
     from backupsgd.ps.bench import bench_ps_command
     from backupsgd.sim.cli import simulate_command
@@ -160,6 +161,7 @@ def _register_subcommands() -> None:
     main.add_command(report_command)
     main.add_command(timeline_command)
     main.add_command(compare_command)
+    main.add_command(cluster_command)
 
 
 _register_subcommands()

@@ -89,6 +89,7 @@ def _finish(config: ExperimentConfig, comm: MPI.Comm, replica: Replica, data, wr
             timings: dict[str, list[float]], wall_s: float) -> dict:
     """Gather every rank's digests and timings to rank 0 and write the summary (the allreduce modes' fields)."""
     digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
+    hosts = comm.gather(MPI.Get_processor_name(), root=0)  # each rank's node, in rank order
     per_rank = comm.gather({"rank": comm.rank, **timings}, root=0)
     if writer is None:
         return {}
@@ -101,6 +102,7 @@ def _finish(config: ExperimentConfig, comm: MPI.Comm, replica: Replica, data, wr
         "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
         "straggler": config.straggler.straggler, "model": config.workload.model,
         "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
+        "hosts": hosts,
         "run_dir": str(writer.path),
     }
     writer.finish(summary, replica.flat_params(), per_rank)

@@ -106,6 +106,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     else:
         record = _work(config, comm, layout, mode, replica, data)
     wall_s = time.perf_counter() - start
+    record["host"] = MPI.Get_processor_name()  # each rank's node (servers and workers), for summary["hosts"]
     records = comm.gather(record, root=LEADER)
     if log is None or writer is None:
         return {}
@@ -180,6 +181,7 @@ def _finish(config: ExperimentConfig, layout: Layout, quorum: int, log: LeaderLo
         "test_loss": log.final_eval[0], "test_accuracy": log.final_eval[1], "seed": config.workload.seed,
         "straggler": config.straggler.straggler, "model": config.workload.model,
         "param_digests": [r.pop("digest") for r in workers],
+        "hosts": [r["host"] for r in records],  # one per rank, servers first
         "server_bytes_in_per_step": [r["bytes_in"] / steps for r in servers],
         "run_dir": str(writer.path),
     }

@@ -1,0 +1,158 @@
+"""A 2-node cluster on this machine (network namespaces, shaped links): a backup run across it against
+the single-process replay of its recorded members, and the cluster's set-up and removal."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mpirun import REPO, ULFM, launch, mpi_env, read_steps
+from reference import replay
+
+from backupsgd.cluster import ClusterSpec, existing_namespaces, mpirun_command, running_cluster
+from backupsgd.cluster.topology import NETNS_ETC, state_dir
+
+NOT_ROOT = os.geteuid() != 0
+needs_root = pytest.mark.skipif(NOT_ROOT, reason="network namespaces need root (CAP_NET_ADMIN); this process is "
+                                                 "not root, so the cluster tests cannot run here")
+NAME = f"bsgdt{os.getpid() % 100000}"  # a name of the test's own: a cluster someone else has up is left alone
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backupsgd", "cluster", *args], capture_output=True, text=True,
+                          env=mpi_env(), cwd=REPO, timeout=60)
+
+
+def _assert_gone(name: str) -> None:
+    left = sorted(ns for ns in existing_namespaces() if ns.startswith(f"{name}-"))
+    assert left == [], f"namespaces left behind: {left}"
+    assert not NETNS_ETC.exists() or not list(NETNS_ETC.glob(f"{name}-*")), "an /etc/netns entry left behind"
+    assert not state_dir(name).exists()
+
+
+@pytest.fixture
+def cluster():
+    spec = ClusterSpec(nodes=2, slots=2, bandwidth="1gbit", name=NAME)
+    try:
+        with running_cluster(spec):
+            yield spec
+    finally:
+        _assert_gone(NAME)
+
+
+@needs_root
+# shm: within a node in shared memory, across nodes over the link (hierarchical); it stalled for tens of
+# seconds per step when each node's daemon bound its ranks to the same cores (launch.NO_BINDING).
+@pytest.mark.parametrize("reducer", ["dense", "shm"])
+def test_backup_run_across_two_nodes_equals_replay_of_its_members(cluster, tmp_path, reducer):
+    out = tmp_path / "run"
+    # exp:mean=0.01: a random straggler each step, so membership changes; 4 ranks on 2 nodes x 2 slots.
+    cmd = mpirun_command(cluster, ["-n", "4", sys.executable, "-m", "backupsgd", "train", "--no-progress",
+                                   "--out", str(out), "--mode", "backup", "--backups", "1", "--steps", "30",
+                                   "--model", "mlp", "--straggler", "exp:mean=0.01", "--eval-every", "0",
+                                   "--reducer", reducer])
+    result = launch(cmd, timeout=240)
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    summary = json.loads((out / "summary.json").read_text())
+    # mpirun fills n0's two slots, then n1's: each rank reports the host name of its node's namespace
+    assert summary["hosts"] == ["n0", "n0", "n1", "n1"], summary["hosts"]
+    assert summary["reducer"] == reducer
+    assert len(set(summary["param_digests"])) == 1
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(30))
+    assert all(len(s["members"]) == 3 for s in steps)
+    assert len({tuple(s["members"]) for s in steps}) > 1, "random stragglers should vary the members"
+    # Oracle: one process re-running the 30 steps with exactly the recorded members.
+    cfg = json.loads((out / "config.json").read_text())["workload"]
+    np.testing.assert_allclose(np.load(out / "params.npy"), replay(cfg, [s["members"] for s in steps]),
+                               rtol=1e-4, atol=1e-5)
+
+
+@needs_root
+def test_rank_killed_on_one_node_under_ulfm_is_shrunk_away_across_nodes(tmp_path):
+    """Rank 4, alone on node n1's last slot, dies at step 9 (b = 2): the survivors on both nodes shrink the
+    communicator and finish, and the result is the replay of the recorded members. The dense reducer only:
+    with --reducer shm the survivors hung across nodes (see the README's cluster section)."""
+    out = tmp_path / "run"
+    spec = ClusterSpec(nodes=2, slots=3, bandwidth="1gbit", name=NAME)
+    try:
+        with running_cluster(spec):
+            cmd = mpirun_command(spec, [*ULFM, "-n", "5", sys.executable, "-m", "backupsgd", "train", "--no-progress",
+                                        "--out", str(out), "--mode", "backup", "--backups", "2", "--steps", "30",
+                                        "--eval-every", "0", "--straggler", "exp:mean=0.004", "--check-every", "5",
+                                        "--fault", "crash:rank=4,step=9"])
+            result = launch(cmd, timeout=240)
+    finally:
+        _assert_gone(NAME)
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert "rank 4 died; going on from step" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hosts"] == ["n0", "n0", "n0", "n1"], summary["hosts"]  # the living ranks' nodes
+    assert summary["living"] == [0, 1, 2, 3] and summary["shrinks"][0]["dead"] == [4], summary["shrinks"]
+    assert len(set(summary["param_digests"])) == 1
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(30)), "each step recorded once"
+    cfg = json.loads((out / "config.json").read_text())["workload"]
+    np.testing.assert_allclose(np.load(out / "params.npy"), replay(cfg, [s["members"] for s in steps]),
+                               rtol=1e-4, atol=1e-5)
+
+
+@needs_root
+def test_cluster_is_removed_when_the_block_fails():
+    spec = ClusterSpec(nodes=2, slots=1, bandwidth="100mbit", name=NAME)
+    with pytest.raises(RuntimeError, match="a failing test"):
+        with running_cluster(spec):
+            assert {f"{NAME}-br", f"{NAME}-n0", f"{NAME}-n1"} <= existing_namespaces()
+            assert (NETNS_ETC / f"{NAME}-n1" / "hosts").read_text().splitlines()[-1] == "198.18.0.2 n1"
+            raise RuntimeError("a failing test")
+    _assert_gone(NAME)
+
+
+@needs_root
+def test_cli_up_is_idempotent_and_down_removes_everything():
+    try:
+        first = _cli("up", "--nodes", "2", "--slots", "1", "--bandwidth", "1gbit", "--name", NAME)
+        assert first.returncode == 0 and "cluster up" in first.stdout, first.stderr
+        again = _cli("up", "--nodes", "2", "--slots", "1", "--bandwidth", "1gbit", "--name", NAME)
+        assert again.returncode == 0 and "already up" in again.stdout, again.stderr
+        other = _cli("up", "--nodes", "3", "--name", NAME)
+        assert other.returncode == 2 and f"backupsgd cluster down --name {NAME}" in other.stderr, other.stderr
+    finally:
+        down = _cli("down", "--name", NAME)
+    assert down.returncode == 0 and f"{NAME}-n1" in down.stdout, down.stderr
+    _assert_gone(NAME)
+    nothing = _cli("down", "--name", NAME)
+    assert nothing.returncode == 0 and "no cluster was up" in nothing.stdout, nothing.stderr
+    idle = _cli("run", "--name", NAME, "--", "-n", "2", "true")
+    assert idle.returncode == 2 and "no cluster" in idle.stderr and "cluster up" in idle.stderr, idle.stderr
+
+
+@pytest.mark.parametrize("args,fix", [
+    (["--nodes", "0"], "--nodes 2 or more"),
+    (["--slots", "0"], "--slots 1 or more"),
+    (["--bandwidth", "fast"], "1gbit"),
+    (["--bandwidth", "1gb"], "1gbit"),
+])
+def test_cluster_up_refuses_bad_input_naming_the_fix(args, fix):
+    result = _cli("up", "--name", NAME, *args)
+    assert result.returncode == 2 and fix in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1, "one line, no traceback"
+    assert not state_dir(NAME).exists()
+
+
+def test_cluster_needs_root_says_so(monkeypatch):
+    from backupsgd.cluster import topology
+    from backupsgd.errors import ConfigError
+
+    monkeypatch.setattr(topology.os, "geteuid", lambda: 1000)
+    with pytest.raises(ConfigError, match="need root"):
+        topology.up(ClusterSpec(name=NAME))
+
+
+def test_rates_parse_in_tc_units():
+    from backupsgd.cluster import parse_rate
+
+    assert parse_rate("1gbit") == 1e9 and parse_rate("2.5Gbit") == 2.5e9 and parse_rate("100mbit") == 1e8
+    assert parse_rate("unlimited") == 0.0
