@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import torch
+from mpi4py import MPI
 
 from backupsgd.clock import run_clock_offset
 from backupsgd.engine import Decision
@@ -57,6 +58,7 @@ class ScriptRun:
 
     def finish(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, steps: int) -> None:
         digests = self._comm.gather((param_digest(params), optimizer_digest(optimizer)), root=0)
+        hosts = self._comm.gather(MPI.Get_processor_name(), root=0)  # each rank's node, in rank order
         per_rank = self._comm.gather(rank_record(self.rank, self.timings, self.clock_offset_s,
                                                  nonfinite_steps=self.nonfinite_steps), root=0)
         if self._writer is None:
@@ -72,6 +74,6 @@ class ScriptRun:
             "seed": s.seed, "straggler": s.straggler, "model": Path(sys.argv[0]).stem, "reducer": s.reducer,
             "nonfinite_gradients": [[r["rank"], st] for r in per_rank for st in r["nonfinite_steps"]],
             "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
-            "run_dir": str(self._writer.path),
+            "hosts": hosts, "run_dir": str(self._writer.path),
         }
         self._writer.finish(summary, flat_params(params), per_rank)
