@@ -12,6 +12,7 @@ data (a rank that missed steps skips their batches, so every rank ends the epoch
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ parser.add_argument("--clip-in-script", type=float, default=None,
                     help="clip between synchronize() and step() in user code (refused by backupsgd when b > 0)")
 parser.add_argument("--slow-rank", type=int, default=-1, help="this rank sleeps --slow-sleep seconds per batch")
 parser.add_argument("--slow-sleep", type=float, default=0.0)
-parser.add_argument("--seed", type=int, default=42)
+parser.add_argument("--seed", type=int, default=int(os.environ.get("BACKUPSGD_SEED", 42)),
+                    help="model init and data order (default: $BACKUPSGD_SEED, set by backupsgd sweep, else 42)")
 parser.add_argument("--save", type=str, default="", help="write each rank's final parameters and counts here")
 args = parser.parse_args()
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from backupsgd.errors import ConfigError
+from backupsgd.sweep.script import SCRIPT_KEYS, check_script_point
 
 LAUNCH_KEYS = ("ranks",)  # vary per run, but are mpirun's, not train's
 SWEEP_KEYS = ("timeout_s",)  # one value for the whole sweep
@@ -92,7 +93,7 @@ def _product(path: Path, table: dict[str, Any]) -> list[dict[str, Any]]:
         if key in OWNED_BY_SWEEP:
             raise ConfigError(f"grid file {path}: {key!r} is set by the sweep for every run; remove it "
                               "(runs go under `backupsgd sweep --out DIR`)")
-        if key not in known and key not in LAUNCH_KEYS:
+        if key not in known and key not in LAUNCH_KEYS and key not in SCRIPT_KEYS:
             raise ConfigError(f"grid file {path}: unknown key {key!r}; known keys: "
                               f"{', '.join(sorted(known | set(LAUNCH_KEYS) | set(SWEEP_KEYS)))}")
         for item in value if isinstance(value, list) else [value]:
@@ -128,6 +129,8 @@ def _point(path: Path, values: dict[str, Any]) -> RunSpec:
         raise ConfigError(f"grid file {path}: ranks must be an integer >= 1, got {ranks!r}")
     if values.get("backups") and "mode" in values and not _takes_backups(values["mode"]):
         values["backups"] = 0  # a full mode waits for everyone: its one point is b = 0
+    if "script" in values:  # a user's script, given its settings through the environment
+        return RunSpec(_name(ranks, check_script_point(path, ranks, values), values), ranks, values)
     try:
         config = build_config(values)
         config.check_world(ranks)

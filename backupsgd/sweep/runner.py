@@ -23,6 +23,7 @@ from tqdm import tqdm
 from backupsgd.errors import ConfigError
 from backupsgd.jobs import launcher_tmpdir, stop_job
 from backupsgd.sweep.grid import Grid, RunSpec, run_toml
+from backupsgd.sweep.script import script_command, script_env
 
 STDERR_TAIL_LINES = 12  # what a failure report shows of the run's stderr
 
@@ -60,11 +61,17 @@ class MpiLauncher:
                 raise ConfigError(f"{tool} not found; run backupsgd sweep from the venv that has mpirun (make venv)")
 
     def command(self, spec: RunSpec, run_dir: Path) -> list[str]:
+        if "script" in spec.options:  # the point's settings reach every rank through the environment
+            exports = [x for var in script_env(spec.options, run_dir) for x in ("-x", var)]
+            return [str(self.mpirun), "--oversubscribe", *exports, "-n", str(spec.ranks), sys.executable,
+                    *script_command(spec.options)]
         return [str(self.mpirun), "--oversubscribe", "-n", str(spec.ranks), str(self.backupsgd), "train",
                 "--config", str(run_dir / "run.toml"), "--out", str(run_dir)]
 
     def __call__(self, spec: RunSpec, run_dir: Path, timeout_s: float) -> Outcome:
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", PYTHONUNBUFFERED="1")
+        if "script" in spec.options:
+            env.update(script_env(spec.options, run_dir))
         err_path = run_dir / "stderr.log"
         with (run_dir / "stdout.log").open("w") as out, err_path.open("w") as err, launcher_tmpdir() as tmp_env:
             # A session of its own: on timeout or Ctrl-C stop_job reaches mpirun and every rank.
