@@ -9,7 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 MPIRUN := $(BIN)/mpirun --oversubscribe
 
-.PHONY: demo test bench smoke reproduce venv horovod clean
+.PHONY: demo test bench smoke reproduce venv horovod clean data
 
 venv: $(STAMP)
 
@@ -31,7 +31,14 @@ $(HVD_STAMP): $(STAMP) launch/build_horovod.sh launch/patch_horovod.py
 demo: $(HVD_STAMP)
 	$(MPIRUN) -n 5 $(BIN)/backupsgd train --config launch/experiments/demo.toml
 
+# Fashion-MNIST and the Python docs from Debian packages: apt-get install as root, else unpacked into
+# ~/.cache/backupsgd/data (launch/get_data.sh). Takes a moment when they are already there.
+data:
+	@bash launch/get_data.sh
+
+# The data first, so the tests that read it run; without it they skip and say why.
 test: $(HVD_STAMP)
+	@bash launch/get_data.sh || echo "[data] not fetched: the tests that need these files will skip, saying why"
 	$(BIN)/python -m pytest -q
 
 bench: $(HVD_STAMP)
