@@ -66,7 +66,8 @@ class _Run:
         torch.set_num_threads(wl.threads)
         self.mode = MODES[config.mode.mode]
         self.quorum = self.mode.quorum(self.workers, config.mode.backups)
-        self.data, self.straggler = load_dataset(wl.dataset, wl.data_dir), parse_straggler(config.straggler.straggler, wl.seed)
+        self.data = load_dataset(wl.dataset, wl.data_dir)
+        self.straggler = parse_straggler(config.straggler.straggler, wl.seed)
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
         self.replica = Replica(wl, pick_device(local_rank()))
         settings = fingerprint(config, self.workers)

@@ -11,7 +11,7 @@ from backupsgd.errors import ConfigError
 
 
 def _corpus(directory) -> None:
-    """A small python3.11.info.gz stand-in, so these runs need no package (a warning says it is not the recorded one)."""
+    """A small python3.11.info.gz stand-in, so these runs need no package (a warning says it is another file)."""
     directory.mkdir()
     text = b"".join(b"def f%d(x):\n    return x * %d  # a line of code\n" % (i, i) for i in range(3000))
     (directory / "python3.11.info.gz").write_bytes(gzip.compress(text))
