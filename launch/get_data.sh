@@ -19,15 +19,17 @@ have_all() {  # have_all DIR FILE...: every file is in DIR
   for f in "$@"; do [ -f "$dir/$f" ] || return 1; done
 }
 
-install_as_root() {  # install_as_root PACKAGE: apt-get install, updating the lists once if apt does not know it
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null 2>&1
+}
+
+install_as_root() {  # install_as_root PACKAGE: apt-get install; on failure (unknown package, stale lists) update once
   local pkg=$1
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
-  if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-    echo "[data] apt-get update (apt does not know $pkg yet)"
-    apt-get update -qq >/dev/null 2>&1 || return 1
-  fi
   echo "[data] apt-get install -y $pkg"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+  apt_install "$pkg" && return 0
+  echo "[data] apt-get update, then apt-get install -y $pkg again"
+  apt-get update -qq >/dev/null 2>&1 && apt_install "$pkg"
 }
 
 unpack_into_cache() {  # unpack_into_cache NAME PACKAGE SYSDIR FILE...: the files into $CACHE/NAME, no root
