@@ -9,7 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 MPIRUN := $(BIN)/mpirun --oversubscribe
 
-.PHONY: demo test bench bench-cluster smoke reproduce venv horovod clean
+.PHONY: demo test bench bench-cluster smoke reproduce venv horovod clean data
 
 venv: $(STAMP)
 
@@ -41,7 +41,14 @@ demo: $(HVD_STAMP)
 	@echo "run directories: $(DEMO)/sync and $(DEMO)/backup; the backup run's steps on every rank:"
 	@echo "$(DEMO)/backup/timeline.json (open it in https://ui.perfetto.dev or chrome://tracing)"
 
+# Fashion-MNIST and the Python docs from Debian packages: apt-get install as root, else unpacked into
+# ~/.cache/backupsgd/data (launch/get_data.sh). Takes a moment when they are already there.
+data:
+	@bash launch/get_data.sh
+
+# The data first, so the tests that read it run; without it they skip and say why.
 test: $(HVD_STAMP)
+	@bash launch/get_data.sh || echo "[data] not fetched: the tests that need these files will skip, saying why"
 	$(BIN)/python -m pytest -q
 
 bench: $(HVD_STAMP)

@@ -13,7 +13,14 @@ from backupsgd.errors import ConfigError
 
 MODES = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
 PS_MODES = ("ps-sync", "ps-backup", "ps-async")  # ranks 0..servers-1 hold parameter shards, the rest compute
-MODELS = {"mlp": "digits", "cnn": "digits", "logreg": "synthetic", "resnet": "cifar"}
+# The datasets each model runs on; the first is its default. Models take their input shape from the dataset.
+MODELS = {
+    "mlp": ("digits",),
+    "cnn": ("digits", "fashion-mnist", "mnist"),
+    "logreg": ("synthetic",),
+    "resnet": ("cifar", "fashion-mnist", "mnist"),
+    "gpt": ("pydocs",),  # a byte-level language model
+}
 REDUCERS = ("dense", "members", "horovod", "shm")
 
 
@@ -46,8 +53,10 @@ class ModeConfig:
 
 @dataclass
 class WorkloadConfig:
-    model: str = "mlp"  # mlp | cnn (digits), logreg (synthetic), resnet (cifar-shaped synthetic)
-    dataset: str = ""  # digits | synthetic | cifar; empty picks the model's own
+    model: str = "mlp"  # mlp (digits) | cnn (digits, fashion-mnist, mnist) | logreg (synthetic) | resnet (cifar,
+    # fashion-mnist, mnist) | gpt (pydocs)
+    dataset: str = ""  # empty picks the model's first dataset
+    data_dir: str = ""  # directory holding a file-backed dataset's files; empty: the package's path, then the cache
     batch_size: int = 32  # per-worker minibatch
     lr: float = 0.1  # learning rate of the optimizer
     optimizer: str = "sgd"  # any torch.optim optimizer, by case-insensitive name (sgd, adam, adamw, rmsprop, ...)
@@ -60,11 +69,12 @@ class WorkloadConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; use --model with one of {', '.join(MODELS)}")
-        self.dataset = self.dataset or MODELS[self.model]
-        if self.dataset != MODELS[self.model]:
+        datasets = MODELS[self.model]
+        self.dataset = self.dataset or datasets[0]
+        if self.dataset not in datasets:
             raise ConfigError(
-                f"model {self.model!r} runs on dataset {MODELS[self.model]!r}, not {self.dataset!r}; "
-                f"use --dataset {MODELS[self.model]} or another --model"
+                f"model {self.model!r} runs on {' | '.join(datasets)}, not {self.dataset!r}; "
+                f"use --dataset {datasets[0]} or another --model"
             )
         for name in ("batch_size", "steps", "threads"):
             value = getattr(self, name)
@@ -81,6 +91,15 @@ class WorkloadConfig:
         from backupsgd.optim import optimizer_class  # torch import kept out of config parsing
 
         optimizer_class(self.optimizer)
+
+    def check_data(self) -> None:
+        """A file-backed dataset's files must be there (checked where the run is, not where it was configured)."""
+        from backupsgd.realdata import SOURCES, locate
+
+        if self.dataset in SOURCES:
+            locate(self.dataset, self.data_dir)
+        elif self.data_dir:
+            raise ConfigError(f"dataset {self.dataset!r} ships with the code and reads no files; drop --data-dir")
 
 
 @dataclass
@@ -169,6 +188,7 @@ class ExperimentConfig:
         from backupsgd.faults import check_fault_world, parse_faults
 
         check_fault_world(parse_faults(self.faults.fault), workers)
+        self.workload.check_data()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

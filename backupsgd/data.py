@@ -1,4 +1,4 @@
-"""Offline datasets and per-worker minibatch sampling keyed by (seed, worker, step)."""
+"""Datasets by name, their shapes, and per-worker minibatch sampling keyed by (seed, worker, step)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,61 @@ _SAMPLE_STREAM = 0x5A4D
 
 
 @dataclass(frozen=True)
+class Shape:
+    """What a model needs to know of its data, known from the dataset's name alone (no file is read)."""
+
+    classes: int  # outputs: classes, or the vocabulary for text (256 byte values)
+    image: tuple[int, int, int] | None = None  # (channels, height, width) of an image, however x is stored
+    features: int | None = None  # length of a flat feature vector (non-image tabular data)
+    context: int | None = None  # tokens per example (text)
+
+
+SHAPES = {
+    "digits": Shape(10, image=(1, 8, 8)),  # stored flat, (n, 64)
+    "synthetic": Shape(2, features=20),
+    "cifar": Shape(10, image=(3, 32, 32)),
+    "fashion-mnist": Shape(10, image=(1, 28, 28)),
+    "mnist": Shape(10, image=(1, 28, 28)),
+    "pydocs": Shape(256, context=128),
+}
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: torch.Tensor  # the whole test split
     y_test: torch.Tensor
     classes: int
+    eval_examples: int | None = None  # evaluations use the first this-many test examples; None: all of them
 
     def sample(self, seed: int, worker: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The minibatch worker `worker` trains on at `step`: the same in every mode and on every run."""
         rng = np.random.default_rng((seed, _SAMPLE_STREAM, worker, step))
         idx = torch.from_numpy(rng.integers(0, len(self.x_train), batch_size))
         return self.x_train[idx], self.y_train[idx]
+
+    def eval_split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed test examples every evaluation uses: bounded, so an evaluation stays cheap."""
+        n = self.eval_examples
+        return (self.x_test, self.y_test) if n is None else (self.x_test[:n], self.y_test[:n])
+
+
+@dataclass(frozen=True)
+class TextDataset(Dataset):
+    """Byte-level language modelling: x_train is the training text as one uint8 stream (y_train unused).
+
+    An example is a window of `context` bytes and the same window shifted by one (next-byte targets).
+    """
+
+    context: int = 128
+
+    def sample(self, seed: int, worker: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((seed, _SAMPLE_STREAM, worker, step))
+        start = torch.from_numpy(rng.integers(0, len(self.x_train) - self.context, batch_size))
+        windows = self.x_train[start[:, None] + torch.arange(self.context + 1)].long()
+        return windows[:, :-1], windows[:, 1:]
 
 
 @lru_cache(maxsize=None)
@@ -65,8 +107,15 @@ def _f32(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32))
 
 
-DATASETS = {"digits": _digits, "synthetic": _synthetic, "cifar": _cifar}
+# Datasets bundled with a Python package; the others are read from files (backupsgd.realdata).
+_BUNDLED = {"digits": _digits, "synthetic": _synthetic, "cifar": _cifar}
+DATASETS = tuple(SHAPES)
 
 
-def load_dataset(name: str) -> Dataset:
-    return DATASETS[name]()
+def load_dataset(name: str, data_dir: str = "") -> Dataset:
+    """The dataset `name`; the file-backed ones are read from `data_dir`, or found in the default places."""
+    if name in _BUNDLED:
+        return _BUNDLED[name]()
+    from backupsgd import realdata
+
+    return realdata.load(name, data_dir)

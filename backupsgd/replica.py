@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
-from torch import nn
+from torch.nn import functional as F
 
 from backupsgd.config import WorkloadConfig
-from backupsgd.data import Dataset
+from backupsgd.data import Dataset, TextDataset
 from backupsgd.fused import FusedGradients
 from backupsgd.models import build_model
 from backupsgd.optim import build_optimizer
@@ -21,19 +22,24 @@ def pick_device(local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over every prediction: one per example, or one per position of a text window."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
 class Replica:
     """Computes this worker's gradient into one host buffer (+ the loss in the last slot) and applies updates."""
 
     def __init__(self, workload: WorkloadConfig, device: torch.device) -> None:
         self.workload, self.device = workload, device
-        self.model = build_model(workload.model, workload.seed).to(device)
+        self.model = build_model(workload.model, workload.seed, workload.dataset).to(device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(workload.optimizer, self.params, workload.lr, workload.momentum)
         self.fused = FusedGradients(self.params, extra=1)  # the last slot carries the minibatch loss
         self.size = self.fused.size
         for p in self.params:
             p.grad = torch.zeros_like(p)
-        self.loss_fn = nn.CrossEntropyLoss()
+        self.loss_fn = cross_entropy
 
     def new_buffer(self) -> np.ndarray:
         """A fused buffer: every gradient, flattened, then the minibatch loss."""
@@ -56,11 +62,17 @@ class Replica:
         self.optimizer.step()
 
     @torch.no_grad()
-    def evaluate(self, data: Dataset) -> tuple[float, float]:
+    def evaluate(self, data: Dataset) -> dict[str, float]:
+        """Metrics on the dataset's fixed evaluation examples: `test_loss` (mean cross-entropy, nats) and
+        `test_accuracy` for a classifier, `test_bits_per_byte` (the same loss in bits) for the language model."""
         self.model.eval()
-        logits = self.model(data.x_test.to(self.device))
-        y = data.y_test.to(self.device)
-        return float(self.loss_fn(logits, y)), float((logits.argmax(1) == y).float().mean())
+        x, y = data.eval_split()
+        logits = self.model(x.to(self.device))
+        y = y.to(self.device)
+        loss = float(self.loss_fn(logits, y))
+        if isinstance(data, TextDataset):
+            return {"test_loss": loss, "test_bits_per_byte": loss / math.log(2)}
+        return {"test_loss": loss, "test_accuracy": float((logits.argmax(-1) == y).float().mean())}
 
     def state(self) -> dict:
         """Everything a checkpoint or a resynchronised rank needs to continue exactly as this replica would.

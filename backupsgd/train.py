@@ -60,7 +60,8 @@ class _Run:
         torch.set_num_threads(wl.threads)
         self.mode = MODES[config.mode.mode]
         self.quorum = self.mode.quorum(self.workers, config.mode.backups)
-        self.data, self.straggler = load_dataset(wl.dataset), parse_straggler(config.straggler.straggler, wl.seed)
+        self.data = load_dataset(wl.dataset, wl.data_dir)
+        self.straggler = parse_straggler(config.straggler.straggler, wl.seed)
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
         self.replica = Replica(wl, pick_device(local_rank()))
         settings = fingerprint(config, self.workers)
@@ -163,10 +164,9 @@ class _Run:
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
-            test_loss, test_acc = self.replica.evaluate(self.data)
+            metrics = self.replica.evaluate(self.data)
             if writer:
-                writer.evaluation({"step": step, "time": time.perf_counter() - self.start,
-                                   "test_loss": test_loss, "test_accuracy": test_acc})
+                writer.evaluation({"step": step, "time": time.perf_counter() - self.start, **metrics})
 
     # --- a dead rank -----------------------------------------------------------------------
     def go_on_without_the_dead(self, failure: BaseException) -> int:
@@ -211,7 +211,7 @@ class _Run:
         if self.writer is None:
             return {}
         wall_s = time.perf_counter() - self.start
-        test_loss, test_acc = replica.evaluate(self.data)
+        metrics = replica.evaluate(self.data)
         steps, first = self.wl.steps, self.first
         # each segment of steps ran on its living workers, all but N of whom were dropped every step
         segments = [(first, self.workers)] + [(s["step"], len(s["living"])) for s in self.shrinks]
@@ -221,7 +221,7 @@ class _Run:
             "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups, "quorum": self.quorum,
             "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
             "dropped_gradients": dropped, "dropped_fraction": dropped / (self.workers * steps),
-            "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
+            **metrics, "seed": config.workload.seed,
             "straggler": config.straggler.straggler, "model": config.workload.model,
             "reducer": config.faults.reducer,
             "nonfinite_gradients": [[r["rank"], st] for r in per_rank for st in r["nonfinite_steps"]],

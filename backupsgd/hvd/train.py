@@ -28,7 +28,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     hvd = runtime.init(comm)
     rank, workers, wl = comm.rank, comm.size, config.workload
     torch.set_num_threads(wl.threads)
-    data, straggler = load_dataset(wl.dataset), parse_straggler(config.straggler.straggler, wl.seed)
+    data, straggler = load_dataset(wl.dataset, wl.data_dir), parse_straggler(config.straggler.straggler, wl.seed)
     replica = Replica(wl, pick_device(local_rank()))
     hvd.broadcast_parameters(replica.model.state_dict(), root_rank=0)
     # Horovod builds a new optimizer over the same parameter groups; the replica holds that one from
@@ -77,9 +77,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
             })
             done = step + 1
             if (wl.eval_every and done % wl.eval_every == 0) or done == wl.steps:
-                test_loss, test_acc = replica.evaluate(data)
-                writer.evaluation({"step": done, "time": time.perf_counter() - start,
-                                   "test_loss": test_loss, "test_accuracy": test_acc})
+                writer.evaluation({"step": done, "time": time.perf_counter() - start, **replica.evaluate(data)})
     wall_s = time.perf_counter() - start
     progress.close()
     return _finish(config, comm, replica, data, writer, timings, wall_s)
@@ -93,13 +91,13 @@ def _finish(config: ExperimentConfig, comm: MPI.Comm, replica: Replica, data, wr
     per_rank = comm.gather({"rank": comm.rank, **timings}, root=0)
     if writer is None:
         return {}
-    test_loss, test_acc = replica.evaluate(data)
+    metrics = replica.evaluate(data)
     steps = config.workload.steps
     summary = {
         "mode": config.mode.mode, "workers": comm.size, "backups": 0, "quorum": comm.size,
         "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
         "dropped_gradients": 0, "dropped_fraction": 0.0,
-        "test_loss": test_loss, "test_accuracy": test_acc, "seed": config.workload.seed,
+        **metrics, "seed": config.workload.seed,
         "straggler": config.straggler.straggler, "model": config.workload.model,
         "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
         "hosts": hosts,

@@ -55,7 +55,7 @@ class LeaderLog:
     """
 
     def __init__(self, comm: MPI.Comm, layout: Layout, versions: list[int], writer: RunWriter,
-                 progress: Progress, evaluate: Callable[[np.ndarray], tuple[float, float]], start: float,
+                 progress: Progress, evaluate: Callable[[np.ndarray], dict[str, float]], start: float,
                  drops_others: bool) -> None:
         self._comm, self._layout, self._writer, self._progress = comm, layout, writer, progress
         self._evaluate, self._start, self._drops_others = evaluate, start, drops_others
@@ -66,7 +66,7 @@ class LeaderLog:
         self._recvs = {s: comm.Irecv(self._bufs[s].raw, s, TAG_EVAL) for s in self._expected if versions}
         self.staleness: list[int] = []
         self.final_params: np.ndarray | None = None
-        self.final_eval: tuple[float, float] | None = None
+        self.final_eval: dict[str, float] | None = None  # the last evaluation's metrics
 
     def applied(self, version: int, params: np.ndarray, report: Applied | None) -> None:
         assert report is not None, "rank 0 is the leader: every applied step comes with its report"
@@ -119,10 +119,9 @@ class LeaderLog:
         while self._versions and self._versions[0] in self._pending and not self._pending[self._versions[0]][1]:
             version = self._versions.pop(0)
             vector, _ = self._pending.pop(version)
-            loss, acc = self._evaluate(vector)
-            self._writer.evaluation({"step": version, "time": time.perf_counter() - self._start,
-                                     "test_loss": loss, "test_accuracy": acc})
-            self.final_params, self.final_eval = vector, (loss, acc)
+            metrics = self._evaluate(vector)
+            self._writer.evaluation({"step": version, "time": time.perf_counter() - self._start, **metrics})
+            self.final_params, self.final_eval = vector, metrics
 
     def close(self) -> None:
         """Wait for the remaining evaluation shards (the followers are at most a few messages behind)."""

@@ -81,7 +81,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     """Serve or work on every rank of `comm`; rank 0 (server 0) writes the run directory and returns the summary."""
     wl, mode = config.workload, PSMode(config.mode.mode)
     torch.set_num_threads(wl.threads)
-    data = load_dataset(wl.dataset)
+    data = load_dataset(wl.dataset, wl.data_dir)
     serving = comm.rank < config.mode.servers
     replica = Replica(wl, torch.device("cpu") if serving else pick_device(local_rank()))
     layout = Layout(comm.size, config.mode.servers, replica.size)
@@ -94,7 +94,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
     if comm.rank == LEADER:
         writer = RunWriter(run_dir, config.to_dict() | {"workers": layout.workers, "quorum": quorum})
 
-        def evaluate(flat: np.ndarray) -> tuple[float, float]:
+        def evaluate(flat: np.ndarray) -> dict[str, float]:
             load_params(replica, flat)
             return replica.evaluate(data)
 
@@ -178,7 +178,7 @@ def _finish(config: ExperimentConfig, layout: Layout, quorum: int, log: LeaderLo
         "backups": config.mode.backups, "quorum": quorum, "steps": steps, "wall_s": wall_s,
         "steps_per_s": steps / wall_s, "pushes": pushes, "dropped_gradients": dropped,
         "dropped_fraction": dropped / max(pushes, 1), "late_after_final": servers[LEADER]["late_after_final"],
-        "test_loss": log.final_eval[0], "test_accuracy": log.final_eval[1], "seed": config.workload.seed,
+        **log.final_eval, "seed": config.workload.seed,
         "straggler": config.straggler.straggler, "model": config.workload.model,
         "param_digests": [r.pop("digest") for r in workers],
         "hosts": [r["host"] for r in records],  # one per rank, servers first

@@ -1,0 +1,91 @@
+"""The gradient noise scale B_simple = tr(Sigma) / |G|^2, measured from one step's gradients.
+
+McCandlish, Kaplan, Amodei et al. 2018, "An Empirical Model of Large-Batch Training", appendix A.1.
+A data-parallel step already holds gradients at two batch sizes: each member's own, over its B
+examples, and the members' mean, over n * B. The expected squared norm of a gradient over a batch of
+size b is |G|^2 + tr(Sigma) / b (G the true gradient, Sigma the per-example gradient covariance), so
+two batch sizes give unbiased estimates of both terms:
+
+    |G|^2    = (B_big |G_big|^2 - B_small |G_small|^2) / (B_big - B_small)
+    tr Sigma = (|G_small|^2 - |G_big|^2) / (1 / B_small - 1 / B_big)
+
+with B_small = B, |G_small|^2 the mean of the members' own squared norms (averaging over members lowers
+the variance and keeps the estimate unbiased), B_big = n * B and |G_big|^2 the squared norm of the
+members' mean gradient. One step's ratio is noisy (its |G|^2 can even come out negative), so the paper
+averages the numerator and the denominator separately over steps before dividing: `NoiseScale`.
+
+Pure numpy: no MPI, no torch. The training loop supplies the numbers (see `estimate`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    grad_sq: float  # unbiased estimate of |G|^2, the true gradient's squared norm (may be < 0 on one step)
+    trace_cov: float  # unbiased estimate of tr(Sigma), the per-example gradient covariance's trace
+
+    @property
+    def b_simple(self) -> float:
+        """tr(Sigma) / |G|^2 in examples; nan when this |G|^2 estimate is not positive (use NoiseScale)."""
+        return self.trace_cov / self.grad_sq if self.grad_sq > 0 else math.nan
+
+
+def estimate(sum_sq_norms: float, count: int, batch: int, mean_sq_norm: float) -> NoiseEstimate:
+    """|G|^2 and tr(Sigma) from one step of `count` members, each with a gradient over `batch` examples.
+
+    sum_sq_norms: the sum over the `count` members of |g_i|^2, each g_i a member's own gradient (the
+        mean over its `batch` examples of the per-example gradients: what the loss's mean reduction
+        gives), squared L2 norm over all parameters. With a dense sum over all ranks, non-members add 0.
+    count: n, how many members' gradients went into the sum and into the mean (>= 2).
+    batch: B, examples per member (the per-worker batch size; the same for every member).
+    mean_sq_norm: |(1/n) sum_i g_i|^2, the squared L2 norm of the members' mean gradient, i.e. of the
+        averaged gradient the step applies (before any clipping or optimizer transformation).
+    The members' gradients must be independent draws at the same parameters (true for one step of
+    synchronous or backup training: which members arrive first does not depend on their gradients).
+    """
+    if count < 2:
+        raise ValueError(f"count must be >= 2 (two batch sizes are needed), got {count}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    small, big = float(batch), float(count * batch)
+    small_sq = sum_sq_norms / count  # E = |G|^2 + tr(Sigma) / B
+    big_sq = mean_sq_norm  # E = |G|^2 + tr(Sigma) / (n B)
+    grad_sq = (big * big_sq - small * small_sq) / (big - small)
+    trace_cov = (small_sq - big_sq) / (1.0 / small - 1.0 / big)
+    return NoiseEstimate(grad_sq, trace_cov)
+
+
+class NoiseScale:
+    """B_simple smoothed over steps: exponential moving averages of |G|^2 and of tr(Sigma), then their ratio.
+
+    Averaging the two estimates separately (as the paper does) keeps the ratio consistent: each average
+    is an unbiased estimate of its term, where the mean of per-step ratios is not. `decay` weighs the
+    past (0.95: roughly the last 20 steps); the averages are bias-corrected as Adam's moments are, so the
+    first steps are not pulled toward zero.
+    """
+
+    def __init__(self, decay: float = 0.95) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self._grad_sq = self._trace_cov = 0.0
+        self._steps = 0
+
+    def update(self, step: NoiseEstimate) -> NoiseEstimate:
+        """Fold in one step's estimate; returns the smoothed |G|^2 and tr(Sigma) (b_simple: their ratio)."""
+        d = self.decay
+        self._grad_sq = d * self._grad_sq + (1 - d) * step.grad_sq
+        self._trace_cov = d * self._trace_cov + (1 - d) * step.trace_cov
+        self._steps += 1
+        return self.value
+
+    @property
+    def value(self) -> NoiseEstimate:
+        if self._steps == 0:
+            return NoiseEstimate(math.nan, math.nan)
+        correction = 1 - self.decay ** self._steps
+        return NoiseEstimate(self._grad_sq / correction, self._trace_cov / correction)

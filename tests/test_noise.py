@@ -1,0 +1,96 @@
+"""The gradient noise scale estimator against closed forms (McCandlish et al. 2018, appendix A.1)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from backupsgd.noise import NoiseEstimate, NoiseScale, estimate
+
+
+def _problem(dim: int = 40, seed: int = 0):
+    """A true gradient G and a full per-example covariance Sigma = A A^T / dim, with their closed forms."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=dim) * 0.3
+    a = rng.normal(size=(dim, dim))
+    sigma = a @ a.T / dim
+    return g, sigma, float(g @ g), float(np.trace(sigma))
+
+
+def _draw_steps(g, sigma, workers: int, batch: int, steps: int, seed: int):
+    """Per step: the members' summed squared norms and the squared norm of their mean gradient.
+
+    Each member's gradient is the mean of `batch` per-example gradients drawn from N(G, Sigma), that
+    is a draw from N(G, Sigma / batch), drawn here directly through Sigma's Cholesky factor.
+    """
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(sigma)
+    own = g + rng.standard_normal((steps, workers, len(g))) @ chol.T / math.sqrt(batch)
+    sum_sq = (own ** 2).sum(axis=(1, 2))
+    mean_sq = (own.mean(axis=1) ** 2).sum(axis=1)
+    return sum_sq, mean_sq
+
+
+def test_exact_expectations_give_the_exact_terms():
+    # Fed the expected squared norms E|g_B|^2 = |G|^2 + tr(Sigma)/B, the two-batch formulas are exact.
+    grad_sq, trace, n, b = 2.5, 40.0, 4, 8
+    est = estimate(n * (grad_sq + trace / b), n, b, grad_sq + trace / (n * b))
+    assert est.grad_sq == pytest.approx(grad_sq, rel=1e-12)
+    assert est.trace_cov == pytest.approx(trace, rel=1e-12)
+    assert est.b_simple == pytest.approx(trace / grad_sq, rel=1e-12)
+
+
+@pytest.mark.parametrize("workers,batch", [(2, 4), (4, 16)])
+def test_gaussian_gradients_converge_to_the_closed_form(workers, batch):
+    g, sigma, grad_sq, trace = _problem()
+    steps = 20000
+    sum_sq, mean_sq = _draw_steps(g, sigma, workers, batch, steps, seed=workers)
+    per_step = [estimate(s, workers, batch, m) for s, m in zip(sum_sq, mean_sq)]
+    g_hat = np.array([e.grad_sq for e in per_step])
+    s_hat = np.array([e.trace_cov for e in per_step])
+    # Unbiased: each mean lies within 4 standard errors of the truth, and the errors are small.
+    for values, truth in ((g_hat, grad_sq), (s_hat, trace)):
+        se = values.std(ddof=1) / math.sqrt(steps)
+        assert abs(values.mean() - truth) < 4 * se
+        assert abs(values.mean() - truth) < 0.05 * truth
+    # B_simple from the averaged terms: within 5% of tr(Sigma) / |G|^2 (= 11.7 here).
+    assert s_hat.mean() / g_hat.mean() == pytest.approx(trace / grad_sq, rel=0.05)
+
+
+def test_smoothed_form_tracks_the_closed_form_where_one_step_does_not():
+    g, sigma, grad_sq, trace = _problem(seed=1)
+    workers, batch = 4, 4
+    sum_sq, mean_sq = _draw_steps(g, sigma, workers, batch, 3000, seed=7)
+    smoother = NoiseScale(decay=0.999)
+    singles = []
+    for s, m in zip(sum_sq, mean_sq):
+        step = estimate(s, workers, batch, m)
+        singles.append(step.b_simple)
+        smoothed = smoother.update(step)
+    truth = trace / grad_sq
+    assert smoothed.b_simple == pytest.approx(truth, rel=0.1)
+    # One step's ratio scatters widely (here |G|^2 is small next to tr(Sigma)/B): the reason to smooth.
+    finite = np.array([x for x in singles if np.isfinite(x)])
+    assert np.mean(np.abs(finite - truth) > 0.5 * truth) > 0.2
+
+
+def test_smoothing_is_the_ratio_of_bias_corrected_averages():
+    smoother = NoiseScale(decay=0.5)
+    assert math.isnan(smoother.value.b_simple)
+    first = smoother.update(NoiseEstimate(2.0, 10.0))
+    assert (first.grad_sq, first.trace_cov, first.b_simple) == (2.0, 10.0, 5.0)  # no pull toward 0
+    second = smoother.update(NoiseEstimate(4.0, 10.0))
+    # EMAs 0.25*2 + 0.5*4 = 2.5 and 7.5, bias correction 1 - 0.5^2 = 0.75
+    assert second.grad_sq == pytest.approx(2.5 / 0.75)
+    assert second.trace_cov == pytest.approx(7.5 / 0.75)
+    assert second.b_simple == pytest.approx(3.0)
+
+
+def test_bad_inputs():
+    assert math.isnan(NoiseEstimate(-1.0, 5.0).b_simple)
+    with pytest.raises(ValueError, match="count must be >= 2"):
+        estimate(1.0, 1, 8, 1.0)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        estimate(1.0, 2, 0, 1.0)
+    with pytest.raises(ValueError, match="decay"):
+        NoiseScale(decay=1.0)
