@@ -89,3 +89,12 @@ class NoiseScale:
             return NoiseEstimate(math.nan, math.nan)
         correction = 1 - self.decay ** self._steps
         return NoiseEstimate(self._grad_sq / correction, self._trace_cov / correction)
+
+
+def step_fields(sum_sq_norms: float, count: int, batch: int, mean_sq_norm: float, smoother: NoiseScale) -> dict:
+    """steps.jsonl's noise fields for one decided step: its own estimates of |G|^2 and tr(Sigma), and the
+    smoothed B_simple in examples (`noise_scale`). A step of one member has one batch size: no estimate."""
+    if count < 2:
+        return {"grad_sq": None, "trace_cov": None, "noise_scale": smoother.value.b_simple}
+    step = estimate(sum_sq_norms, count, batch, mean_sq_norm)
+    return {"grad_sq": step.grad_sq, "trace_cov": step.trace_cov, "noise_scale": smoother.update(step).b_simple}

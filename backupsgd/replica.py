@@ -35,14 +35,14 @@ class Replica:
         self.model = build_model(workload.model, workload.seed, workload.dataset).to(device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(workload.optimizer, self.params, workload.lr, workload.momentum)
-        self.fused = FusedGradients(self.params, extra=1)  # the last slot carries the minibatch loss
+        self.fused = FusedGradients(self.params)  # gradients, then the minibatch loss and the squared norm
         self.size = self.fused.size
         for p in self.params:
             p.grad = torch.zeros_like(p)
         self.loss_fn = cross_entropy
 
     def new_buffer(self) -> np.ndarray:
-        """A fused buffer: every gradient, flattened, then the minibatch loss."""
+        """A fused buffer: every gradient, flattened, then the minibatch loss and the gradient's squared norm."""
         return self.fused.new_buffer()
 
     def compute(self, x: torch.Tensor, y: torch.Tensor, out: np.ndarray) -> float:
@@ -52,9 +52,8 @@ class Replica:
             p.grad.zero_()
         loss = self.loss_fn(self.model(x.to(self.device)), y.to(self.device))
         loss.backward()
-        self.fused.pack(out)
-        out[-1] = loss.item()
-        return float(out[-1])
+        self.fused.pack(out, loss.item())
+        return float(out[self.fused.loss])
 
     def apply(self, total: np.ndarray, scale: float) -> None:
         """Apply the average `total * scale` with the optimizer (the same on every rank)."""

@@ -16,6 +16,7 @@ from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
 from backupsgd.faults import FaultInjector, parse_faults, say as _say, stop_on_fault
 from backupsgd.modes import MODES
+from backupsgd.noise import NoiseScale, step_fields
 from backupsgd.mpi_env import agree, local_rank
 from backupsgd.progress import Progress
 from backupsgd.protocol import StepProtocol
@@ -71,6 +72,7 @@ class _Run:
         self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if self.writer else None
         self.progress = Progress(wl.steps - self.first, enabled=self.rank == 0 and config.output.progress)
         self.timings: dict[int, StepTiming] = {}
+        self.noise = NoiseScale()  # B_simple smoothed over steps (rank 0 logs it)
         self.nonfinite_steps: list[int] = []  # the steps whose local gradient was not finite
         self.applied = self.first  # steps applied to this replica
         self.shrinks: list[dict] = []  # each time dead ranks were shrunk away: the step gone on from, who
@@ -157,10 +159,15 @@ class _Run:
         t_apply = time.perf_counter()
         self.replica.apply(d.total, d.scale)
         timing.apply_s = time.perf_counter() - t_apply
-        loss = float(d.total[-1]) * d.scale
+        fused = self.replica.fused
+        loss = float(d.total[fused.loss]) * d.scale
         self.timings[d.step] = timing
         if writer:
-            writer.step(step_record(d, time.perf_counter() - self.start, loss, timing, self.living))
+            record = step_record(d, time.perf_counter() - self.start, loss, timing, self.living)
+            # The gradient noise scale, measured: the members' own squared norms against their mean's.
+            record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
+                                      fused.squared_norm(d.total, d.scale), self.noise))
+            writer.step(record)
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:

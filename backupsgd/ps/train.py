@@ -156,7 +156,7 @@ def _work(config: ExperimentConfig, comm: MPI.Comm, layout: Layout, mode: PSMode
             delay_s = float(straggler.delays(step, own)[w])
             time.sleep(delay_s)
             # Push each shard, tagged with the version the gradient was computed on.
-            client.push(version, float(buf[-1]), buf[:-1])
+            client.push(version, float(buf[replica.fused.loss]), buf[:replica.size])
             compute.append(compute_s)
             delays.append(delay_s)
             iteration += 1

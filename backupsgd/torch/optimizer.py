@@ -61,7 +61,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._compression, self._op, self.max_grad_norm = compression, op, max_grad_norm
         self.backward_passes_per_step = backward_passes_per_step
         self._params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
-        self._fused = FusedGradients(self._params, extra=1)  # the last slot is kept for a loss (unused here)
+        self._fused = FusedGradients(self._params)  # its loss slot stays 0: a script's loss is its own
         settings = runtime.settings
         self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout)
         self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
@@ -204,8 +204,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._faults.at_step_start(step)
         self._timing = straggle(self._straggler, step, self._runtime, self._compute_start, self.record.start)
         self._fused.pack(self._buf)
-        self._buf[-1] = 0.0
-        self._compression.round(self._buf[:-1])
+        if self._compression is not Compression.none:  # what is offered is the rounded gradient, norm included
+            self._compression.round(self._buf[: self._fused.size])
+            self._buf[self._fused.sq_norm] = self._fused.squared_norm(self._buf)
         self._faults.corrupt(step, self._buf)
         finite = bool(np.isfinite(self._buf.sum()))  # a NaN or Inf anywhere makes the sum non-finite
         if not finite:
