@@ -15,6 +15,7 @@ from backupsgd.report.arrivals import kth_arrivals
 from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
 from backupsgd.report.runs import load_runs
+from backupsgd.report.target import accuracy
 from backupsgd.sim.calibrate import as_measured, calibrate
 
 P = 3
@@ -89,9 +90,9 @@ def test_mean_best_worst_and_time_to_target(runs_root):
     assert [p.name for p in unfinished] == ["partial"]
     sync, backup = stats["sync"], stats["backup"]
     assert sync.group.seeds == [0, 1, 2] and backup.group.seeds == [0, 1]
-    assert sync.target == 0.90  # the digits default
+    assert sync.target == accuracy(0.90)  # the digits default
     assert sync.time_to_target == Stat(mean=2.5, best=2.0, worst=3.0, n=2) and sync.reached == 2
-    assert sync.final_accuracy == Stat(mean=pytest.approx(0.91), best=0.95, worst=0.85, n=3)
+    assert sync.final_value == Stat(mean=pytest.approx(0.91), best=0.95, worst=0.85, n=3)
     assert sync.steps_per_s == Stat(mean=20.0, best=30.0, worst=10.0, n=3)
     assert sync.dropped_fraction == Stat(0.0, 0.0, 0.0, 3)
     assert backup.time_to_target == Stat(mean=1.25, best=1.0, worst=1.5, n=2) and backup.reached == 2
@@ -102,10 +103,10 @@ def test_mean_best_worst_and_time_to_target(runs_root):
 
 
 def test_another_target_and_one_never_reached(runs_root):
-    stats, _ = _stats(runs_root, target=0.95)
+    stats, _ = _stats(runs_root, target=accuracy(0.95))
     assert stats["sync"].time_to_target == Stat(3.0, 3.0, 3.0, 1) and stats["sync"].reached == 1
     assert stats["backup"].time_to_target == Stat(1.5, 1.5, 1.5, 1)
-    stats, _ = _stats(runs_root, target=0.99)
+    stats, _ = _stats(runs_root, target=accuracy(0.99))
     assert stats["sync"].time_to_target is None and stats["sync"].reached == 0
 
 
