@@ -23,10 +23,11 @@ COMPUTE = 0.004  # every rank computes this long each step (powers of two would 
 OVERHEAD = 0.002  # sync runs step in COMPUTE + OVERHEAD: the calibration must recover it
 
 
-def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, evals: list[tuple[int, float, float]],
+def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, evals: list[tuple],
               final_acc: float, steps_per_s: float, step_s: float, steps: int = 12, eval_every: int = 4,
-              straggler: str = "none", reducer: str = "dense") -> Path:
-    """A run directory as `backupsgd train` writes it, with chosen numbers."""
+              straggler: str = "none", reducer: str = "dense", final_loss: float = 0.5) -> Path:
+    """A run directory as `backupsgd train` writes it, with chosen numbers; `evals` are (step, time, accuracy)
+    or (step, time, accuracy, loss), the loss 0.5 unless given."""
     run = root / name
     run.mkdir(parents=True)
     config = {"mode": {"mode": mode, "backups": backups},
@@ -45,7 +46,8 @@ def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, eval
                       "reduce_s": 0.001, "arrivals": {str(m): 0.001 * (m + 1) for m in members} if backups else {}})
     (run / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (run / "evals.jsonl").write_text("".join(
-        json.dumps({"step": st, "time": tm, "test_loss": 0.5, "test_accuracy": acc}) + "\n" for st, tm, acc in evals))
+        json.dumps({"step": e[0], "time": e[1], "test_loss": e[3] if len(e) > 3 else 0.5, "test_accuracy": e[2]})
+        + "\n" for e in evals))
     # rank r computes COMPUTE and waits r ms more: the k-th arrival is COMPUTE + (k-1) ms
     (run / "ranks.jsonl").write_text("".join(json.dumps(
         {"rank": r, "compute_s": [COMPUTE] * steps, "delay_s": [0.001 * r] * steps}) + "\n" for r in range(P)))
@@ -53,7 +55,7 @@ def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, eval
     (run / "summary.json").write_text(json.dumps({
         "mode": mode, "workers": P, "backups": backups, "quorum": P - backups, "steps": steps,
         "wall_s": steps / steps_per_s, "steps_per_s": steps_per_s, "dropped_gradients": backups * steps,
-        "dropped_fraction": backups / P, "test_loss": 0.5, "test_accuracy": final_acc, "seed": seed,
+        "dropped_fraction": backups / P, "test_loss": final_loss, "test_accuracy": final_acc, "seed": seed,
         "straggler": straggler, "model": "mlp", "param_digests": ["x"] * P, "optimizer_digests": ["y"] * P,
         "run_dir": str(run)}))
     return run

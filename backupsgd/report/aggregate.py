@@ -138,7 +138,7 @@ def check_recorded(target: Target | None, runs: list[Run]) -> None:
     recorded = set().union(*(r.metrics() for r in runs))
     if target.metric not in recorded:
         keys = ", ".join(sorted(recorded)) or "none"
-        raise ConfigError(f"--target {target.spec}: no run recorded {target.metric} in evals.jsonl (its keys: "
+        raise ConfigError(f"--target '{target.spec}': no run recorded {target.metric} in evals.jsonl (its keys: "
                           f"{keys}); name one of those")
 
 

@@ -21,7 +21,7 @@ from backupsgd.report.target import Target
 
 ASYNC_MODES = ("ps-async",)
 UNTESTED = "untested (neither reached the target)"
-TIME, FINAL = "time to target", "final value"  # the two quantities a verdict compares
+TIME, FINAL = "time to target", "final value"  # the two quantities a verdict compares (of the target's metric)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Verdict:
         straggler, workers = self.panel
         if self.quantity == TIME:
             fmt = lambda x: "not reached" if x is None else f"{x:.2f} s"  # noqa: E731
-            better, quantity = "faster", f"time to {self.target.label}"
+            better, quantity = "faster", f"time to target ({self.target.label})"
         else:
             fmt = lambda x: "n/a" if x is None else self.target.format(x, decimals=1)  # noqa: E731
             better = f"{'higher' if self.target.higher_is_better else 'lower'} {self.target.name}"

@@ -65,7 +65,7 @@ def metric_plot_name(stats: list[GroupStats]) -> str:
     return f"{metric}_vs_time.png"
 
 
-def _ylim(ax: plt.Axes, target: Target, values: list[np.ndarray]) -> None:
+def metric_ylim(ax: plt.Axes, target: Target, values: list[np.ndarray]) -> None:
     """An accuracy on [target - 0.5, 1]; any other metric from its curves and the target, so a loss that
     starts at 2.3 and ends at 0.1 fills the panel and the target line is always in it."""
     if target.is_fraction:
@@ -101,7 +101,7 @@ def metric_vs_time(stats: list[GroupStats], path: Path) -> Path:
             ax.fill_between(t, y.min(axis=0), y.max(axis=0), color=color, alpha=0.18, lw=0)
             drawn.append(y)
         ax.axhline(target.value, color="0.3", ls=":", lw=1, label=f"target: {target.label}")
-        _ylim(ax, target, drawn)
+        metric_ylim(ax, target, drawn)
         ax.set(title=_panel_title(panel), xlabel="wall-clock time, s", ylabel=target.name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=LEGEND_BELOW, ncol=1, frameon=False)
@@ -180,8 +180,9 @@ def _tta(s: GroupStats):
 
 def b_tradeoff(stats: list[GroupStats], path: Path, predicted: dict[tuple, float] | None = None) -> Path:
     """Top: step time against b; bottom: time to the target (a test accuracy, a loss) against b (mean,
-    min-max bars over seeds). `sync` sits at b=0 as its own marker; the simulator's calibrated prediction is dashed. An async
-    mode's "step" is one worker's push, not a synchronous step, so it appears in the bottom row only."""
+    min-max bars over seeds). `sync` sits at b=0 as its own marker; the simulator's calibrated prediction
+    is dashed. An async mode's "step" is one worker's push, not a synchronous step, so it appears in the
+    bottom row only."""
     by_panel = panels(stats)
     fig, axes = _grid(len(by_panel), rows_per_panel=2)
     cols = axes.shape[1]
