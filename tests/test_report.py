@@ -15,6 +15,7 @@ from backupsgd.report.arrivals import kth_arrivals
 from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
 from backupsgd.report.runs import load_runs
+from backupsgd.report.target import accuracy
 from backupsgd.sim.calibrate import as_measured, calibrate
 
 P = 3
@@ -22,10 +23,11 @@ COMPUTE = 0.004  # every rank computes this long each step (powers of two would 
 OVERHEAD = 0.002  # sync runs step in COMPUTE + OVERHEAD: the calibration must recover it
 
 
-def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, evals: list[tuple[int, float, float]],
+def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, evals: list[tuple],
               final_acc: float, steps_per_s: float, step_s: float, steps: int = 12, eval_every: int = 4,
-              straggler: str = "none", reducer: str = "dense") -> Path:
-    """A run directory as `backupsgd train` writes it, with chosen numbers."""
+              straggler: str = "none", reducer: str = "dense", final_loss: float = 0.5) -> Path:
+    """A run directory as `backupsgd train` writes it, with chosen numbers; `evals` are (step, time, accuracy)
+    or (step, time, accuracy, loss), the loss 0.5 unless given."""
     run = root / name
     run.mkdir(parents=True)
     config = {"mode": {"mode": mode, "backups": backups},
@@ -44,7 +46,8 @@ def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, eval
                       "reduce_s": 0.001, "arrivals": {str(m): 0.001 * (m + 1) for m in members} if backups else {}})
     (run / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (run / "evals.jsonl").write_text("".join(
-        json.dumps({"step": st, "time": tm, "test_loss": 0.5, "test_accuracy": acc}) + "\n" for st, tm, acc in evals))
+        json.dumps({"step": e[0], "time": e[1], "test_loss": e[3] if len(e) > 3 else 0.5, "test_accuracy": e[2]})
+        + "\n" for e in evals))
     # rank r computes COMPUTE and waits r ms more: the k-th arrival is COMPUTE + (k-1) ms
     (run / "ranks.jsonl").write_text("".join(json.dumps(
         {"rank": r, "compute_s": [COMPUTE] * steps, "delay_s": [0.001 * r] * steps}) + "\n" for r in range(P)))
@@ -52,7 +55,7 @@ def write_run(root: Path, name: str, *, mode: str, backups: int, seed: int, eval
     (run / "summary.json").write_text(json.dumps({
         "mode": mode, "workers": P, "backups": backups, "quorum": P - backups, "steps": steps,
         "wall_s": steps / steps_per_s, "steps_per_s": steps_per_s, "dropped_gradients": backups * steps,
-        "dropped_fraction": backups / P, "test_loss": 0.5, "test_accuracy": final_acc, "seed": seed,
+        "dropped_fraction": backups / P, "test_loss": final_loss, "test_accuracy": final_acc, "seed": seed,
         "straggler": straggler, "model": "mlp", "param_digests": ["x"] * P, "optimizer_digests": ["y"] * P,
         "run_dir": str(run)}))
     return run
@@ -89,9 +92,9 @@ def test_mean_best_worst_and_time_to_target(runs_root):
     assert [p.name for p in unfinished] == ["partial"]
     sync, backup = stats["sync"], stats["backup"]
     assert sync.group.seeds == [0, 1, 2] and backup.group.seeds == [0, 1]
-    assert sync.target == 0.90  # the digits default
+    assert sync.target == accuracy(0.90)  # the digits default
     assert sync.time_to_target == Stat(mean=2.5, best=2.0, worst=3.0, n=2) and sync.reached == 2
-    assert sync.final_accuracy == Stat(mean=pytest.approx(0.91), best=0.95, worst=0.85, n=3)
+    assert sync.final_value == Stat(mean=pytest.approx(0.91), best=0.95, worst=0.85, n=3)
     assert sync.steps_per_s == Stat(mean=20.0, best=30.0, worst=10.0, n=3)
     assert sync.dropped_fraction == Stat(0.0, 0.0, 0.0, 3)
     assert backup.time_to_target == Stat(mean=1.25, best=1.0, worst=1.5, n=2) and backup.reached == 2
@@ -102,10 +105,10 @@ def test_mean_best_worst_and_time_to_target(runs_root):
 
 
 def test_another_target_and_one_never_reached(runs_root):
-    stats, _ = _stats(runs_root, target=0.95)
+    stats, _ = _stats(runs_root, target=accuracy(0.95))
     assert stats["sync"].time_to_target == Stat(3.0, 3.0, 3.0, 1) and stats["sync"].reached == 1
     assert stats["backup"].time_to_target == Stat(1.5, 1.5, 1.5, 1)
-    stats, _ = _stats(runs_root, target=0.99)
+    stats, _ = _stats(runs_root, target=accuracy(0.99))
     assert stats["sync"].time_to_target is None and stats["sync"].reached == 0
 
 

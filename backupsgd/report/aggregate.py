@@ -8,14 +8,12 @@ from typing import Iterable
 
 import numpy as np
 
+from backupsgd.errors import ConfigError
 from backupsgd.report.runs import NOT_CONFIG, Run
+from backupsgd.report.target import Target, default_target
 
 # Table and legend order; modes not listed (added later) follow, alphabetically.
 MODE_ORDER = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
-# Default target test accuracy per dataset: reached by every mode's healthy runs here within a few
-# hundred steps, yet far enough above chance that the time to it separates the modes.
-DEFAULT_TARGETS = {"digits": 0.90, "synthetic": 0.80, "cifar": 0.50}
-FALLBACK_TARGET = 0.90
 # Keys a group's label always shows in its own way (or never: they follow from the others); they
 # also say how gradients are aggregated, not what is trained, so groups differing only in them compare.
 LABELLED = ("mode", "backups", "servers", "workers", "quorum", "straggler", "seed", *NOT_CONFIG)
@@ -82,11 +80,11 @@ class Group:
 @dataclass(frozen=True)
 class GroupStats:
     group: Group
-    target: float  # the test accuracy the time-to-target is measured to
+    target: Target  # what the time to target is measured to (a metric of evals.jsonl and a direction)
     time_to_target: Stat | None  # over the seeds that reached the target
     steps_to_target: Stat | None  # updates applied by then, over the same seeds
     reached: int  # seeds that reached it
-    final_accuracy: Stat | None
+    final_value: Stat | None  # the target's metric at the end; best and worst follow its direction
     steps_per_s: Stat | None
     step_s: Stat | None  # mean training step time per run (evaluation steps left out)
     dropped_fraction: Stat | None
@@ -128,11 +126,23 @@ def comparable(a: Group, b: Group) -> bool:
     return a.panel == b.panel and rest(a) == rest(b)
 
 
-def target_for(group: Group, target: float | None) -> float:
-    return target if target is not None else DEFAULT_TARGETS.get(group.first.dataset, FALLBACK_TARGET)
+def target_for(group: Group, target: Target | None) -> Target:
+    """The target asked for, else the default of the group's dataset."""
+    return target if target is not None else default_target(group.first.dataset)
 
 
-def summarise(group: Group, target: float | None = None) -> GroupStats:
+def check_recorded(target: Target | None, runs: list[Run]) -> None:
+    """Refuse a target whose metric no run recorded: a typo would otherwise read as "never reached"."""
+    if target is None or not runs:
+        return
+    recorded = set().union(*(r.metrics() for r in runs))
+    if target.metric not in recorded:
+        keys = ", ".join(sorted(recorded)) or "none"
+        raise ConfigError(f"--target '{target.spec}': no run recorded {target.metric} in evals.jsonl (its keys: "
+                          f"{keys}); name one of those")
+
+
+def summarise(group: Group, target: Target | None = None) -> GroupStats:
     runs = group.runs
     goal = target_for(group, target)
     times = [r.time_to(goal) for r in runs]
@@ -142,7 +152,7 @@ def summarise(group: Group, target: float | None = None) -> GroupStats:
         time_to_target=Stat.of(times, lower_is_better=True),
         steps_to_target=Stat.of((r.steps_to(goal) for r in runs), lower_is_better=True),
         reached=sum(t is not None for t in times),
-        final_accuracy=Stat.of((r.final_accuracy for r in runs), lower_is_better=False),
+        final_value=Stat.of((r.final_value(goal) for r in runs), lower_is_better=not goal.higher_is_better),
         steps_per_s=Stat.of((r.summary.get("steps_per_s") for r in runs), lower_is_better=False),
         step_s=Stat.of((r.mean_step_s() for r in runs), lower_is_better=True),
         dropped_fraction=Stat.of((r.summary.get("dropped_fraction") for r in runs), lower_is_better=True),

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from backupsgd.errors import ConfigError
-from backupsgd.report.aggregate import DEFAULT_TARGETS, FALLBACK_TARGET
+from backupsgd.report.aggregate import check_recorded
 from backupsgd.report.runs import Run, flatten_config
+from backupsgd.report.target import Target, default_target
 from backupsgd.report.tables import markdown_table
 
 
@@ -24,12 +25,12 @@ class Column:
     wall_s: float
     steps_per_s: float
     median_step_s: float | None  # robust to the few steps a loaded machine stalls, which the mean is not
-    target: float
+    target: Target
     time_to_target_s: float | None  # None: never reached (at the resolution of eval_every)
     steps_to_target: int | None
     dropped: int  # gradients computed, or due, and not applied
     dropped_fraction: float
-    final_accuracy: float | None
+    final_value: float | None  # the target's metric at the end of the run
 
 
 def load_run(path: Path) -> Run:
@@ -48,23 +49,25 @@ def _label(run: Run) -> str:
     return f"{label} ({run.path.name})"
 
 
-def column(run: Run, target: float | None = None) -> Column:
-    goal = target if target is not None else DEFAULT_TARGETS.get(run.dataset, FALLBACK_TARGET)
+def column(run: Run, target: Target | None = None) -> Column:
+    goal = target if target is not None else default_target(run.dataset)
     s = run.summary
     durations = run.step_durations()
     median = float(np.median(durations)) if len(durations) else None
     return Column(run.path, _label(run), int(s["steps"]), float(s["wall_s"]), float(s["steps_per_s"]), median, goal,
                   run.time_to(goal), run.steps_to(goal), int(s.get("dropped_gradients") or 0),
-                  float(s.get("dropped_fraction") or 0.0), run.final_accuracy)
+                  float(s.get("dropped_fraction") or 0.0), run.final_value(goal))
 
 
-def compare(paths: list[Path], target: float | None = None) -> list[Column]:
+def compare(paths: list[Path], target: Target | None = None) -> list[Column]:
     if len(paths) < 2:
         raise ConfigError("give two or more run directories to compare, e.g. backupsgd compare SYNC_DIR BACKUP_DIR")
-    columns = [column(load_run(p), target) for p in paths]
+    runs = [load_run(p) for p in paths]
+    check_recorded(target, runs)
+    columns = [column(run, target) for run in runs]
     if len({c.target for c in columns}) > 1:
-        raise ConfigError("the runs train different datasets, so their default target accuracies differ; "
-                          "pass one with --target")
+        raise ConfigError("the runs train different datasets, so their default targets differ; "
+                          "pass one with --target, e.g. --target 'test_loss<=1.2'")
     return columns
 
 
@@ -79,12 +82,12 @@ def compare_table(columns: list[Column]) -> str:
         ["steps per second", *(f"{c.steps_per_s:.1f}" for c in columns)],
         ["median step time, ms", *("n/a" if c.median_step_s is None else f"{1e3 * c.median_step_s:.2f}"
                                    for c in columns)],
-        [f"time to {100 * target:.0f}% test accuracy, s",
+        [f"time to {target.label}, s",
          *("not reached" if c.time_to_target_s is None else f"{c.time_to_target_s:.2f} (step {c.steps_to_target})"
            for c in columns)],
         ["gradients dropped", *(f"{c.dropped} ({100 * c.dropped_fraction:.1f}%)" for c in columns)],
-        ["final test accuracy", *("n/a" if c.final_accuracy is None else f"{100 * c.final_accuracy:.2f}%"
-                                  for c in columns)],
+        [f"final {target.name}", *("n/a" if c.final_value is None else target.format(c.final_value, decimals=2)
+                                   for c in columns)],
         ["wall-clock time, s", *(f"{c.wall_s:.2f}" for c in columns)],
     ]
     header = ["", *(c.label for c in columns)]

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from backupsgd.report.aggregate import GroupStats, panels  # noqa: E402
 from backupsgd.report.arrivals import UNSTEPPED, coordinator_kth, ecdf, kth_arrivals  # noqa: E402
+from backupsgd.report.target import Target  # noqa: E402
 from backupsgd.sim.calibrate import TOLERANCE, Calibration  # noqa: E402
 
 DPI = 110
@@ -57,28 +58,51 @@ def _colors(stats: list[GroupStats]) -> dict[str, tuple]:
     return {label: cmap(i % 10) for i, label in enumerate(labels)}
 
 
-def accuracy_vs_time(stats: list[GroupStats], path: Path) -> Path:
-    """Test accuracy against wall-clock time: at each evaluation step, the mean time and accuracy over
-    seeds, with the min-max band of the accuracy; the dotted line is the target."""
+def metric_plot_name(stats: list[GroupStats]) -> str:
+    """accuracy_vs_time.png for test accuracy targets, loss_vs_time.png for test loss, ..."""
+    metrics = {s.target.metric for s in stats}
+    metric = metrics.pop().removeprefix("test_") if len(metrics) == 1 else "target_metric"
+    return f"{metric}_vs_time.png"
+
+
+def metric_ylim(ax: plt.Axes, target: Target, values: list[np.ndarray]) -> None:
+    """An accuracy on [target - 0.5, 1]; any other metric from its curves and the target, so a loss that
+    starts at 2.3 and ends at 0.1 fills the panel and the target line is always in it."""
+    if target.is_fraction:
+        ax.set_ylim(max(0.0, target.value - 0.5), 1.0)
+        return
+    finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.array([target.value])])
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def metric_vs_time(stats: list[GroupStats], path: Path) -> Path:
+    """The target's metric (test accuracy, test loss, ...) against wall-clock time: at each evaluation step,
+    the mean time and value over seeds, with the min-max band; the dotted line is the target."""
     by_panel = panels(stats)
     colors = _colors(stats)
     fig, axes = _grid(len(by_panel))
     for ax, (panel, group_stats) in zip(axes.flat, by_panel.items()):
+        target = group_stats[0].target
+        drawn = []
         for s in group_stats:
-            curves = [[(e["step"], e["time"], e["test_accuracy"]) for e in r.evals if e.get("test_accuracy") is not None]
+            metric = s.target
+            curves = [[(e["step"], e["time"], x) for e in r.evals if (x := metric.value_of(e)) is not None]
                       for r in s.group.runs]
             length = min(len(c) for c in curves)
             if length == 0:
                 continue
-            arr = np.array([c[:length] for c in curves])  # (seeds, evals, [step, time, acc])
-            t, acc = arr[:, :, 1].mean(axis=0), arr[:, :, 2]
+            arr = np.array([c[:length] for c in curves])  # (seeds, evals, [step, time, value])
+            t, y = arr[:, :, 1].mean(axis=0), arr[:, :, 2]
             color = colors[s.group.short]
-            ax.plot(t, acc.mean(axis=0), color=color, lw=1.8, label=f"{s.group.short} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-            ax.fill_between(t, acc.min(axis=0), acc.max(axis=0), color=color, alpha=0.18, lw=0)
-        target = group_stats[0].target
-        ax.axhline(target, color="0.3", ls=":", lw=1)
-        ax.set_ylim(max(0.0, target - 0.5), 1.0)
-        ax.set(title=_panel_title(panel), xlabel="wall-clock time, s", ylabel="test accuracy")
+            ax.plot(t, y.mean(axis=0), color=color, lw=1.8,
+                    label=f"{s.group.short} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+            ax.fill_between(t, y.min(axis=0), y.max(axis=0), color=color, alpha=0.18, lw=0)
+            drawn.append(y)
+        ax.axhline(target.value, color="0.3", ls=":", lw=1, label=f"target: {target.label}")
+        metric_ylim(ax, target, drawn)
+        ax.set(title=_panel_title(panel), xlabel="wall-clock time, s", ylabel=target.name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=LEGEND_BELOW, ncol=1, frameon=False)
     return _finish(fig, axes, len(by_panel), path)
@@ -155,9 +179,10 @@ def _tta(s: GroupStats):
 
 
 def b_tradeoff(stats: list[GroupStats], path: Path, predicted: dict[tuple, float] | None = None) -> Path:
-    """Top: step time against b; bottom: time to target against b (mean, min-max bars over seeds).
-    `sync` sits at b=0 as its own marker; the simulator's calibrated prediction is dashed. An async
-    mode's "step" is one worker's push, not a synchronous step, so it appears in the bottom row only."""
+    """Top: step time against b; bottom: time to the target (a test accuracy, a loss) against b (mean,
+    min-max bars over seeds). `sync` sits at b=0 as its own marker; the simulator's calibrated prediction
+    is dashed. An async mode's "step" is one worker's push, not a synchronous step, so it appears in the
+    bottom row only."""
     by_panel = panels(stats)
     fig, axes = _grid(len(by_panel), rows_per_panel=2)
     cols = axes.shape[1]
@@ -185,8 +210,7 @@ def b_tradeoff(stats: list[GroupStats], path: Path, predicted: dict[tuple, float
             bottom.text(0.5, 0.5, "no configuration reached the target", ha="center", va="center",
                         transform=bottom.transAxes, color="0.4")
         top.set(title=_panel_title(panel), xlabel="b (backup workers dropped per step)", ylabel="step time, ms")
-        bottom.set(xlabel="b (backup workers dropped per step)",
-                   ylabel=f"time to {100 * group_stats[0].target:.0f}% test accuracy, s")
+        bottom.set(xlabel="b (backup workers dropped per step)", ylabel=f"time to {group_stats[0].target.label}, s")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from backupsgd.report.target import Target
+
 # Never part of a configuration's identity: where a run wrote, whether it drew a bar, whether it was
 # resumed from a checkpoint, and how long it would have waited on a hung rank before aborting.
 # Settings that do not change what a run computes: runs differing only in these group together.
@@ -65,23 +67,31 @@ class Run:
     def ranks(self) -> list[dict[str, Any]]:
         return _read_jsonl(self.path / "ranks.jsonl")
 
-    @property
-    def final_accuracy(self) -> float | None:
-        acc = self.summary.get("test_accuracy")
-        return None if acc is None else float(acc)
+    def final_value(self, target: Target) -> float | None:
+        """The target's metric at the end of the run: summary.json's (train evaluates once more after the
+        last step), else the last evaluation that recorded it."""
+        final = target.value_of(self.summary)
+        if final is not None:
+            return final
+        return next((x for r in reversed(self.evals) if (x := target.value_of(r)) is not None), None)
 
-    def time_to(self, target: float) -> float | None:
-        """Wall seconds (rank 0's clock, from the first step) of the first evaluation at or above `target`."""
-        for record in self.evals:
-            if record.get("test_accuracy") is not None and record["test_accuracy"] >= target:
-                return float(record["time"])
-        return None
+    def first_reaching(self, target: Target) -> dict[str, Any] | None:
+        """The first evaluation at or past the target, in its direction; None if none was."""
+        return next((r for r in self.evals if target.reached(r)), None)
 
-    def steps_to(self, target: float) -> int | None:
-        for record in self.evals:
-            if record.get("test_accuracy") is not None and record["test_accuracy"] >= target:
-                return int(record["step"])
-        return None
+    def time_to(self, target: Target) -> float | None:
+        """Wall seconds (rank 0's clock, from the first step) of the first evaluation that reached `target`."""
+        record = self.first_reaching(target)
+        return None if record is None else float(record["time"])
+
+    def steps_to(self, target: Target) -> int | None:
+        """Updates applied by the first evaluation that reached `target`."""
+        record = self.first_reaching(target)
+        return None if record is None else int(record["step"])
+
+    def metrics(self) -> set[str]:
+        """The keys its evaluations recorded (test_accuracy, test_loss, ...), step and time left out."""
+        return {k for r in self.evals for k in r} - {"step", "time"}
 
     def step_durations(self) -> np.ndarray:
         """Seconds per step from steps.jsonl, leaving out step 0 (warm-up) and each step that also
