@@ -21,6 +21,7 @@ MODELS = {
     "resnet": ("cifar", "fashion-mnist", "mnist"),
     "gpt": ("pydocs",),  # a byte-level language model
 }
+DATASET_NAMES = tuple(dict.fromkeys(d for ds in MODELS.values() for d in ds))
 REDUCERS = ("dense", "members", "horovod", "shm")
 
 
@@ -67,15 +68,7 @@ class WorkloadConfig:
     threads: int = 1  # torch intra-op threads per rank (ranks usually share cores)
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; use --model with one of {', '.join(MODELS)}")
-        datasets = MODELS[self.model]
-        self.dataset = self.dataset or datasets[0]
-        if self.dataset not in datasets:
-            raise ConfigError(
-                f"model {self.model!r} runs on {' | '.join(datasets)}, not {self.dataset!r}; "
-                f"use --dataset {datasets[0]} or another --model"
-            )
+        self._check_model_and_dataset()
         for name in ("batch_size", "steps", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -91,6 +84,34 @@ class WorkloadConfig:
         from backupsgd.optim import optimizer_class  # torch import kept out of config parsing
 
         optimizer_class(self.optimizer)
+
+    def _check_model_and_dataset(self) -> None:
+        if ":" in self.model or ":" in self.dataset:  # a user's own, by import path (backupsgd.plugins)
+            from backupsgd.plugins import load_factory
+
+            if ":" not in self.model:
+                raise ConfigError(f"dataset {self.dataset!r} is a user's: give a model for it by import path too "
+                                  "(--model pkg.module:factory); the built-in models are shaped for built-in data")
+            load_factory(self.model, "model")
+            if not self.dataset:
+                raise ConfigError(f"model {self.model!r} has no default dataset; name one with --dataset "
+                                  f"({', '.join(DATASET_NAMES)} or pkg.module:factory)")
+            if ":" in self.dataset:
+                load_factory(self.dataset, "dataset")
+            elif self.dataset not in DATASET_NAMES:
+                raise ConfigError(f"unknown dataset {self.dataset!r}; use --dataset with one of "
+                                  f"{', '.join(DATASET_NAMES)} or pkg.module:factory")
+            return
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; use --model with one of {', '.join(MODELS)} "
+                              "or pkg.module:factory")
+        datasets = MODELS[self.model]
+        self.dataset = self.dataset or datasets[0]
+        if self.dataset not in datasets:
+            raise ConfigError(
+                f"model {self.model!r} runs on {' | '.join(datasets)}, not {self.dataset!r}; "
+                f"use --dataset {datasets[0]} or another --model"
+            )
 
     def check_data(self) -> None:
         """A file-backed dataset's files must be there (checked where the run is, not where it was configured)."""

@@ -8,6 +8,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from backupsgd.plugins import is_import_path, load_user_dataset
+
 # Data are fixed across runs (only sampling and init follow the run seed), so every run sees the same problem.
 _DATA_SEED = 1234
 _SAMPLE_STREAM = 0x5A4D
@@ -113,7 +115,10 @@ DATASETS = tuple(SHAPES)
 
 
 def load_dataset(name: str, data_dir: str = "") -> Dataset:
-    """The dataset `name`; the file-backed ones are read from `data_dir`, or found in the default places."""
+    """The dataset `name`; the file-backed ones are read from `data_dir`, or found in the default places; a name
+    with a colon is a user's factory (backupsgd.plugins)."""
+    if is_import_path(name):
+        return load_user_dataset(name)
     if name in _BUNDLED:
         return _BUNDLED[name]()
     from backupsgd import realdata

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from backupsgd.config import MODELS
+from backupsgd.plugins import build_user_model, is_import_path
 from backupsgd.data import SHAPES, Shape
 
 
@@ -120,6 +121,9 @@ _BUILDERS = {"mlp": _mlp, "cnn": _cnn, "logreg": _logreg, "resnet": _resnet, "gp
 
 
 def build_model(name: str, seed: int, dataset: str = "") -> nn.Module:
-    """Model `name` shaped for `dataset` (default: the model's first dataset), initialised from `seed`."""
+    """Model `name` shaped for `dataset` (default: the model's first dataset), initialised from `seed`;
+    a name with a colon is a user's factory (backupsgd.plugins)."""
     torch.manual_seed(seed)
+    if is_import_path(name):
+        return build_user_model(name)
     return _BUILDERS[name](SHAPES[dataset or MODELS[name][0]])

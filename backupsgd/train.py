@@ -61,10 +61,11 @@ class _Run:
         torch.set_num_threads(wl.threads)
         self.mode = MODES[config.mode.mode]
         self.quorum = self.mode.quorum(self.workers, config.mode.backups)
-        self.data = load_dataset(wl.dataset, wl.data_dir)
+        # A user's model or dataset (by import path) may be refused only once built: every rank exits 2 alike.
+        self.data, self.replica = agree(comm, lambda: (load_dataset(wl.dataset, wl.data_dir),
+                                                       Replica(wl, pick_device(local_rank()))))
         self.straggler = parse_straggler(config.straggler.straggler, wl.seed)
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
-        self.replica = Replica(wl, pick_device(local_rank()))
         settings = fingerprint(config, self.workers)
         self.first = _resume(comm, run_dir, settings, self.replica) if ft.resume else 0
         self.writer = RunWriter(run_dir, config.to_dict() | {"workers": self.workers, "quorum": self.quorum},
