@@ -19,9 +19,10 @@ def _train_options(fn):
         click.option("--servers", type=int, help="k parameter-server ranks (0..k-1) for --mode ps-sync | ps-backup "
                      "| ps-async (default 1); the other ranks are workers."),
         click.option("--model", type=str, help="mlp (digits) | cnn (digits, fashion-mnist, mnist) | logreg "
-                     "(synthetic) | resnet (cifar, fashion-mnist, mnist) | gpt (pydocs: byte-level language model)."),
+                     "(synthetic) | resnet (cifar, fashion-mnist, mnist) | gpt (pydocs: byte-level language model) | "
+                     "pkg.module:factory (your own nn.Module; see backupsgd/plugins.py)."),
         click.option("--dataset", type=str, help="digits | synthetic | cifar | fashion-mnist | mnist | pydocs "
-                     "(default: the model's first)."),
+                     "| pkg.module:factory (your own data) (default: the model's first)."),
         click.option("--data-dir", type=str, help="Directory with the dataset's files (MNIST-format IDX files, or "
                      "python3.11.info.gz); default: where `make data` puts them."),
         click.option("--batch-size", type=int, help="Per-worker minibatch size."),

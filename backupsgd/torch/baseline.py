@@ -16,9 +16,10 @@ from backupsgd.torch.ops import Average, Compression, check_op
 from backupsgd.torch.optimizer import StepReport, straggle
 from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime
+from backupsgd.torch.wrapper import WrappedOptimizer
 
 
-class HorovodBaseline(torch.optim.Optimizer):
+class HorovodBaseline(WrappedOptimizer):
     """Wraps horovod.torch.DistributedOptimizer (the wrapper pattern of _DistributedOptimizer); every rank is a
     member of every step."""
 
@@ -40,24 +41,6 @@ class HorovodBaseline(torch.optim.Optimizer):
         self._step = 0
         self._compute_start = time.perf_counter()
         self.last_step: StepReport | None = None
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-    @property
-    def defaults(self) -> dict:
-        return self.optimizer.defaults
-
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.optimizer.load_state_dict(state_dict)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         if set_to_none:

@@ -33,6 +33,7 @@ from backupsgd.straggler import StragglerModel, parse_straggler
 from backupsgd.torch.ops import Average, Compression, check_op
 from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime, current
+from backupsgd.torch.wrapper import WrappedOptimizer
 from backupsgd.watchdog import Watchdog
 
 
@@ -47,14 +48,12 @@ class StepReport:
     global_step: int  # updates applied on this rank after the call
 
 
-class _DistributedOptimizer(torch.optim.Optimizer):
-    """Wraps a torch optimizer (torchft's OptimizerWrapper pattern: param_groups and state are the wrapped
-    optimizer's, so LR schedulers and checkpoints see the real ones)."""
+class _DistributedOptimizer(WrappedOptimizer):
+    """Wraps a torch optimizer; one exchange (engine thread) per instance."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, runtime: Runtime, named_parameters, compression,
                  backward_passes_per_step: int, op: int, gradient_predivide_factor: float,
                  max_grad_norm: float | None) -> None:
-        # torch.optim.Optimizer.__init__ is deliberately not called: it would make param_groups of our own.
         _check_arguments(optimizer, named_parameters, backward_passes_per_step, op, gradient_predivide_factor,
                          max_grad_norm, compression)
         self.optimizer, self._runtime = optimizer, runtime
@@ -85,29 +84,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self.last_step: StepReport | None = None
         self._closed = False
 
-    # --- torch.optim.Optimizer, delegated ---------------------------------------------------------
-    @property
-    def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
-
-    @property
-    def state(self):
-        return self.optimizer.state
-
-    @property
-    def defaults(self) -> dict:
-        return self.optimizer.defaults
-
-    def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.optimizer.load_state_dict(state_dict)
-
-    def add_param_group(self, param_group: dict) -> None:
-        raise ValueError("hvd.DistributedOptimizer fuses the parameters it was built with into one buffer; add the "
-                         "parameter group to the torch optimizer before wrapping it")
-
+    # --- torch.optim.Optimizer (the rest is delegated by WrappedOptimizer) ------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
