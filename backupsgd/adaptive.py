@@ -25,6 +25,7 @@ import numpy as np
 from backupsgd.errors import ConfigError
 
 RULES = ("progress", "dbw")
+MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
 
 
 @dataclass(frozen=True)
@@ -112,20 +113,23 @@ class ArrivalEstimate:
 
     An estimate not fed for a while weighs less than a fresh observation: its weight decays with
     its age in steps, not in observations, so after a stretch at small N one probe step mostly
-    replaces the stale values for larger k instead of nudging them.
+    replaces the stale values for larger k instead of nudging them. Until k has been seen `window`
+    times the average is the plain mean of what was seen, so the first value does not linger.
     """
 
     def __init__(self, workers: int, window: int) -> None:
         self.alpha = 2.0 / (window + 1)  # EMA span `window`, as pandas' ewm(span=window)
         self.mean = np.full(workers, np.nan)
         self.last = np.zeros(workers, dtype=np.int64)  # step at which each k was last observed
+        self.count = np.zeros(workers, dtype=np.int64)  # how often each k was observed
         self.steps = 0
 
     def observe(self, arrivals: Sequence[float]) -> None:
         self.steps += 1
         seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
         k = len(seen)
-        weight = 1.0 - (1.0 - self.alpha) ** (self.steps - self.last[:k])
+        self.count[:k] += 1
+        weight = np.maximum(1.0 - (1.0 - self.alpha) ** (self.steps - self.last[:k]), 1.0 / self.count[:k])
         old = self.mean[:k]
         self.mean[:k] = np.where(np.isnan(old), seen, old + weight * (seen - old))
         self.last[:k] = self.steps
@@ -178,8 +182,10 @@ class AutoPolicy:
 
     Start at N_max (every arrival seen). While the noise scale is unknown (nan), stay where it is.
     Switch to the best N only when its predicted value beats the current N's by `margin` (hysteresis,
-    so near ties do not flap). Every `probe_every` steps, wait for ~5% of P more workers than the
-    choice (at most N_max) for one step: the only way to see arrivals past the current N.
+    so near ties do not flap). Every `probe_every` steps, wait for max(2, 5% of P) more workers than
+    the choice (at most N_max) for one step: the only way to see arrivals past the current N. A probe
+    costs a slow step under a heavy tail, so each probe that leaves N unchanged doubles the interval
+    (up to MAX_PROBE_BACKOFF times), and a change of N resets it.
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -194,6 +200,8 @@ class AutoPolicy:
         self.overhead_s = spec.overhead_s  # a caller that measures or models the exchange may update it
         self.n = self.n_max  # the current choice, before probing
         self.steps = 0
+        self._probe_gap = spec.probe_every
+        self._next_probe = spec.probe_every
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None) -> None:
         """Fold in one decided step: its READY arrival times (any order) and the smoothed B_noise."""
@@ -201,12 +209,18 @@ class AutoPolicy:
         if noise_scale is not None and math.isfinite(noise_scale):
             self.noise_scale = max(float(noise_scale), 0.0)  # a negative estimate means "no noise"
         self.steps += 1
-        self.n = self._best()
+        before, self.n = self.n, self._best()
+        if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?
+            # A probe that changed nothing was exploration wasted: back off, up to MAX_PROBE_BACKOFF times the
+            # interval; a change of N (a new regime, perhaps) resets it.
+            self._probe_gap = self.spec.probe_every if self.n != before else \
+                min(2 * self._probe_gap, MAX_PROBE_BACKOFF * self.spec.probe_every)
+            self._next_probe = self.steps + self._probe_gap
 
     def choose(self) -> int:
         """N for the next step (the decision message carries it)."""
-        if self.spec.probe_every and self.steps and self.steps % self.spec.probe_every == 0:
-            return min(self.n_max, self.n + max(1, round(0.05 * self.workers)))
+        if self.spec.probe_every and self.steps == self._next_probe:
+            return min(self.n_max, self.n + max(2, round(0.05 * self.workers)))
         return self.n
 
     def values(self) -> np.ndarray:
