@@ -182,10 +182,11 @@ class AutoPolicy:
 
     Start at N_max (every arrival seen). While the noise scale is unknown (nan), stay where it is.
     Switch to the best N only when its predicted value beats the current N's by `margin` (hysteresis,
-    so near ties do not flap). Every `probe_every` steps, wait for max(2, 5% of P) more workers than
-    the choice (at most N_max) for one step: the only way to see arrivals past the current N. A probe
-    costs a slow step under a heavy tail, so each probe that leaves N unchanged doubles the interval
-    (up to MAX_PROBE_BACKOFF times), and a change of N resets it.
+    so near ties do not flap), and never to an N whose arrival was not seen within the window. Every
+    `probe_every` steps, wait for max(2, 5% of P) more workers than the choice (at most N_max) for one
+    step: the only way to see arrivals past the current N. A probe costs a slow step under a heavy
+    tail, so each probe that leaves N unchanged doubles the interval (up to MAX_PROBE_BACKOFF times),
+    and a change of N resets it.
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -228,7 +229,11 @@ class AutoPolicy:
         n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
             val = self.rule.value(n, self.arrivals.expected() + self.overhead_s, self.batch, self.noise_scale)
-        val[(n < self.n_min) | (n > self.n_max)] = np.nan
+        # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
+        # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
+        # the current N or a recent probe has seen.
+        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window
+        val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
         return val
 
     def _best(self) -> int:
