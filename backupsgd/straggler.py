@@ -7,6 +7,7 @@ and world size, and the simulator can draw thousands of workers per step in one 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 from dataclasses import dataclass
@@ -190,6 +191,61 @@ def _parse_trace(body: str, spec: str, seed: int) -> StragglerModel:
     return TraceReplay(str(path), table)
 
 
+@dataclass(frozen=True)
+class Phases:
+    """A regime that shifts mid-run: each model owns a range of steps [start, end), the last open-ended.
+
+    A phase draws exactly what its model alone would draw at that step (the generators are keyed by
+    (seed, step)), so a shift changes the law and nothing else.
+    """
+
+    starts: tuple[int, ...]  # first step of each phase, ascending, starting at 0
+    models: tuple[StragglerModel, ...]
+
+    def model_at(self, step: int) -> StragglerModel:
+        return self.models[bisect.bisect_right(self.starts, step) - 1]
+
+    def delays(self, step: int, compute_s: np.ndarray) -> np.ndarray:
+        return self.model_at(step).delays(step, compute_s)
+
+    def check_world(self, workers: int) -> None:
+        for model in self.models:
+            model.check_world(workers)
+
+
+_PHASES_EXAMPLE = "phases:exp:mean=0.01@0-200;pareto:scale=0.01,alpha=1.5@200-"
+
+
+def _parse_phases(body: str, spec: str, seed: int) -> StragglerModel:
+    starts, models, end = [], [], 0
+    parts = [p.strip() for p in body.split(";")]
+    for i, part in enumerate(parts):
+        inner, at, steps = part.rpartition("@")
+        first, dash, last = steps.partition("-")
+        if not at or not dash or not inner:
+            raise ConfigError(f"straggler spec {spec!r}: phase {part!r} needs SPEC@FIRST-END (END empty on the "
+                              f"last phase), e.g. {_PHASES_EXAMPLE}")
+        try:
+            first_step, end_step = int(first), (int(last) if last.strip() else None)
+        except ValueError:
+            raise ConfigError(f"straggler spec {spec!r}: phase {part!r}: steps must be integers, "
+                              f"e.g. @0-200 or @200-") from None
+        if first_step != end:
+            raise ConfigError(f"straggler spec {spec!r}: phase {part!r} starts at step {first_step}, but the phases "
+                              f"must cover every step: it must start at {end}")
+        if (end_step is None) != (i == len(parts) - 1):
+            raise ConfigError(f"straggler spec {spec!r}: only the last phase is open-ended (@{first_step}-) and it "
+                              f"must be: e.g. {_PHASES_EXAMPLE}")
+        if end_step is not None and end_step <= first_step:
+            raise ConfigError(f"straggler spec {spec!r}: phase {part!r} is empty; give END > FIRST")
+        if inner.strip().partition(":")[0] == "phases":
+            raise ConfigError(f"straggler spec {spec!r}: phases do not nest; list every phase at the top level")
+        starts.append(first_step)
+        models.append(parse_straggler(inner, seed))
+        end = end_step if end_step is not None else end
+    return Phases(tuple(starts), tuple(models))
+
+
 def _parse_none(body: str, spec: str, seed: int) -> StragglerModel:
     if body:
         raise ConfigError(f"straggler spec {spec!r}: 'none' takes no parameters")
@@ -203,11 +259,13 @@ STRAGGLER_KINDS: dict[str, Callable[[str, str, int], StragglerModel]] = {
     "lognormal": _parse_lognormal,
     "pareto": _parse_pareto,
     "trace": _parse_trace,
+    "phases": _parse_phases,
 }
 
 
 def parse_straggler(spec: str, seed: int) -> StragglerModel:
-    """Build the model a `--straggler` spec names, e.g. 'slow:ranks=2,factor=5' or 'exp:mean=0.01'."""
+    """Build the model a `--straggler` spec names, e.g. 'slow:ranks=2,factor=5' or 'exp:mean=0.01', or a
+    regime that shifts mid-run, 'phases:exp:mean=0.01@0-200;pareto:scale=0.01,alpha=1.5@200-'."""
     kind, _, body = spec.strip().partition(":")
     if kind not in STRAGGLER_KINDS:
         raise ConfigError(

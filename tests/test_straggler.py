@@ -83,3 +83,40 @@ def test_bad_specs_name_the_fix(spec, fix):
 def test_rank_outside_world():
     with pytest.raises(ConfigError, match="outside the world of 4"):
         parse_straggler("slow:ranks=4,delay=1", 0).check_world(4)
+
+
+PHASED = "phases:exp:mean=0.01@0-5;pareto:scale=0.02,alpha=2@5-9;slow:ranks=1,delay=0.5@9-"
+
+
+def test_phases_draw_each_models_own_delays_and_switch_at_the_named_steps():
+    phased = parse_straggler(PHASED, seed=11)
+    laws = [("exp:mean=0.01", range(0, 5)), ("pareto:scale=0.02,alpha=2", range(5, 9)),
+            ("slow:ranks=1,delay=0.5", range(9, 14))]
+    compute = np.full(WORKERS, 0.05)
+    for spec, steps in laws:
+        alone = parse_straggler(spec, seed=11)
+        for t in steps:  # bit-identical to the phase's model drawn alone at that step
+            np.testing.assert_array_equal(phased.delays(t, compute), alone.delays(t, compute))
+    assert phased.delays(4, compute).min() < 0.02 <= phased.delays(5, compute).min()  # pareto's minimum is its scale
+
+
+def test_phases_check_every_models_world():
+    with pytest.raises(ConfigError, match="outside the world of 2 workers"):
+        parse_straggler("phases:none@0-3;slow:ranks=4,delay=1@3-", 0).check_world(2)
+
+
+@pytest.mark.parametrize("spec,fix", [
+    ("phases:exp:mean=0.01@0-5;none@6-", "it must start at 5"),
+    ("phases:exp:mean=0.01@1-5;none@5-", "it must start at 0"),
+    ("phases:exp:mean=0.01@0-5;none@5-9", "only the last phase is open-ended"),
+    ("phases:exp:mean=0.01@0-;none@5-", "only the last phase is open-ended"),
+    ("phases:exp:mean=0.01", "needs SPEC@FIRST-END"),
+    ("phases:exp:mean=0.01@a-5;none@5-", "steps must be integers"),
+    ("phases:exp:mean=0.01@3-3;none@3-", "it must start at 0"),
+    ("phases:none@0-0;none@0-", "is empty"),
+    ("phases:phases:none@0-@0-", "do not nest"),
+    ("phases:exp:mena=1@0-", "unknown key 'mena'"),
+])
+def test_bad_phases_name_the_fix(spec, fix):
+    with pytest.raises(ConfigError, match=fix):
+        parse_straggler(spec, 0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from backupsgd.adaptive import AutoSpec, is_auto, parse_auto
 from backupsgd.errors import ConfigError
 from backupsgd.sim.model import MODES
 from backupsgd.sim.network import NetConfig
@@ -28,17 +29,35 @@ def _ints(option: str, text: str) -> tuple[int, ...]:
         raise OneLineUsageError(f"{option} takes a comma list of integers, e.g. {option} 0,4,10; got {text!r}") from None
 
 
+def _backups(text: str) -> tuple[tuple[int, ...], tuple[AutoSpec, ...]]:
+    """Static b values and auto specs from one comma list: `auto:min=0,max=4,0,2` is auto with two keys,
+    then b = 0 and 2 (a key=value item belongs to the auto before it)."""
+    static: list[int] = []
+    autos: list[str] = []
+    for item in (s.strip() for s in text.split(",")):
+        if is_auto(item):
+            autos.append(item)
+        elif "=" in item and autos:
+            autos[-1] += ("," if ":" in autos[-1] else ":") + item
+        else:
+            static += _ints("--backups", item)
+    return tuple(static), tuple(parse_auto(a) for a in autos)
+
+
 def _modes(text: str) -> tuple[str, ...]:
     return MODES if text.strip() == "all" else tuple(m.strip() for m in text.split(","))
 
 
 def _format_table(result: SimResult) -> str:
-    header = ("mode", "P", "b", "N", "step_ms", "p50_ms", "p95_ms", "grads/s", "staleness")
+    header = ("mode", "P", "b", "N", "step_ms", "p50_ms", "p95_ms", "grads/s", "progress/s", "staleness")
     lines = [header]
     for p in result.predictions:
         staleness = "" if p.staleness_mean is None else f"{p.staleness_mean:.1f}"
-        lines.append((p.mode, str(p.workers), str(p.backups), str(p.n), f"{p.step_s * 1e3:.2f}",
-                      f"{p.step_p50_s * 1e3:.2f}", f"{p.step_p95_s * 1e3:.2f}", f"{p.grads_per_s:.1f}", staleness))
+        progress = "" if p.progress_per_s is None else f"{p.progress_per_s:.2f}"
+        n = str(p.n) if isinstance(p.n, int) else f"{p.n:.1f}"  # auto: the mean N chosen
+        lines.append((p.mode, str(p.workers), str(p.backups), n, f"{p.step_s * 1e3:.2f}",
+                      f"{p.step_p50_s * 1e3:.2f}", f"{p.step_p95_s * 1e3:.2f}", f"{p.grads_per_s:.1f}", progress,
+                      staleness))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
@@ -62,7 +81,9 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
 
 @click.command("simulate")
 @click.option("--workers", default="100", show_default=True, help="Comma list of P, total machines (backups included).")
-@click.option("--backups", default="0", show_default=True, help="Comma list of b for the backup modes; N = P - b.")
+@click.option("--backups", default="0", show_default=True,
+              help="Comma list of b for the backup modes (N = P - b), and of adaptive choices: auto, auto-dbw, "
+                   "auto:min=A,max=B[,rule=dbw] (needs --noise-scale).")
 @click.option("--modes", default="all", show_default=True, help=f"Comma list of {','.join(MODES)}, or all.")
 @click.option("--straggler", default="exp:mean=0.02", show_default=True, help="Straggler spec, as for train.")
 @click.option("--compute-s", type=float, default=0.05, show_default=True, help="Base compute seconds per step.")
@@ -73,17 +94,23 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
 @click.option("--latency-us", type=float, default=50.0, show_default=True, help="One-way latency, microseconds.")
 @click.option("--servers", type=int, default=1, show_default=True, help="Parameter-server ranks k.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="grads-per-s", show_default=True)
-@click.option("--noise-scale", type=float, default=None, help="Critical batch B_noise in workers (time-to-accuracy).")
+@click.option("--noise-scale", type=float, default=None,
+              help="Critical batch B_noise in examples (time-to-accuracy, progress/s, auto).")
+@click.option("--batch-size", type=int, default=1, show_default=True,
+              help="Examples per worker minibatch B (1: --noise-scale counts worker minibatches).")
 @click.option("--restart", is_flag=True, help="Textbook model: every worker restarts each step (default: a dropped "
               "worker finishes its stale step first, as the engine does).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows and recommendation here.")
 def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed, model_mb, bandwidth_gbps,
-                     latency_us, servers, objective, noise_scale, restart, json_path) -> None:
+                     latency_us, servers, objective, noise_scale, batch_size, restart, json_path) -> None:
     """Predict per-step time of every mode for each P and b (no MPI), and recommend b."""
     try:
+        static, autos = _backups(backups)
         config = SimConfig(
             workers=_ints("--workers", workers),
-            backups=_ints("--backups", backups),
+            backups=static,
+            auto=autos,
+            batch_size=batch_size,
             modes=_modes(modes),
             straggler=straggler,
             compute_s=compute_s,

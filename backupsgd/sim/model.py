@@ -12,7 +12,7 @@ what order-statistics closed forms describe, and what an engine that cancels sta
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -33,12 +33,13 @@ class Prediction:
 
     mode: str
     workers: int  # P: all workers, backups included
-    backups: int  # b
-    n: int  # N = P - b; 1 for ps-async, which applies one gradient per update
+    backups: int | str  # b; or the label of an adaptive choice ('auto', 'auto-dbw', ...)
+    n: int | float  # N = P - b; 1 for ps-async, which applies one gradient per update; auto: the mean N
     step_s: float  # mean time per applied update
     step_p50_s: float
     step_p95_s: float
     staleness_mean: float | None = None  # ps-async only
+    progress_per_s: float | None = None  # noise-free steps' worth of progress per second, given a noise scale
 
     @property
     def grads_per_s(self) -> float:
@@ -48,9 +49,13 @@ class Prediction:
         row = asdict(self)
         row["N"] = row.pop("n")
         row["grads_per_s"] = self.grads_per_s
-        if self.staleness_mean is None:
-            del row["staleness_mean"]
+        for key in ("staleness_mean", "progress_per_s"):
+            if row[key] is None:
+                del row[key]
         return row
+
+    def with_progress(self, progress_per_s: float) -> "Prediction":
+        return replace(self, progress_per_s=progress_per_s)
 
 
 def check_point(mode: str, workers: int, backups: int) -> None:
@@ -115,7 +120,7 @@ def schedule(times: np.ndarray, n: int, exchange_s: float, restart: bool = False
     return Schedule(applied, observed)
 
 
-def _exchange_s(mode: str, workers: int, n: int, net: NetConfig) -> float:
+def exchange_time_s(mode: str, workers: int, n: int, net: NetConfig) -> float:
     """Seconds from a synchronous step's decision to its update being applied."""
     return {
         "sync": ring_allreduce_s(workers, net),
@@ -134,9 +139,9 @@ def predict(mode: str, times: np.ndarray, backups: int, net: NetConfig, restart:
     n = workers - backups
     if mode == "ps-async":
         trace = simulate_ps_async(times, net)
-        return _summary(mode, workers, 0, 1, trace.intervals_s, float(trace.staleness.mean()))
-    plan = schedule(times, n, _exchange_s(mode, workers, n, net), restart)
-    return _summary(mode, workers, backups, n, plan.step_s)
+        return summary(mode, workers, 0, 1, trace.intervals_s, float(trace.staleness.mean()))
+    plan = schedule(times, n, exchange_time_s(mode, workers, n, net), restart)
+    return summary(mode, workers, backups, n, plan.step_s)
 
 
 def logged_times(mode: str, times: np.ndarray, backups: int, net: NetConfig) -> np.ndarray:
@@ -146,11 +151,12 @@ def logged_times(mode: str, times: np.ndarray, backups: int, net: NetConfig) -> 
     if mode == "ps-async":  # one update per row: a run of that many steps stops there
         return simulate_ps_async(times, net, updates=len(times)).applied_s
     n = times.shape[1] - backups
-    plan = schedule(times, n, _exchange_s(mode, times.shape[1], n, net))
+    plan = schedule(times, n, exchange_time_s(mode, times.shape[1], n, net))
     return plan.observed_s if mode in ("sync", "backup") else plan.applied_s
 
 
-def _summary(mode: str, workers: int, backups: int, n: int, step_s: np.ndarray, staleness: float | None = None):
+def summary(mode: str, workers: int, backups: int | str, n: int | float, step_s: np.ndarray,
+            staleness: float | None = None) -> Prediction:
     p50, p95 = np.percentile(step_s, [50, 95])
     return Prediction(mode, workers, backups, n, float(step_s.mean()), float(p50), float(p95), staleness)
 

@@ -1,0 +1,258 @@
+"""`--backups auto`: choose N online from recent arrival times and the gradient noise scale.
+
+A pure module (numpy only, no MPI, no torch), shared by the engine's coordinator and by
+`backupsgd simulate`, so the simulator's replay of `auto` makes the coordinator's choices.
+
+Each step the coordinator sees the READY arrivals of that step (seconds into the step, as
+steps.jsonl's `arrivals` records them): the k-th smallest is T_(k), and only the first N are
+seen when the step decides at N (later ones are censored). Two rules, behind one protocol:
+
+- "progress" (the default): a step that averages N gradients of B examples each makes
+  N B / (N B + B_noise) of a noise-free step's progress (McCandlish et al. 2018, arXiv 1812.06162),
+  and takes E[T_(N)] + overhead seconds; pick the N that maximises their ratio.
+- "dbw": Xu, Neglia, Sebastianelli, "Dynamic Backup Workers" (arXiv 2004.14696), as faithfully as
+  we could reconstruct it: see `DbwRule`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from backupsgd.errors import ConfigError
+
+RULES = ("progress", "dbw")
+MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
+
+
+@dataclass(frozen=True)
+class AutoSpec:
+    """A parsed `--backups auto[:key=value,...]`; None bounds mean "what the world allows"."""
+
+    rule: str = "progress"  # progress or dbw
+    min_backups: int = 0  # b never below this (N <= P - min)
+    max_backups: int | None = None  # b never above this (N >= P - max); default P - 2, see bounds()
+    window: int = 20  # memory of the arrival estimates, in steps (an EMA span)
+    margin: float = 0.05  # hysteresis: switch N only for a predicted gain above this fraction
+    probe_every: int = 10  # every this many steps, wait for a few more workers to refresh the estimates
+    overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds
+    lr_l: float = 1.0  # dbw only: learning rate times the loss's smoothness L, in (0, 2)
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ConfigError(f"--backups auto: unknown rule {self.rule!r}; use rule=progress or rule=dbw")
+        if self.min_backups < 0 or (self.max_backups is not None and self.max_backups < self.min_backups):
+            raise ConfigError(f"--backups auto: need 0 <= min <= max, got min={self.min_backups}, "
+                              f"max={self.max_backups}; e.g. --backups auto:min=0,max=4")
+        if self.window < 1 or self.probe_every < 0:
+            raise ConfigError("--backups auto: window must be >= 1 and probe >= 0 (0: never probe)")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ConfigError(f"--backups auto: margin must be a finite number >= 0, got {self.margin}")
+        if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0):
+            raise ConfigError(f"--backups auto: overhead must be a finite number >= 0, got {self.overhead_s}")
+        if not 0 < self.lr_l < 2:
+            raise ConfigError(f"--backups auto: lr_l (learning rate x smoothness) must be in (0, 2), got {self.lr_l}")
+
+    def bounds(self, workers: int) -> tuple[int, int]:
+        """(N_min, N_max) at P workers. The default max keeps N >= 2 where P allows, so the noise
+        scale (which needs two batch sizes, backupsgd.noise) stays measurable."""
+        max_b = max(workers - 2, 0) if self.max_backups is None else self.max_backups
+        if max_b >= workers or self.min_backups >= workers:
+            raise ConfigError(f"--backups auto: max={max_b} or min={self.min_backups} leaves no N >= 1 at "
+                              f"{workers} workers; give max <= {workers - 1}")
+        return workers - max_b, workers - self.min_backups
+
+    @property
+    def label(self) -> str:
+        """How a report names this choice: 'auto', 'auto-dbw', with any non-default keys after a colon."""
+        base = "auto" if self.rule == "progress" else f"auto-{self.rule}"
+        default = AutoSpec(rule=self.rule)
+        keys = [(k, getattr(self, f), getattr(default, f)) for k, f in _KEYS.items() if k != "rule"]
+        extra = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v, d in keys if v != d)
+        return f"{base}:{extra}" if extra else base
+
+
+_KEYS = {"rule": "rule", "min": "min_backups", "max": "max_backups", "window": "window", "margin": "margin",
+         "probe": "probe_every", "overhead": "overhead_s", "lr_l": "lr_l"}
+
+
+def is_auto(text: str) -> bool:
+    return text.strip().startswith("auto")
+
+
+def parse_auto(text: str) -> AutoSpec:
+    """Parse `auto`, `auto-dbw`, `auto:min=0,max=4,rule=dbw` (keys: see _KEYS); ConfigError names the fix."""
+    head, _, body = text.strip().partition(":")
+    rules = {"auto": "progress", **{f"auto-{r}": r for r in RULES}}
+    if head not in rules:
+        raise ConfigError(f"--backups {text!r}: expected auto[:min=A,max=B][,rule=progress|dbw] or auto-dbw")
+    fields: dict = {"rule": rules[head]}
+    for item in filter(None, (s.strip() for s in body.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in _KEYS:
+            raise ConfigError(f"--backups {text!r}: {item!r} is not one of {', '.join(k + '=...' for k in _KEYS)}; "
+                              "e.g. --backups auto:min=0,max=4")
+        try:
+            if key == "rule":
+                fields["rule"] = value
+            elif key in ("margin", "overhead", "lr_l"):
+                fields[_KEYS[key]] = float(value)
+            else:
+                fields[_KEYS[key]] = int(value)
+        except ValueError:
+            raise ConfigError(f"--backups {text!r}: {key}={value!r} is not a number") from None
+    return AutoSpec(**fields)
+
+
+class ArrivalEstimate:
+    """E[T_(k)] for k = 1..P from recent steps: one exponential moving average per k, fed only by
+    the steps that saw the k-th arrival (a censored one says only "later than the decision").
+
+    An estimate not fed for a while weighs less than a fresh observation: its weight decays with
+    its age in steps, not in observations, so after a stretch at small N one probe step mostly
+    replaces the stale values for larger k instead of nudging them. Until k has been seen `window`
+    times the average is the plain mean of what was seen, so the first value does not linger.
+    """
+
+    def __init__(self, workers: int, window: int) -> None:
+        self.alpha = 2.0 / (window + 1)  # EMA span `window`, as pandas' ewm(span=window)
+        self.mean = np.full(workers, np.nan)
+        self.last = np.zeros(workers, dtype=np.int64)  # step at which each k was last observed
+        self.count = np.zeros(workers, dtype=np.int64)  # how often each k was observed
+        self.steps = 0
+
+    def observe(self, arrivals: Sequence[float]) -> None:
+        self.steps += 1
+        seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
+        k = len(seen)
+        self.count[:k] += 1
+        weight = np.maximum(1.0 - (1.0 - self.alpha) ** (self.steps - self.last[:k]), 1.0 / self.count[:k])
+        old = self.mean[:k]
+        self.mean[:k] = np.where(np.isnan(old), seen, old + weight * (seen - old))
+        self.last[:k] = self.steps
+
+    def expected(self) -> np.ndarray:
+        """E[T_(k)] for k = 1..P, nondecreasing in k; nan where k was never seen."""
+        out = np.fmax.accumulate(self.mean)  # EMAs of different ages can cross; T_(k) cannot
+        return np.where(np.isnan(self.mean), np.nan, out)
+
+
+def progress_fraction(n: np.ndarray | int, batch: int, noise_scale: float) -> np.ndarray | float:
+    """N B / (N B + B_noise): the share of a noise-free step's progress an N-gradient step makes."""
+    return n * batch / (n * batch + noise_scale)
+
+
+class Rule(Protocol):
+    def value(self, n: np.ndarray, time_s: np.ndarray, batch: int, noise_scale: float) -> np.ndarray:
+        """Expected progress per second of each candidate N taking `time_s` seconds."""
+
+
+@dataclass(frozen=True)
+class ProgressRule:
+    """Progress per second under the noise model: N B / (N B + B_noise) / (E[T_(N)] + overhead)."""
+
+    def value(self, n, time_s, batch, noise_scale):
+        return progress_fraction(n, batch, noise_scale) / time_s
+
+
+@dataclass(frozen=True)
+class DbwRule:
+    """DBW's objective as we reconstruct it: the expected loss decrease of one SGD step per second.
+
+    For an L-smooth loss and step size eta, one step averaging k gradients of batch B each decreases
+    the loss in expectation by at least eta |G|^2 (1 - L eta / 2) - L eta^2 tr(Sigma) / (2 k B);
+    DBW picks the k that maximises that bound over E[T_(k)] (plus overhead), afresh every iteration.
+    Divided by eta |G|^2 and with B_noise = tr(Sigma) / |G|^2 it reads
+    (1 - lr_l / 2) - (lr_l / 2) B_noise / (k B), lr_l = L eta. Guessed: the paper estimates L (and
+    |G|^2, sigma^2) at the server; our coordinator measures B_noise but not L, so lr_l is a setting.
+    """
+
+    lr_l: float = 1.0
+
+    def value(self, n, time_s, batch, noise_scale):
+        h = self.lr_l / 2
+        return ((1 - h) - h * noise_scale / (n * batch)) / time_s
+
+
+class AutoPolicy:
+    """Chooses N for the next step: `observe(arrivals, noise_scale)` after each step, `choose()` before.
+
+    Start at N_max (every arrival seen). While the noise scale is unknown (nan), stay where it is.
+    Switch to the best N only when its predicted value beats the current N's by `margin` (hysteresis,
+    so near ties do not flap), and never to an N whose arrival was not seen within the window. Every
+    `probe_every` steps, wait for max(2, 5% of P) more workers than the choice (at most N_max) for one
+    step: the only way to see arrivals past the current N. A probe costs a slow step under a heavy
+    tail, so each probe that leaves N unchanged doubles the interval (up to MAX_PROBE_BACKOFF times),
+    and a change of N resets it.
+    """
+
+    def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
+        if batch < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {batch}")
+        self.spec, self.workers, self.batch = spec, workers, batch
+        self.n_min, self.n_max = spec.bounds(workers)
+        self.rule: Rule = RULE_REGISTRY[spec.rule](spec)
+        self.hysteresis = spec.margin if spec.rule == "progress" else 0.0  # DBW re-chooses every iteration
+        self.arrivals = ArrivalEstimate(workers, spec.window)
+        self.noise_scale = math.nan
+        self.overhead_s = spec.overhead_s  # a caller that measures or models the exchange may update it
+        self.n = self.n_max  # the current choice, before probing
+        self.steps = 0
+        self._probe_gap = spec.probe_every
+        self._next_probe = spec.probe_every
+
+    def observe(self, arrivals: Sequence[float], noise_scale: float | None) -> None:
+        """Fold in one decided step: its READY arrival times (any order) and the smoothed B_noise."""
+        self.arrivals.observe(arrivals)
+        if noise_scale is not None and math.isfinite(noise_scale):
+            self.noise_scale = max(float(noise_scale), 0.0)  # a negative estimate means "no noise"
+        self.steps += 1
+        before, self.n = self.n, self._best()
+        if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?
+            # A probe that changed nothing was exploration wasted: back off, up to MAX_PROBE_BACKOFF times the
+            # interval; a change of N (a new regime, perhaps) resets it.
+            self._probe_gap = self.spec.probe_every if self.n != before else \
+                min(2 * self._probe_gap, MAX_PROBE_BACKOFF * self.spec.probe_every)
+            self._next_probe = self.steps + self._probe_gap
+
+    def choose(self) -> int:
+        """N for the next step (the decision message carries it)."""
+        if self.spec.probe_every and self.steps == self._next_probe:
+            return min(self.n_max, self.n + max(2, round(0.05 * self.workers)))
+        return self.n
+
+    def values(self) -> np.ndarray:
+        """The rule's value of every N in 1..P (nan where unknown or out of bounds)."""
+        n = np.arange(1, self.workers + 1)
+        with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
+            val = self.rule.value(n, self.arrivals.expected() + self.overhead_s, self.batch, self.noise_scale)
+        # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
+        # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
+        # the current N or a recent probe has seen.
+        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window
+        val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
+        return val
+
+    def _best(self) -> int:
+        if math.isnan(self.noise_scale):
+            return self.n
+        val = self.values()
+        if np.all(np.isnan(val)):
+            return self.n
+        best = int(np.nanargmax(val)) + 1  # ties go to the smaller N: nanargmax takes the first
+        if val[best - 1] <= 0:  # DBW: every step would raise the loss bound; wait for the most gradients
+            return self.n_max
+        current = val[self.n - 1]
+        if not math.isnan(current) and val[best - 1] <= current * (1 + self.hysteresis):
+            return self.n
+        return best
+
+
+RULE_REGISTRY: dict[str, Callable[[AutoSpec], Rule]] = {
+    "progress": lambda spec: ProgressRule(),
+    "dbw": lambda spec: DbwRule(spec.lr_l),
+}
+

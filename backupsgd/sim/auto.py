@@ -1,0 +1,78 @@
+"""`--backups auto` in the simulator: the carry-over replay with N chosen each step by the policy.
+
+The replay hands the policy what the engine's coordinator sees: the READY arrivals of the decided
+step (the first N offers, seconds after the step started, i.e. after the previous update was
+applied) and the smoothed noise scale. So the simulator makes the coordinator's choices for the
+same arrivals (tests/test_adaptive.py feeds a trace's arrivals to a fresh policy to check it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backupsgd.adaptive import AutoPolicy, AutoSpec, progress_fraction
+from backupsgd.sim.model import Prediction, exchange_time_s, summary
+from backupsgd.sim.network import NetConfig
+
+AUTO_MODES = ("backup", "ps-backup")  # the modes whose N a vote decides
+
+
+@dataclass(frozen=True)
+class AutoTrace:
+    """One replay: per step, the N chosen, the arrivals the policy saw, and when the update was applied."""
+
+    n: np.ndarray  # N_t chosen before step t
+    arrivals: list[np.ndarray]  # the first N_t arrivals of step t, seconds into the step, ascending
+    applied_s: np.ndarray  # when step t's update is applied
+
+    @property
+    def step_s(self) -> np.ndarray:
+        return np.diff(self.applied_s, prepend=0.0)
+
+    def progress(self, batch: int, noise_scale: float) -> float:
+        """Total progress under the noise model, in noise-free steps."""
+        return float(np.sum(progress_fraction(self.n, batch, noise_scale)))
+
+
+def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, batch: int, noise_scale: float,
+                restart: bool = False) -> AutoTrace:
+    """Replay `times` (steps x P, as backupsgd.sim.model.schedule takes it) with N from the policy.
+
+    The policy's per-step overhead is the mode's exchange at its current N, unless the spec sets one:
+    the coordinator would measure it as the step time beyond the N-th arrival.
+    """
+    steps, workers = times.shape
+    policy = AutoPolicy(spec, workers, batch)
+    modelled_overhead = spec.overhead_s == 0
+    free = np.zeros(workers)
+    last = 0.0
+    chosen = np.empty(steps, dtype=np.int64)
+    seen: list[np.ndarray] = []
+    applied = np.empty(steps)
+    for t in range(steps):
+        n = policy.choose()
+        exchange = exchange_time_s(mode, workers, n, net)
+        if modelled_overhead:
+            policy.overhead_s = exchange
+        start = last
+        offers = (start if restart else np.maximum(free, start)) + times[t]
+        decided = np.partition(offers, n - 1)[n - 1]
+        if not restart:
+            free = np.where(free <= decided, offers, free)
+        # the coordinator takes the first n READY messages (ties: any n of them, all at `decided`)
+        arrivals = np.sort(offers)[:n] - start
+        last = applied[t] = decided + exchange
+        chosen[t] = n
+        seen.append(arrivals)
+        policy.observe(arrivals, noise_scale)
+    return AutoTrace(chosen, seen, applied)
+
+
+def predict_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, batch: int, noise_scale: float,
+                 restart: bool = False) -> Prediction:
+    """A row for the table: N is the mean N chosen, backups the spec's label (e.g. 'auto')."""
+    trace = replay_auto(times, spec, mode, net, batch, noise_scale, restart)
+    row = summary(mode, times.shape[1], spec.label, float(trace.n.mean()), trace.step_s)
+    return row.with_progress(trace.progress(batch, noise_scale) / float(trace.applied_s[-1]))

@@ -1,0 +1,218 @@
+"""`--backups auto`: the policy against hand-computed choices, its bounds and hysteresis, the spec parser,
+and the simulator's replay of it (the same choices as the policy fed the same arrivals)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from backupsgd.adaptive import ArrivalEstimate, AutoPolicy, AutoSpec, parse_auto
+from backupsgd.errors import ConfigError
+from backupsgd.sim import NetConfig, SimConfig, simulate
+from backupsgd.sim.auto import replay_auto
+from backupsgd.sim.cli import simulate_command
+from backupsgd.sim.model import compute_times, schedule
+from backupsgd.straggler import parse_straggler
+
+NO_NET = NetConfig(model_mb=0, latency_us=0)
+# E[T_(k)] of 4 exponentials of mean 1 (Renyi): sum over i < k of 1 / (4 - i)
+EXP4 = [1 / 4, 1 / 4 + 1 / 3, 1 / 4 + 1 / 3 + 1 / 2, 1 / 4 + 1 / 3 + 1 / 2 + 1]
+
+
+def _exp_order_stats(mean: float, p: int) -> np.ndarray:
+    return mean * np.cumsum([1 / (p - i) for i in range(p)])
+
+
+def _policy(rule="progress", noise=2.0, overhead=0.5, **keys) -> AutoPolicy:
+    spec = AutoSpec(rule=rule, min_backups=0, max_backups=3, window=1, margin=0.0, probe_every=0,
+                    overhead_s=overhead, **keys)
+    policy = AutoPolicy(spec, workers=4)
+    policy.observe(EXP4, noise)
+    return policy
+
+
+@pytest.mark.parametrize("rule,noise,overhead,expected", [
+    # progress: N / (N + 2) / (E[T_(N)] + 0.5) = 0.444, 0.462, 0.379, 0.258 for N = 1..4
+    ("progress", 2.0, 0.5, 2),
+    # no gradient noise: every N makes a whole step of progress, so the fastest wins
+    ("progress", 0.0, 0.5, 1),
+    # B_noise = 100, no overhead: 1/101/0.25 = 0.0396, 2/102/0.583 = 0.0336, ... N = 4: 4/104/2.083 = 0.0185
+    ("progress", 100.0, 0.0, 1),
+    # B_noise = 100, overhead 10: 1/101/10.25 = 0.00097, 0.00185, 0.00263, 4/104/12.083 = 0.00318
+    ("progress", 100.0, 10.0, 4),
+    # dbw with L eta = 1: (1/2 - B_noise / (2N)) / (E[T_(N)] + 0.5) = -, 0, 0.105, 0.097
+    ("dbw", 2.0, 0.5, 3),
+    # dbw when every N's bound is negative (B_noise = 100 > N): wait for the most gradients
+    ("dbw", 100.0, 0.5, 4),
+])
+def test_choice_matches_the_hand_computed_argmax(rule, noise, overhead, expected):
+    assert _policy(rule, noise, overhead).choose() == expected
+
+
+def test_arrival_estimate_converges_to_the_exponential_order_statistics():
+    p, mean = 8, 0.02
+    rng = np.random.default_rng(3)
+    est = ArrivalEstimate(p, window=4000)  # span far beyond the run: close to the plain mean
+    for _ in range(4000):
+        est.observe(rng.exponential(mean, p))
+    np.testing.assert_allclose(est.expected(), _exp_order_stats(mean, p), rtol=0.05)
+
+
+def test_policy_on_random_exponential_arrivals_picks_the_closed_form_best():
+    p, mean, noise, overhead = 8, 1.0, 4.0, 0.5
+    n = np.arange(1, p + 1)
+    exact = n / (n + noise) / (_exp_order_stats(mean, p) + overhead)
+    spec = AutoSpec(min_backups=0, max_backups=p - 1, window=2000, margin=0.0, probe_every=0, overhead_s=overhead)
+    policy = AutoPolicy(spec, p)
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        policy.observe(rng.exponential(mean, p), noise)  # every arrival seen, as at N = P
+    # exact values 0.200, 0.434, 0.458, 0.441, 0.401 for N = 1..5: N = 3 by 4%
+    assert policy.choose() == int(np.argmax(exact)) + 1 == 3
+
+
+def test_censored_steps_do_not_pull_later_estimates_down():
+    est = ArrivalEstimate(4, window=1)
+    est.observe(EXP4)
+    est.observe([0.1])  # a step decided at N = 1 says nothing about T_(2..4)
+    np.testing.assert_allclose(est.expected(), [0.1, *EXP4[1:]])
+
+
+def test_bounds_are_respected_and_probes_stay_inside_them():
+    spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
+    policy = AutoPolicy(spec, workers=6)
+    assert policy.choose() == 5  # starts at N_max = P - min
+    chosen = []
+    for _ in range(12):
+        policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0], 0.0)  # noise-free: the fewest would be best
+        chosen.append(policy.choose())
+    assert set(chosen) <= {4, 5} and chosen[0] == 4  # N = P - max, probes go to 5 at most
+    # probes (to N_max, two more capped by the bound) after 3 steps, then, as that probe changed
+    # nothing, 6 steps after it: the interval doubles
+    assert [i for i, n in enumerate(chosen) if n == 5] == [2, 9]
+
+
+def test_noise_scale_unknown_keeps_the_initial_n():
+    policy = AutoPolicy(AutoSpec(window=1, probe_every=0), workers=4)
+    policy.observe(EXP4, float("nan"))
+    assert policy.choose() == 4
+
+
+def test_hysteresis_keeps_n_through_near_ties():
+    # P = 2, B_noise = 1: value(1) = 0.5 / T1, value(2) = 0.667 / T2; with T1 = 1 they tie at T2 = 1.333
+    def run(margin: float) -> list[int]:
+        policy = AutoPolicy(AutoSpec(min_backups=0, max_backups=1, window=1, margin=margin, probe_every=0), 2)
+        out = []
+        for t2 in [1.30, 1.36] * 5 + [1.5, 1.30, 1.36]:
+            policy.observe([1.0, t2], 1.0)
+            out.append(policy.choose())
+        return out
+
+    assert run(0.0)[:10] == [2, 1] * 5  # without hysteresis N flaps between the near-equal choices
+    # with a 5% margin it holds N = 2 until N = 1 is 12% better (T2 = 1.5), then holds N = 1
+    assert run(0.05) == [2] * 10 + [1, 1, 1]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("auto", AutoSpec()),
+    ("auto:min=0,max=4", AutoSpec(min_backups=0, max_backups=4)),
+    ("auto:min=1,max=3,rule=dbw", AutoSpec(rule="dbw", min_backups=1, max_backups=3)),
+    ("auto-dbw", AutoSpec(rule="dbw")),
+    ("auto:window=5,margin=0.1,probe=0,lr_l=0.5", AutoSpec(window=5, margin=0.1, probe_every=0, lr_l=0.5)),
+])
+def test_auto_spec_parses_and_its_label_parses_back(text, expected):
+    assert parse_auto(text) == expected
+    assert parse_auto(expected.label) == expected
+
+
+@pytest.mark.parametrize("text,fix", [
+    ("auto:mn=1", "min=..."),
+    ("auto:min=3,max=1", "0 <= min <= max"),
+    ("auto:rule=fastest", "rule=progress or rule=dbw"),
+    ("auto:max=two", "is not a number"),
+    ("autos", "auto[:min=A,max=B]"),
+    ("auto:lr_l=2", "(0, 2)"),
+])
+def test_bad_auto_specs_name_the_fix(text, fix):
+    with pytest.raises(ConfigError, match=fix.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        parse_auto(text)
+
+
+def test_bounds_beyond_the_world_are_refused():
+    with pytest.raises(ConfigError, match="give max <= 3"):
+        parse_auto("auto:max=4").bounds(4)
+    assert parse_auto("auto").bounds(4) == (2, 4) and parse_auto("auto").bounds(1) == (1, 1)
+
+
+def _times(spec: str, workers: int, steps: int, seed: int = 0) -> np.ndarray:
+    return compute_times(parse_straggler(spec, seed), workers, 0.05, steps)
+
+
+@pytest.mark.parametrize("rule", ["progress", "dbw"])
+def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
+    times = _times("pareto:scale=0.01,alpha=1.5", 16, 300)
+    spec = AutoSpec(rule=rule, window=10, probe_every=7)
+    trace = replay_auto(times, spec, "backup", NO_NET, batch=1, noise_scale=3.0)
+    assert len(set(trace.n.tolist())) > 1  # N really changes along the run
+    policy = AutoPolicy(spec, 16)
+    direct = []
+    for arrivals in trace.arrivals:
+        direct.append(policy.choose())
+        policy.observe(arrivals, 3.0)
+    assert direct == trace.n.tolist()
+    assert [len(a) for a in trace.arrivals] == direct  # the coordinator sees exactly N arrivals
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_auto_pinned_to_one_n_replays_as_the_static_schedule(restart):
+    times = _times("exp:mean=0.02", 12, 200)
+    trace = replay_auto(times, AutoSpec(min_backups=3, max_backups=3), "backup", NO_NET, 1, 2.0, restart)
+    np.testing.assert_array_equal(trace.n, 9)
+    np.testing.assert_allclose(trace.applied_s, schedule(times, 9, 0.0, restart).applied_s)
+
+
+def test_auto_beats_every_static_b_when_the_regime_shifts():
+    # 100 steps with 4 ranks 5x slow (the best N is 12), then none (the best N is P = 16, with this much noise)
+    spec = "phases:slow:ranks=0+1+2+3,factor=5@0-100;none@100-"
+    config = SimConfig(workers=(16,), backups=(0, 2, 4, 6), modes=("backup",), straggler=spec, steps=300,
+                       net=NO_NET, noise_scale=64.0, auto=(AutoSpec(),))
+    rows = simulate(config).predictions
+    auto = next(r for r in rows if r.backups == "auto")
+    static = [r for r in rows if r.backups != "auto"]
+    # a static row's progress per second is g(N) over its mean step
+    for r in static:
+        assert r.progress_per_s == pytest.approx(r.n / (r.n + 64.0) / r.step_s)
+    assert auto.progress_per_s > max(r.progress_per_s for r in static)
+    trace = replay_auto(_times(spec, 16, 300), AutoSpec(), "backup", NO_NET, 1, 64.0)
+    probes = trace.n == 14  # a probe waits for two workers more
+    assert np.all(trace.n[1:100][~probes[1:100]] == 12)  # the slow ranks are dropped from the first step on
+    assert np.all(trace.n[200:] == 16)  # a probe found the regime without stragglers, then N climbed to P
+
+
+def test_cli_reports_auto_rows_and_progress_per_s(tmp_path):
+    out = tmp_path / "sim.json"
+    args = ["--workers", "16", "--backups", "auto:min=0,max=4,auto-dbw,0,2", "--modes", "backup", "--steps", "50",
+            "--noise-scale", "8", "--batch-size", "2", "--json", str(out)]
+    result = CliRunner().invoke(simulate_command, args)
+    assert result.exit_code == 0, result.output
+    assert "progress/s" in result.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["backups"] for r in rows] == [0, 2, "auto:max=4", "auto-dbw"]
+    assert all(r["progress_per_s"] > 0 for r in rows)
+    assert 12 <= rows[2]["N"] <= 16
+    static = rows[0]
+    assert static["progress_per_s"] == pytest.approx(16 * 2 / (16 * 2 + 8) / static["step_s"])
+
+
+@pytest.mark.parametrize("args,fix", [
+    (["--backups", "auto"], "needs --noise-scale"),
+    (["--backups", "auto:max=20", "--noise-scale", "1"], "give max <= 15"),
+    (["--backups", "auto", "--noise-scale", "1", "--modes", "sync"], "needs a voting mode"),
+    (["--backups", "auto", "--noise-scale", "1", "--batch-size", "0"], "--batch-size must be >= 1"),
+])
+def test_cli_bad_auto_input_is_one_line_exit_2(args, fix):
+    result = CliRunner().invoke(simulate_command, ["--workers", "16", "--steps", "5", *args])
+    assert result.exit_code == 2 and fix in result.output and len(result.output.strip().splitlines()) == 1
