@@ -193,3 +193,12 @@ def test_report_of_nothing_names_the_fix(tmp_path):
         build_report(tmp_path)
     with pytest.raises(ConfigError, match="not a directory"):
         build_report(tmp_path / "missing")
+
+
+def test_report_states_compute_against_injected_delay(runs_root):
+    """Every rank computes COMPUTE per step and rank r waits r ms: the mean delay is (P - 1) / 2 ms."""
+    build_report(runs_root)
+    text = (runs_root / "report.md").read_text()
+    delay_ms = 0.5 * (P - 1)
+    row = f"| mlp | none | {1e3 * COMPUTE:.1f} | {delay_ms:.1f} | {1e3 * COMPUTE / delay_ms:.2f} |"
+    assert "## Compute against injected delay" in text and row in text, text

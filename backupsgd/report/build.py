@@ -83,6 +83,25 @@ def _targets(stats: list[GroupStats]) -> str:
     return "; ".join(f"{t.label} ({', '.join(sorted(d))})" for t, d in datasets.items())
 
 
+def _compute_and_delay(runs) -> str:
+    """A table of compute against injected delay per (model, straggler), or "" when no run recorded both."""
+    cells: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for run in runs:
+        compute, delay = run.median_compute_s(), run.mean_delay_s()
+        if compute is not None and delay is not None:
+            cells.setdefault((str(run.config.get("model", "?")), run.straggler), []).append((compute, delay))
+    if not cells:
+        return ""
+    lines = ["| model | straggler | compute per step, ms | mean delay per step, ms | compute / delay |",
+             "|---|---|--:|--:|--:|"]
+    for (model, straggler), pairs in sorted(cells.items()):
+        compute = statistics.median(c for c, _ in pairs)
+        delay = statistics.median(d for _, d in pairs)
+        ratio = f"{compute / delay:.2f}" if delay > 0 else "no delay"
+        lines.append(f"| {model} | {straggler} | {1e3 * compute:.1f} | {1e3 * delay:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
 def _metric_names(stats: list[GroupStats]) -> str:
     return " / ".join(dict.fromkeys(s.target.name for s in stats))
 
@@ -102,6 +121,12 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
             "Final: the target's metric at the end of the run. Step time: mean training step, leaving out step 0 "
             "and steps that also ran an evaluation.",
             "", configurations_table(stats), ""]
+    if (compute := _compute_and_delay(runs)):
+        out += ["## Compute against injected delay", "",
+                "What a step's own compute weighs against the injected stragglers, per model and straggler model "
+                "(medians over runs of each run's median compute per step and mean delay per step, every rank, "
+                "step 0 left out). Where compute is a small fraction of the delay, the delays decide the "
+                "comparison; where it is comparable, the workload's own cost does too.", "", compute, ""]
     if (plot := plots.metric_plot_name(stats)) in figures:
         name = _metric_names(stats)
         out += [f"## {name[0].upper()}{name[1:]} against wall-clock time", "",

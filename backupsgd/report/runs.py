@@ -136,6 +136,11 @@ class Run:
         values = [c for r in self.ranks for c in (r.get("compute_s") or [])[1:] if c is not None]
         return float(np.median(values)) if values else None
 
+    def mean_delay_s(self) -> float | None:
+        """Mean injected straggler delay per computed step over every rank, step 0 left out."""
+        values = [d for r in self.ranks for d in (r.get("delay_s") or [])[1:] if d is not None]
+        return float(np.mean(values)) if values else None
+
     def median_reduce_s(self) -> float | None:
         values = [s["reduce_s"] for s in self.steps[1:] if s.get("reduce_s") is not None]
         return float(np.median(values)) if values else None
