@@ -1,6 +1,12 @@
 """The Horovod baseline for a script (BACKUPSGD_MODE=horovod): horovod.torch's own DistributedOptimizer does every
 step, and backupsgd only injects the same stragglers and records the run directory, so one unchanged script is
-compared against the real peer implementation in sweeps and reports."""
+compared against the real peer implementation in sweeps and reports.
+
+Horovod starts each gradient's allreduce from its backward hook, so a delay injected after backward would
+overlap the exchange instead of holding this rank's gradients back. The delay is slept when the step begins
+instead, as the CLI's horovod mode does: at `zero_grad()` or at `skip_missed`'s next batch, whichever comes
+first (at `step()` if neither is called), drawn with the previous step's compute time standing in for this one's.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from backupsgd.engine import Decision
 from backupsgd.hvd.runtime import init as horovod_init
 from backupsgd.straggler import parse_straggler
 from backupsgd.torch.ops import Average, Compression, check_op
-from backupsgd.torch.optimizer import StepReport, straggle
+from backupsgd.rundir import StepTiming
+from backupsgd.torch.optimizer import StepReport
 from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime
 from backupsgd.torch.wrapper import WrappedOptimizer
@@ -39,10 +46,13 @@ class HorovodBaseline(WrappedOptimizer):
         self.record = ScriptRun(runtime, runtime.settings.run_dir or None)
         self._members = tuple(range(runtime.size))
         self._step = 0
+        self._timing: StepTiming | None = None  # this step's, once it began (its delay slept)
         self._compute_start = time.perf_counter()
+        self._last_compute_s = 0.0
         self.last_step: StepReport | None = None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        self._begin_step()
         if set_to_none:
             self.optimizer.zero_grad()  # Horovod's takes no arguments (and sets gradients to None)
         else:
@@ -59,8 +69,10 @@ class HorovodBaseline(WrappedOptimizer):
     def step(self, closure=None):
         if closure is not None:
             raise ValueError("step(closure) is not supported; compute the gradient first, then call step()")
-        timing = straggle(self._straggler, self._step, self._runtime, self._compute_start, self.record.start)
+        self._begin_step()
+        timing, self._timing = self._timing, None
         t0 = time.perf_counter()
+        timing.compute_s = self._last_compute_s = t0 - self._compute_start
         self.optimizer.synchronize()  # Horovod's allreduce of every gradient
         t1 = time.perf_counter()
         if self.max_grad_norm is not None:
@@ -72,7 +84,17 @@ class HorovodBaseline(WrappedOptimizer):
         self.record.step(Decision(self._step, np.empty(0, np.float32), self._members, 0.0, t1 - t0), timing)
         self.last_step = StepReport(self._step, True, self._members, 1, self._step + 1)
         self._step += 1
+
+    def _begin_step(self) -> None:
+        """Sleep this step's injected delay before its compute (once per step)."""
+        if self._timing is not None:
+            return
+        own = np.zeros(self._runtime.size)
+        own[self._runtime.rank] = self._last_compute_s
+        delay_s = float(self._straggler.delays(self._step, own)[self._runtime.rank])
+        time.sleep(delay_s)
         self._compute_start = time.perf_counter()
+        self._timing = StepTiming(None, delay_s, start_s=self._compute_start - self.record.start)
 
     @property
     def global_step(self) -> int:
@@ -80,7 +102,7 @@ class HorovodBaseline(WrappedOptimizer):
 
     # skip_missed and the collectives ask every optimizer these; under Horovod no rank ever misses a step.
     def catch_up(self) -> int:
-        self._compute_start = time.perf_counter()
+        self._begin_step()
         return 0
 
     def take_owed(self) -> bool:
