@@ -18,7 +18,8 @@ from backupsgd.rundir import choose_run_dir
     (4, 0, -1, "shm"),  # sync: every rank a member of every step
     (4, 1, 3, "shm:2"),  # two "nodes" of 2 ranks: each slice is allreduced between nodes
     (6, 2, 5, "shm:3"),
-], ids=["one-node-backup", "one-node-sync", "two-nodes-of-2", "two-nodes-of-3"])
+    (5, 1, 4, "shm:3"),  # nodes of 3 and 2 (as after a rank died and the survivors shrank): 2 cross slices
+], ids=["one-node-backup", "one-node-sync", "two-nodes-of-2", "two-nodes-of-3", "nodes-of-3-and-2"])
 def test_shm_reducer_delivers_exactly_the_members_mean_to_every_rank(ranks, backups, slow, reducer):
     argv = ["tests/mpi/engine_oracle.py", "30", str(backups), str(slow), "5003", reducer]
     result = mpirun(ranks, argv, timeout=120)
@@ -32,19 +33,6 @@ def test_a_result_handed_out_is_never_overwritten_and_a_laggard_gets_copies(rank
     result = mpirun(ranks, ["tests/mpi/shm_slots.py", "10", "3001"], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert f"OK 10 steps on {ranks} ranks" in result.stdout
-
-
-def test_unequal_ranks_per_node_is_refused_on_every_rank_naming_the_fix():
-    code = ("import backupsgd; from mpi4py import MPI; from backupsgd.shm_reducer import SharedMemoryReducer\n"
-            "SharedMemoryReducer(MPI.COMM_WORLD, 100, ranks_per_node=2)\n"
-            "print('not refused', flush=True)\n")
-    result = mpirun(3, ["-c", code], timeout=120)  # nodes of 2 and 1 rank
-    assert result.returncode == 2, result.stdout + result.stderr[-3000:]
-    assert "not refused" not in result.stdout, "every rank must stop, not only some"
-    lines = [line for line in result.stderr.splitlines() if line.startswith("backupsgd: error:")]
-    assert len(lines) == 1 and "same number of ranks on every node" in lines[0] and "--reducer dense" in lines[0] \
-        and "(on rank" not in lines[0], result.stderr  # one line, and every rank refused (no single rank named)
-    assert "Traceback" not in result.stderr
 
 
 def test_too_little_dev_shm_stops_training_with_one_line_before_any_step(tmp_path):
