@@ -71,3 +71,32 @@ def test_backup_training_with_shm_reducer_is_the_replay_of_its_members(tmp_path)
     expected = replay(workload, [s["members"] for s in steps])
     np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
     assert np.abs(expected - replay(workload, [])).max() > 1e-2, "training must move the parameters"
+
+
+@pytest.mark.parametrize("small,per_node", [(False, None), (True, None), (False, 2)],
+                         ids=["one-node-takes-shm", "full-dev-shm-takes-dense", "two-nodes-take-dense"])
+def test_auto_reducer_takes_shm_on_one_node_with_room_else_dense_and_sums_the_members(small, per_node):
+    # Oracle: each rank's buffer is its rank + 1, so members (0, 2) sum to 1 + 3 = 4 in every element.
+    code = ("import os\n"
+            "real = os.statvfs\n"
+            "class Small:\n    f_bavail, f_frsize = 16, 4096\n"
+            f"os.statvfs = (lambda path: Small() if path == '/dev/shm' else real(path)) if {small} else real\n"
+            "import backupsgd, numpy as np; from mpi4py import MPI\n"
+            "from backupsgd.shm_reducer import auto_reducer\n"
+            "comm = MPI.COMM_WORLD\n"
+            f"r = auto_reducer(comm.Dup(), 1 << 18, partial=True, ranks_per_node={per_node})\n"
+            "mine = np.full(1 << 18, comm.rank + 1, dtype=np.float32)\n"
+            "total = r.reduce((0, 2), mine if comm.rank in (0, 2) else None)\n"
+            "ok = comm.allgather((r.name, bool(np.all(total == 4))))\n"
+            "r.release(total); r.close()\n"
+            "if comm.rank == 0: print('OK', ok, flush=True)\n")
+    result = mpirun(3, ["-c", code], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    dense = small or per_node is not None
+    assert f"OK {[('dense' if dense else 'shm', True)] * 3}" in result.stdout, result.stdout + result.stderr[-2000:]
+    notes = [line for line in result.stderr.splitlines() if "--reducer auto takes dense" in line]
+    assert len(notes) == (1 if dense else 0), result.stderr
+    if small:
+        assert "MiB of /dev/shm on this node, 0 MiB is free" in notes[0], notes
+    elif dense:
+        assert "the ranks span nodes" in notes[0], notes

@@ -130,8 +130,9 @@ def write_readme(out: Path, found: dict[str, dict[str, dict]], machine: dict, ar
     parts = [
         "# A cluster on one machine: exchange and parameter-server benchmarks across shaped links",
         "",
-        f"Written by `python -m backupsgd.cluster.bench {shlex.join(argv)}` (`make bench-cluster` runs them all, as "
-        "root).",
+        "Written by `python -m backupsgd.cluster.bench --out results/cluster` (what `make bench-cluster` runs, as "
+        "root; `--only KIND,...` reruns some steps and keeps the others' JSON). Each section names the command "
+        f"of its own runs. This README was last written by `... bench {shlex.join(argv)}`.",
         "",
         "Each node is a network namespace joined to a bridge by a veth pair shaped with `tbf` at the link rate "
         "both ways (`backupsgd cluster up`); Open MPI runs one daemon per node over TCP on the shaped `eth0` "
