@@ -165,3 +165,15 @@ def test_rates_parse_in_tc_units():
 
     assert parse_rate("1gbit") == 1e9 and parse_rate("2.5Gbit") == 2.5e9 and parse_rate("100mbit") == 1e8
     assert parse_rate("unlimited") == 0.0
+
+
+def test_the_simulators_cluster_network_is_the_shaped_rate_the_pingpong_latency_and_duplex_share():
+    from backupsgd.cluster.calibrate import exchange_s, network
+
+    pp = {"bandwidth": "1gbit", "latency_us": 10.0, "duplex": 0.5}
+    net = network(pp, model_mb=4.0, servers=2)
+    assert (net.bandwidth_gbps, net.latency_us, net.duplex, net.servers) == (1.0, 10.0, 0.5, 2)
+    m, a = 4 * 2**20 * 8 / 1e9, 10e-6  # seconds to move M at the shaped rate; one latency
+    # closed forms: a ring of 4 at half the rate each way; ps-sync of 4 workers into 2 servers at the full rate
+    assert exchange_s("sync", 4, net) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
+    assert exchange_s("ps-sync", 4, net) == pytest.approx(2 * 4 * m / 2 + 2 * a, rel=1e-9)
