@@ -59,8 +59,11 @@ bench: $(HVD_STAMP)
 
 # The exchange and parameter-server benchmarks across network-namespace nodes with tbf-shaped links
 # (backupsgd cluster; needs root). About 5 minutes on 2 idle cores; writes results/cluster/.
+# As root, about 25 minutes on 2 cores: exchange, reducers, ps, ping-pong, time to target (results/cluster/README.md),
+# then results/README.md's 100-1,000-worker projections on the measured network (results/cluster/projection-1gbit.json).
 bench-cluster: $(HVD_STAMP)
 	$(BIN)/python -m backupsgd.cluster.bench --out results/cluster
+	$(BIN)/python -m backupsgd.cluster.project --pingpong results/cluster/pingpong-1gbit.json --out results/cluster
 
 # A grid that finishes in about a minute, then its report.
 smoke: $(HVD_STAMP)

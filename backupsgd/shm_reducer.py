@@ -7,8 +7,15 @@ segment of an MPI shared-memory window; every rank (member or not) then sums its
 members' segments into a result slot, and every rank applies the step straight from that slot. A
 non-member writes nothing and adds nothing.
 
-Across machines (ranks per node equal), the ranks with the same node-local rank allreduce their
-slice between nodes before the result is read: the hierarchical allreduce of Horovod and NCCL.
+Across machines, the ranks with the same node-local rank allreduce their slice between nodes before
+the result is read: the hierarchical allreduce of Horovod and NCCL. Nodes may hold different numbers
+of ranks (as after a rank died under ULFM and the survivors shrank): then the buffer is cut into as
+many cross-node slices as the smallest node has ranks, and a node barrier separates the node's sum
+from the exchange between nodes, since the two cut the buffer differently.
+
+Its node and cross-node communicators are revoked with the one it was built on (survivors.revoke_with),
+so when a rank dies, a survivor waiting in a node barrier for a peer that has left fails instead of
+waiting forever.
 
 Like the dense reducer, every rank's engine thread must take part in every step (a frozen rank
 stops it); use the `members` reducer where a worker may hang.
@@ -17,6 +24,7 @@ stops it); use the `members` reducer where a worker may hang.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 import numpy as np
@@ -24,7 +32,8 @@ from mpi4py import MPI
 
 from backupsgd.errors import ConfigError
 from backupsgd.mpi_env import agree
-from backupsgd.reducers import SendPool
+from backupsgd.reducers import DenseReducer, SendPool
+from backupsgd.survivors import forget, revoke_with
 
 FLOAT = np.dtype(np.float32)
 SHM_DIR = "/dev/shm"  # where Open MPI's shared-memory windows (osc/sm) keep their backing files
@@ -70,22 +79,24 @@ class SharedMemoryReducer:
             self._node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
         else:
             self._node = comm.Split(comm.rank // ranks_per_node, key=comm.rank)
-        sizes = comm.allgather(self._node.size)
+        self._comm = comm
         p, me = self._node.size, self._node.rank
+        q = min(comm.allgather(p))  # cross-node slices: one per rank of the smallest node
         slots = self.VIEW_SLOTS + 1
 
         def check() -> None:
-            if len(set(sizes)) != 1:
-                raise ConfigError(f"the shm reducer needs the same number of ranks on every node, got "
-                                  f"{sorted(set(sizes))}; launch an equal number per node, or use --reducer dense")
-            if me == 0 and (shortfall := shm_shortfall(length * FLOAT.itemsize * (p + slots))):
+            if me == 0 and (shortfall := shm_shortfall(self.window_bytes(length, p))):
                 raise ConfigError(shortfall)
 
         agree(comm, check)  # a refusal on any rank: one line from rank 0, every rank exits 2, before any step
-        self._cross = comm.Split(self._node.rank, key=comm.rank)  # one rank per node, all with the same slice
-        # On one node the step's synchronisations run on `comm` itself, which the engine revokes when a
-        # rank dies (ULFM), so survivors fail instead of waiting in a barrier on the dead rank.
+        # One rank per node, all with the same cross slice; a node's ranks past the smallest node's have none.
+        self._cross = comm.Split(me if me < q else MPI.UNDEFINED, key=comm.rank)
+        # On one node the step's synchronisations run on `comm` itself; otherwise on the node's communicator,
+        # which (like the cross one) is revoked whenever `comm` is, e.g. by the engine when a rank dies.
         self._sync = comm if self._node.size == comm.size else self._node
+        revoke_with(comm, self._node, self._cross)
+        self._uneven = q != p  # this node's slices and the cross-node ones differ: a rank sums one, sends another
+        self._cross_slice = slice(me * length // q, (me + 1) * length // q) if me < q else None
         # Where every rank of `comm` sits: (its node, its local rank). A node is named by its first rank.
         leader = self._node.bcast(comm.rank, root=0)
         self._place = comm.allgather((leader, self._node.rank))
@@ -104,6 +115,11 @@ class SharedMemoryReducer:
         # thread-safe pool that, unlike BufferPool, does not zero what is given back (a copy is overwritten).
         self._copies = SendPool(length)
         self.copied_steps = 0  # steps this rank took a copy of, not the slot
+
+    @classmethod
+    def window_bytes(cls, length: int, ranks_on_node: int) -> int:
+        """/dev/shm a node's window takes: every rank's input segment, the result slots and the scratch."""
+        return length * FLOAT.itemsize * (ranks_on_node + cls.VIEW_SLOTS + 1)
 
     def _segment(self, local_rank: int, index: int) -> np.ndarray:
         mem, _ = self._win.Shared_query(local_rank)
@@ -131,8 +147,10 @@ class SharedMemoryReducer:
         result = self._results[slot]
         here = [self._place[m][1] for m in members if self._place[m][0] == self._leader]
         self._sum_slice(here, result[self._slice])
-        if self._cross.size > 1:
-            self._cross.Allreduce(MPI.IN_PLACE, result[self._slice], op=MPI.SUM)
+        if self._uneven:
+            self._sync.Barrier()  # the node's sum is whole before it is cut the cross-node way
+        if self._cross_slice is not None and self._cross.size > 1:
+            self._cross.Allreduce(MPI.IN_PLACE, result[self._cross_slice], op=MPI.SUM)
         self._sync.Barrier()  # every slice is summed
         with self._lock:
             keep = slot != self._scratch and len(self._held) < self.HELD_PER_RANK
@@ -168,5 +186,34 @@ class SharedMemoryReducer:
             self._held.clear()
         self._inputs = self._results = []
         self._win.Free()  # collective over the node: every rank closes its exchange
-        self._cross.Free()
+        forget(self._comm)
+        if self._cross != MPI.COMM_NULL:
+            self._cross.Free()
         self._node.Free()
+
+
+def auto_reducer(comm: MPI.Comm, length: int, partial: bool = False,
+                 ranks_per_node: int | None = None) -> SharedMemoryReducer | DenseReducer:
+    """`--reducer auto`: shm where every rank is on one node and /dev/shm holds the window, else dense, with
+    one line on rank 0 saying why. Collective: every rank takes the same reducer.
+
+    Why not shm across nodes too: there the link, not the copies, sets the time, and on the namespace
+    cluster the hierarchical exchange took 0.47-1.34x the dense one's in three rounds (results/cluster):
+    no win to pay its /dev/shm for. Within a node it took 0.13-0.35x Horovod's allreduce (make bench).
+    """
+    if ranks_per_node is None:  # ranks_per_node: pretend nodes, as SharedMemoryReducer's (tests)
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    else:
+        node = comm.Split(comm.rank // ranks_per_node, key=comm.rank)
+    try:
+        one_node = node.size == comm.size
+        shortfall = shm_shortfall(SharedMemoryReducer.window_bytes(length, node.size)) if node.rank == 0 else None
+    finally:
+        node.Free()
+    reasons = [r.split(";")[0] for r in comm.allgather(shortfall) if r]
+    if one_node and not reasons:
+        return SharedMemoryReducer(comm, length, partial)
+    if comm.rank == 0:
+        why = reasons[0] if reasons else "the ranks span nodes, where shm measured no faster than dense"
+        print(f"backupsgd: note: --reducer auto takes dense: {why}", file=sys.stderr, flush=True)
+    return DenseReducer(comm, length, partial)

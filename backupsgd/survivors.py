@@ -85,8 +85,26 @@ def name_the_dead(comm: MPI.Comm, exc: BaseException) -> BaseException:
     return failure
 
 
+# Communicators split or duplicated from another, by the parent's handle (mpi4py's are unhashable).
+# Revoking a communicator does not revoke those made from it, so a survivor blocked on a derived one
+# (the shm reducer's node barrier, waiting for a node peer that left on the parent's revocation) would
+# wait forever; whoever revokes the parent revokes these too.
+_DERIVED: dict[int, list[MPI.Comm]] = {}
+
+
+def revoke_with(parent: MPI.Comm, *derived: MPI.Comm) -> None:
+    """From now on, revoking `parent` (through revoke()) revokes `derived` too, until forget(parent)."""
+    _DERIVED.setdefault(parent.py2f(), []).extend(c for c in derived if c != MPI.COMM_NULL)
+
+
+def forget(parent: MPI.Comm) -> None:
+    """Before `parent`'s derived communicators are freed (its handle may then be reused)."""
+    _DERIVED.pop(parent.py2f(), None)
+
+
 def revoke(*comms: MPI.Comm | None) -> None:
-    """Make every pending and future call on `comms` fail on every rank (so no survivor waits on the dead)."""
+    """Make every pending and future call on `comms` (and those derived from them, see revoke_with) fail
+    on every rank, so no survivor waits on the dead."""
     for comm in comms:
         if comm is None or comm == MPI.COMM_NULL:
             continue
@@ -95,6 +113,7 @@ def revoke(*comms: MPI.Comm | None) -> None:
                 comm.Revoke()
         except (MPI.Exception, NotImplementedError):
             pass  # already revoked elsewhere, or no ULFM: then the launcher ends the job anyway
+        revoke(*_DERIVED.pop(comm.py2f(), ()))
 
 
 def shrink(comm: MPI.Comm) -> MPI.Comm:

@@ -71,26 +71,35 @@ def test_backup_run_across_two_nodes_equals_replay_of_its_members(cluster, tmp_p
 
 
 @needs_root
-def test_rank_killed_on_one_node_under_ulfm_is_shrunk_away_across_nodes(tmp_path):
-    """Rank 4, alone on node n1's last slot, dies at step 9 (b = 2): the survivors on both nodes shrink the
-    communicator and finish, and the result is the replay of the recorded members. The dense reducer only:
-    with --reducer shm the survivors hung across nodes (see the README's cluster section)."""
+# shm on 2 nodes x 3 ranks: rank 4 dies in the middle of n1, so its n0 partner's cross-node allreduce fails
+# while n0's other ranks wait in a node barrier that only the revocation can end; the survivors then sit 3
+# and 2 to a node, and the shm reducer is rebuilt over nodes of unequal size.
+@pytest.mark.parametrize("reducer,ranks,hosts", [
+    ("dense", 5, ["n0", "n0", "n0", "n1"]),
+    ("shm", 6, ["n0", "n0", "n0", "n1", "n1"]),
+])
+def test_rank_killed_on_one_node_under_ulfm_is_shrunk_away_across_nodes(tmp_path, reducer, ranks, hosts):
+    """Rank 4, on node n1, dies at step 9 (b = 2): the survivors on both nodes shrink the communicator and
+    finish, and the result is the replay of the recorded members."""
     out = tmp_path / "run"
     spec = ClusterSpec(nodes=2, slots=3, bandwidth="1gbit", name=NAME)
     try:
         with running_cluster(spec):
-            cmd = mpirun_command(spec, [*ULFM, "-n", "5", sys.executable, "-m", "backupsgd", "train", "--no-progress",
-                                        "--out", str(out), "--mode", "backup", "--backups", "2", "--steps", "30",
-                                        "--eval-every", "0", "--straggler", "exp:mean=0.004", "--check-every", "5",
-                                        "--fault", "crash:rank=4,step=9"])
+            cmd = mpirun_command(spec, [*ULFM, "-n", str(ranks), sys.executable, "-m", "backupsgd", "train",
+                                        "--no-progress", "--out", str(out), "--mode", "backup", "--backups", "2",
+                                        "--steps", "30", "--eval-every", "0", "--straggler", "exp:mean=0.004",
+                                        "--check-every", "5", "--fault", "crash:rank=4,step=9",
+                                        "--reducer", reducer])
             result = launch(cmd, timeout=240)
     finally:
         _assert_gone(NAME)
     assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     assert "rank 4 died; going on from step" in result.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["hosts"] == ["n0", "n0", "n0", "n1"], summary["hosts"]  # the living ranks' nodes
-    assert summary["living"] == [0, 1, 2, 3] and summary["shrinks"][0]["dead"] == [4], summary["shrinks"]
+    living = [r for r in range(ranks) if r != 4]
+    assert summary["hosts"] == hosts, summary["hosts"]  # the living ranks' nodes
+    assert summary["living"] == living and summary["shrinks"][0]["dead"] == [4], summary["shrinks"]
+    assert summary["reducer"] == reducer
     assert len(set(summary["param_digests"])) == 1
     steps = read_steps(out)
     assert [s["step"] for s in steps] == list(range(30)), "each step recorded once"
@@ -156,3 +165,15 @@ def test_rates_parse_in_tc_units():
 
     assert parse_rate("1gbit") == 1e9 and parse_rate("2.5Gbit") == 2.5e9 and parse_rate("100mbit") == 1e8
     assert parse_rate("unlimited") == 0.0
+
+
+def test_the_simulators_cluster_network_is_the_shaped_rate_the_pingpong_latency_and_duplex_share():
+    from backupsgd.cluster.calibrate import exchange_s, network
+
+    pp = {"bandwidth": "1gbit", "latency_us": 10.0, "duplex": 0.5}
+    net = network(pp, model_mb=4.0, servers=2)
+    assert (net.bandwidth_gbps, net.latency_us, net.duplex, net.servers) == (1.0, 10.0, 0.5, 2)
+    m, a = 4 * 2**20 * 8 / 1e9, 10e-6  # seconds to move M at the shaped rate; one latency
+    # closed forms: a ring of 4 at half the rate each way; ps-sync of 4 workers into 2 servers at the full rate
+    assert exchange_s("sync", 4, net) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
+    assert exchange_s("ps-sync", 4, net) == pytest.approx(2 * 4 * m / 2 + 2 * a, rel=1e-9)

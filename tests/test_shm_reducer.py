@@ -18,7 +18,8 @@ from backupsgd.rundir import choose_run_dir
     (4, 0, -1, "shm"),  # sync: every rank a member of every step
     (4, 1, 3, "shm:2"),  # two "nodes" of 2 ranks: each slice is allreduced between nodes
     (6, 2, 5, "shm:3"),
-], ids=["one-node-backup", "one-node-sync", "two-nodes-of-2", "two-nodes-of-3"])
+    (5, 1, 4, "shm:3"),  # nodes of 3 and 2 (as after a rank died and the survivors shrank): 2 cross slices
+], ids=["one-node-backup", "one-node-sync", "two-nodes-of-2", "two-nodes-of-3", "nodes-of-3-and-2"])
 def test_shm_reducer_delivers_exactly_the_members_mean_to_every_rank(ranks, backups, slow, reducer):
     argv = ["tests/mpi/engine_oracle.py", "30", str(backups), str(slow), "5003", reducer]
     result = mpirun(ranks, argv, timeout=120)
@@ -32,19 +33,6 @@ def test_a_result_handed_out_is_never_overwritten_and_a_laggard_gets_copies(rank
     result = mpirun(ranks, ["tests/mpi/shm_slots.py", "10", "3001"], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert f"OK 10 steps on {ranks} ranks" in result.stdout
-
-
-def test_unequal_ranks_per_node_is_refused_on_every_rank_naming_the_fix():
-    code = ("import backupsgd; from mpi4py import MPI; from backupsgd.shm_reducer import SharedMemoryReducer\n"
-            "SharedMemoryReducer(MPI.COMM_WORLD, 100, ranks_per_node=2)\n"
-            "print('not refused', flush=True)\n")
-    result = mpirun(3, ["-c", code], timeout=120)  # nodes of 2 and 1 rank
-    assert result.returncode == 2, result.stdout + result.stderr[-3000:]
-    assert "not refused" not in result.stdout, "every rank must stop, not only some"
-    lines = [line for line in result.stderr.splitlines() if line.startswith("backupsgd: error:")]
-    assert len(lines) == 1 and "same number of ranks on every node" in lines[0] and "--reducer dense" in lines[0] \
-        and "(on rank" not in lines[0], result.stderr  # one line, and every rank refused (no single rank named)
-    assert "Traceback" not in result.stderr
 
 
 def test_too_little_dev_shm_stops_training_with_one_line_before_any_step(tmp_path):
@@ -83,3 +71,32 @@ def test_backup_training_with_shm_reducer_is_the_replay_of_its_members(tmp_path)
     expected = replay(workload, [s["members"] for s in steps])
     np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
     assert np.abs(expected - replay(workload, [])).max() > 1e-2, "training must move the parameters"
+
+
+@pytest.mark.parametrize("small,per_node", [(False, None), (True, None), (False, 2)],
+                         ids=["one-node-takes-shm", "full-dev-shm-takes-dense", "two-nodes-take-dense"])
+def test_auto_reducer_takes_shm_on_one_node_with_room_else_dense_and_sums_the_members(small, per_node):
+    # Oracle: each rank's buffer is its rank + 1, so members (0, 2) sum to 1 + 3 = 4 in every element.
+    code = ("import os\n"
+            "real = os.statvfs\n"
+            "class Small:\n    f_bavail, f_frsize = 16, 4096\n"
+            f"os.statvfs = (lambda path: Small() if path == '/dev/shm' else real(path)) if {small} else real\n"
+            "import backupsgd, numpy as np; from mpi4py import MPI\n"
+            "from backupsgd.shm_reducer import auto_reducer\n"
+            "comm = MPI.COMM_WORLD\n"
+            f"r = auto_reducer(comm.Dup(), 1 << 18, partial=True, ranks_per_node={per_node})\n"
+            "mine = np.full(1 << 18, comm.rank + 1, dtype=np.float32)\n"
+            "total = r.reduce((0, 2), mine if comm.rank in (0, 2) else None)\n"
+            "ok = comm.allgather((r.name, bool(np.all(total == 4))))\n"
+            "r.release(total); r.close()\n"
+            "if comm.rank == 0: print('OK', ok, flush=True)\n")
+    result = mpirun(3, ["-c", code], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    dense = small or per_node is not None
+    assert f"OK {[('dense' if dense else 'shm', True)] * 3}" in result.stdout, result.stdout + result.stderr[-2000:]
+    notes = [line for line in result.stderr.splitlines() if "--reducer auto takes dense" in line]
+    assert len(notes) == (1 if dense else 0), result.stderr
+    if small:
+        assert "MiB of /dev/shm on this node, 0 MiB is free" in notes[0], notes
+    elif dense:
+        assert "the ranks span nodes" in notes[0], notes

@@ -271,3 +271,19 @@ def test_cli_restart_flag_changes_backup_rows_only():
     assert carry.keys() == restart.keys()
     for key in carry:  # only a mode that drops late workers can carry a stale step over
         assert (carry[key] == restart[key]) == (key[0] not in ("backup", "ps-backup") or key[2] == "0"), key
+
+
+def test_half_duplex_links_slow_the_ring_not_the_servers_and_few_workers_are_bound_by_their_own_links():
+    from backupsgd.sim.network import ps_transfer_s, ring_allreduce_s
+
+    m_bytes, bw = 4 * 2**20, 1e9 / 8
+    full, half = NetConfig(model_mb=4, bandwidth_gbps=1, latency_us=0), NetConfig(model_mb=4, bandwidth_gbps=1,
+                                                                                   latency_us=0, duplex=0.5)
+    assert ring_allreduce_s(4, half) == pytest.approx(2 * ring_allreduce_s(4, full), rel=1e-12)
+    assert ring_allreduce_s(4, full) == pytest.approx(1.5 * m_bytes / bw, rel=1e-12)
+    assert ps_transfer_s(4, 4, half) == ps_transfer_s(4, 4, full) == pytest.approx(8 * m_bytes / bw, rel=1e-12)
+    # 2 workers, 4 servers: a server takes 2 quarter shards, but each worker sends its whole M through its link
+    four = NetConfig(model_mb=4, bandwidth_gbps=1, latency_us=0, servers=4)
+    assert ps_transfer_s(2, 2, four) == pytest.approx(2 * m_bytes / bw, rel=1e-12)
+    with pytest.raises(ConfigError, match="--duplex"):
+        NetConfig(duplex=0)

@@ -93,6 +93,9 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
 @click.option("--bandwidth-gbps", type=float, default=10.0, show_default=True, help="Link bandwidth, Gbit/s.")
 @click.option("--latency-us", type=float, default=50.0, show_default=True, help="One-way latency, microseconds.")
 @click.option("--servers", type=int, default=1, show_default=True, help="Parameter-server ranks k.")
+@click.option("--duplex", type=float, default=1.0, show_default=True,
+              help="Share of the bandwidth each direction gets while a link carries data both ways (ring "
+                   "allreduce); 1: full duplex. `python -m backupsgd.cluster.pingpong` measures it.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="grads-per-s", show_default=True)
 @click.option("--noise-scale", type=float, default=None,
               help="Critical batch B_noise in examples (time-to-accuracy, progress/s, auto).")
@@ -102,7 +105,7 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
               "worker finishes its stale step first, as the engine does).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows and recommendation here.")
 def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed, model_mb, bandwidth_gbps,
-                     latency_us, servers, objective, noise_scale, batch_size, restart, json_path) -> None:
+                     latency_us, servers, duplex, objective, noise_scale, batch_size, restart, json_path) -> None:
     """Predict per-step time of every mode for each P and b (no MPI), and recommend b."""
     try:
         static, autos = _backups(backups)
@@ -116,7 +119,8 @@ def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed,
             compute_s=compute_s,
             steps=steps,
             seed=seed,
-            net=NetConfig(model_mb=model_mb, bandwidth_gbps=bandwidth_gbps, latency_us=latency_us, servers=servers),
+            net=NetConfig(model_mb=model_mb, bandwidth_gbps=bandwidth_gbps, latency_us=latency_us, servers=servers,
+                           duplex=duplex),
             objective=objective,
             noise_scale=noise_scale,
             restart=restart,

@@ -1,0 +1,95 @@
+"""The simulator's network set from the cluster, and its predictions beside the measured exchange and ps steps.
+
+The network is what a user of `backupsgd simulate` would give it: the shaped link rate as the bandwidth,
+and the one-way latency of a ping-pong between two nodes (`backupsgd.cluster.pingpong`). That ping-pong
+also measures how much of the rate each direction gets when a link carries data both ways at once
+(`--duplex`), which the ring allreduce does and the parameter server's push and pull phases do not.
+Each prediction is shown twice: with the shaped rate alone (duplex 1, the model's textbook assumption)
+and with the measured duplex share.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from backupsgd.cluster import ClusterSpec, running_cluster
+from backupsgd.cluster.launch import run
+from backupsgd.cluster.topology import parse_rate
+from backupsgd.sim.model import predict_step_time
+from backupsgd.sim.network import NetConfig
+
+WITHIN = 0.15  # the issue's bar: a prediction within 15% of the measured time
+
+
+def pingpong(rate: str, out: Path, name: str, timeout: float) -> dict:
+    """Latency and both-ways throughput between two nodes at `rate`; written to pingpong-RATE.json."""
+    spec = ClusterSpec(nodes=2, slots=1, bandwidth=rate, name=name)
+    path = out / f"pingpong-{rate}.json"
+    args = ["-n", "2", sys.executable, "-m", "backupsgd.cluster.pingpong", "--out", str(path)]
+    with running_cluster(spec):
+        rc = run(spec, args, timeout)
+    if rc != 0:
+        raise RuntimeError(f"ping-pong failed ({rc}): cluster run -- {shlex.join(args)}")
+    data = json.loads(path.read_text())
+    data["bandwidth"] = rate
+    data["duplex"] = min(1.0, data["both_ways_gbps_each"] * 1e9 / parse_rate(rate))
+    data["command"] = f"backupsgd cluster up --nodes 2 --slots 1 --bandwidth {rate}; backupsgd cluster run -- " \
+                      f"-n 2 python -m backupsgd.cluster.pingpong --out {path.name}"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def network(pp: dict, model_mb: float, servers: int = 1, duplex: bool = True) -> NetConfig:
+    """The simulator's network for this cluster: shaped rate, ping-pong latency, measured duplex share."""
+    return NetConfig(model_mb=model_mb, bandwidth_gbps=parse_rate(pp["bandwidth"]) / 1e9,
+                     latency_us=pp["latency_us"], servers=servers, duplex=pp["duplex"] if duplex else 1.0)
+
+
+def exchange_s(mode: str, workers: int, net: NetConfig) -> float:
+    """The simulator's step time with no compute and no straggler: its exchange alone."""
+    return predict_step_time(mode, workers, 1 if mode == "backup" else 0, "none", 0.0, net, steps=3).step_s
+
+
+def _cell(measured_ms: float, predicted_s: float) -> str:
+    ratio = measured_ms / (predicted_s * 1e3)
+    mark = "" if abs(ratio - 1) <= WITHIN else " ✗"
+    return f"{predicted_s * 1e3:.1f} | {ratio:.2f}{mark}"
+
+
+def ps_table(ps: dict, pp: dict) -> str:
+    lines = ["| W | k | ps-sync ms | sim, ms | measured ÷ sim | allreduce ms | sim (duplex 1), ms | ratio "
+             "| sim (measured duplex), ms | ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ps["rows"]:
+        w, k, m = r["workers"], r["servers"], r["size_mib"]
+        net = network(pp, m, servers=k)
+        lines.append(f"| {w} | {k} | {r['ps_step_ms']:.1f} | {_cell(r['ps_step_ms'], exchange_s('ps-sync', w, net))} "
+                     f"| {r['allreduce_step_ms']:.1f} "
+                     f"| {_cell(r['allreduce_step_ms'], exchange_s('sync', w, replace(net, duplex=1.0)))} "
+                     f"| {_cell(r['allreduce_step_ms'], exchange_s('sync', w, net))} |")
+    return "\n".join(lines)
+
+
+def exchange_table(ex: dict, pp: dict) -> str:
+    """Raw allreduce and the dense backup exchange of 2 nodes x 2 ranks against the ring model with P = 4
+    (a ring through 2 nodes crosses each link once each way, so a link carries one rank's ring traffic)."""
+    lines = ["| MiB | ranks | MPI_Allreduce ms | sim (duplex 1), ms | ratio | sim (measured duplex), ms | ratio "
+             "| backup (dense) ms | sim (measured duplex), ms | ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ex["rows"]:
+        p, net = r["ranks"], network(pp, r["size_mib"])
+        lines.append(f"| {r['size_mib']:g} | {p} | {r['mpi_ms']:.1f} "
+                     f"| {_cell(r['mpi_ms'], exchange_s('sync', p, replace(net, duplex=1.0)))} "
+                     f"| {_cell(r['mpi_ms'], exchange_s('sync', p, net))} | {r['backup_ms']:.1f} "
+                     f"| {_cell(r['backup_ms'], exchange_s('backup', p, net))} |")
+    return "\n".join(lines)
+
+
+def pingpong_line(pp: dict) -> str:
+    return (f"At {pp['bandwidth']}: one-way latency {pp['latency_us']:.1f} us (10th percentile of "
+            f"{pp['small_round_trips']} round trips; median {pp['latency_us_median']:.1f} us), "
+            f"{pp['size_mib']:g} MiB one way {pp['one_way_gbps']:.2f} Gbit/s, both ways at once "
+            f"{pp['both_ways_gbps_each']:.2f} Gbit/s each (duplex share {pp['duplex']:.2f} of the rate). "
+            f"`{pp['command']}`")
