@@ -2,7 +2,10 @@
 (b = 0 and b = 1), with no straggler and with one rank F times slower, side by side in one run.
 
 Each configuration is one mpirun job of examples/pytorch_synthetic_benchmark.py; repeats are interleaved
-(every configuration once, then again), so a machine that slows down slows them all alike.
+(every configuration once, then again), so a machine that slows down slows them all alike. The slow rank
+sleeps the same fixed time per batch under every library: (F - 1) x the median compute per batch measured
+in the repeat's no-straggler runs. "Compute F times as long" measured in each job would differ between
+libraries, because ranks sharing cores slow each other's compute by what their exchange threads do.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ LIBRARIES = [("horovod.torch", "horovod", 0), ("backupsgd.torch b=0", "backupsgd
              ("backupsgd.torch b=1", "backupsgd", 1)]
 
 
-def run_one(ranks: int, library: str, backups: int, slow_factor: float, script_args: list[str],
+def run_one(ranks: int, library: str, backups: int, slow_delay: float, script_args: list[str],
             timeout: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
-        slow = ["--slow-rank", str(ranks - 1), "--slow-factor", str(slow_factor)] if slow_factor > 1 else []
+        slow = ["--slow-rank", str(ranks - 1), "--slow-delay", f"{slow_delay:.6f}"] if slow_delay > 0 else []
         cmd = [str(venv_mpirun()), "--oversubscribe", "-x", "BACKUPSGD_BACKUPS", "-n", str(ranks), sys.executable,
                str(SCRIPT), *(["--horovod"] if library == "horovod" else []), *slow, *script_args, "--json", str(out)]
         env = dict(os.environ, BACKUPSGD_BACKUPS=str(backups), OMPI_ALLOW_RUN_AS_ROOT="1",
@@ -41,9 +44,9 @@ def run_one(ranks: int, library: str, backups: int, slow_factor: float, script_a
         return json.loads(out.read_text())
 
 
-def format_table(rows: list[dict], ranks: int, slow_factor: float) -> str:
-    lines = [f"img/sec applied, {ranks} ranks (median of repeats); slow: rank {ranks - 1} computes "
-             f"{slow_factor:g}x as long",
+def format_table(rows: list[dict], ranks: int, slow_factor: float, slow_delay_s: float) -> str:
+    lines = [f"img/sec applied, {ranks} ranks (median of repeats); slow: rank {ranks - 1} sleeps "
+             f"{1e3 * slow_delay_s:.1f} ms more per batch ({slow_factor - 1:g}x the median compute: {slow_factor:g}x as long)",
              "| library | no straggler | vs Horovod | slow rank | vs Horovod |", "|---|--:|--:|--:|--:|"]
     base = {r["slow"]: r["img_per_s"] for r in rows if r["library"] == "horovod.torch"}
     for label, _, _ in LIBRARIES:
@@ -56,7 +59,7 @@ def format_table(rows: list[dict], ranks: int, slow_factor: float) -> str:
 @click.command("library")
 @click.option("--ranks", default=4, show_default=True, type=click.IntRange(2), help="MPI ranks per job.")
 @click.option("--slow-factor", default=5.0, show_default=True, type=click.FloatRange(1.0, min_open=True),
-              help="The last rank computes this many times as long in the straggler runs.")
+              help="The last rank sleeps (F - 1) x the median compute per batch more in the straggler runs.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1), help="Interleaved repeats.")
 @click.option("--iters", default=5, show_default=True, type=click.IntRange(1), help="Timed iterations per job.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds before a job is killed.")
@@ -70,16 +73,24 @@ def bench_library_command(ranks, slow_factor, repeats, iters, timeout, json_path
     require()
     script_args = ["--num-iters", str(iters)]
     samples: dict[tuple[str, bool], list[float]] = {}
+    delays = []
     for repeat in range(repeats):
+        computes = []
         for slow in (False, True):
+            delay = (slow_factor - 1) * statistics.median(computes) if slow else 0.0
             for label, library, backups in LIBRARIES:
-                row = run_one(ranks, library, backups, slow_factor if slow else 1.0, script_args, timeout)
+                row = run_one(ranks, library, backups, delay, script_args, timeout)
                 samples.setdefault((label, slow), []).append(row["img_per_s"])
-                click.echo(f"[repeat {repeat + 1}/{repeats}] {label}, {'slow rank' if slow else 'no straggler'}: "
-                           f"{row['img_per_s']:.1f} img/s", err=True)
+                if not slow:
+                    computes.append(row["compute_s"])
+                click.echo(f"[repeat {repeat + 1}/{repeats}] {label}, "
+                           f"{f'slow rank (+{1e3 * delay:.1f} ms)' if slow else 'no straggler'}: "
+                           f"{row['img_per_s']:.1f} img/s (median compute {1e3 * row['compute_s']:.1f} ms)", err=True)
+        delays.append(delay)
     rows = [{"library": label, "slow": slow, "img_per_s": statistics.median(values), "samples": values}
             for (label, slow), values in samples.items()]
-    click.echo(format_table(rows, ranks, slow_factor))
+    click.echo(format_table(rows, ranks, slow_factor, statistics.median(delays)))
     if json_path:
-        Path(json_path).write_text(json.dumps({"ranks": ranks, "slow_factor": slow_factor, "rows": rows}, indent=1))
+        Path(json_path).write_text(json.dumps({"ranks": ranks, "slow_factor": slow_factor, "slow_delays_s": delays,
+                                               "rows": rows}, indent=1))
         click.echo(f"wrote {json_path}")

@@ -5,6 +5,7 @@
     mpirun -n 4 python examples/pytorch_synthetic_benchmark.py --horovod             # horovod.torch
     horovodrun -np 4 -H localhost:4 python examples/pytorch_synthetic_benchmark.py
     ... --slow-rank 3 --slow-factor 5                                               # rank 3 computes 5x slower
+    ... --slow-rank 3 --slow-delay 0.08                                             # rank 3 sleeps 80 ms per batch
 
 Throughput counts the images whose gradients were applied: global steps x N x batch size over rank 0's
 wall time (with Horovod N = P). A rank slowed by --slow-factor F sleeps (F - 1) x its compute time per batch.
@@ -36,7 +37,9 @@ parser.add_argument("--num-warmup-batches", type=int, default=5, help="batches b
 parser.add_argument("--num-batches-per-iter", type=int, default=10, help="batches per benchmark iteration")
 parser.add_argument("--num-iters", type=int, default=5, help="benchmark iterations")
 parser.add_argument("--slow-rank", type=int, default=-1)
-parser.add_argument("--slow-factor", type=float, default=1.0)
+parser.add_argument("--slow-factor", type=float, default=1.0, help="the slow rank computes this many times as long")
+parser.add_argument("--slow-delay", type=float, default=0.0,
+                    help="or: the slow rank sleeps this many seconds more per batch (the same for every library)")
 parser.add_argument("--json", type=str, default="", help="rank 0 writes its numbers here")
 args = parser.parse_args()
 
@@ -65,13 +68,17 @@ skip_missed = getattr(hvd, "skip_missed", lambda batches: batches)
 slow = hvd.rank() == args.slow_rank
 
 
+computes = []  # this rank's forward + backward times
+
+
 def benchmark_step():
     t0 = time.perf_counter()
     optimizer.zero_grad()
     loss = F.cross_entropy(model(data), target)
     loss.backward()
+    computes.append(time.perf_counter() - t0)
     if slow:
-        time.sleep((args.slow_factor - 1) * (time.perf_counter() - t0))
+        time.sleep(args.slow_delay + (args.slow_factor - 1) * computes[-1])
     optimizer.step()
 
 
@@ -98,6 +105,7 @@ if hvd.rank() == 0:
     print(f"Total img/sec applied: {mean:.1f} (N = {quorum} of {hvd.size()}, batch {args.batch_size})", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"img_per_s": mean, "iters": rates, "ranks": hvd.size(), "quorum": quorum,
+            json.dump({"img_per_s": mean, "iters": rates, "compute_s": sorted(computes)[len(computes) // 2], "ranks": hvd.size(), "quorum": quorum,
                        "library": "horovod" if args.horovod else "backupsgd", "slow_rank": args.slow_rank,
-                       "slow_factor": args.slow_factor, "batch_size": args.batch_size}, f)
+                       "slow_factor": args.slow_factor, "slow_delay": args.slow_delay,
+                       "batch_size": args.batch_size}, f)
