@@ -88,7 +88,8 @@ class GradientEngine:
 
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
                  lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
-                 reduce_comm: MPI.Comm | None = None) -> None:
+                 reduce_comm: MPI.Comm | None = None, member_timeout: float | None = 0.0,
+                 freeze: Callable[[int], float] | None = None) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
@@ -110,6 +111,7 @@ class GradientEngine:
         self._snapshot_wanted: int | None = None
         self._snapshot_ready: tuple[int, bytes] | None = None
         self._phase = "starting"
+        self._freeze = freeze or (lambda step: 0.0)  # injected faults: seconds to stop inside a step's reduction
         self._thread = threading.Thread(target=self._run, name="backupsgd-engine", daemon=True)
         self._thread.start()
 
@@ -301,6 +303,8 @@ class GradientEngine:
         buf, t_sub = local if member else (None, None)
         t_dec = time.perf_counter()
         self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
+        if (freeze_s := self._freeze(vote.step)) > 0:
+            time.sleep(freeze_s)
         if self._p2p:
             total = self._reducer.reduce(vote.members, buf, step=vote.step, skip=vote.behind, stopping=self.stopping)
             if not member and isinstance(self._role, Follower):
