@@ -288,6 +288,10 @@ class GradientEngine:
                     break
                 if self.rank not in vote.behind:
                     vote = self._decide(vote, step_start)  # None, or a decision of it again marking this rank behind
+                if vote is not None and self._stop:
+                    raise RuntimeError(f"rank {self.rank} applied step {vote.step} as first decided, and it was "
+                                       "decided again without this rank after its training had ended, so its replica "
+                                       "differs; raise --member-timeout (its ranks were slower than it allows)")
                 if vote is not None:  # this rank froze too long, or took a step's superseded form: fetch the state
                     self._phase = f"rejoining at step {step}"
                     resync = self._role.rejoin(step, self)
@@ -329,7 +333,7 @@ class GradientEngine:
                 break
             hold = threading.Event() if freeze_s > 0 and member else None
             pending = self._reducer.start(vote.members, buf, step=vote.step, round_=vote.round, skip=vote.behind,
-                                          hold=hold)
+                                          epoch=vote.epoch, hold=hold)
             if freeze_s > 0:  # this rank's engine thread, and its part of the reduction, stop here
                 time.sleep(freeze_s)
                 if hold is not None:

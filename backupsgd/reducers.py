@@ -286,6 +286,12 @@ class MembersReducer:
     whether it must be created (MPI_Comm_create_group is collective over them); the cache is emptied on
     every rank whenever the set of behind ranks changes, as a rank that was behind missed updates, and a
     step decided again always changes it.
+
+    A set's communicator is created on the engine thread, blocking, the first time the set reduces: Open MPI
+    serialises concurrent communicator creations within a process, so a creation left blocked on a worker
+    thread stopped every later one (a deadlock in 1 of 2 stress runs with a 3 ms timeout). So a member that
+    freezes while a *new* member set is being created (the set's first step, or the first after a rank fell
+    behind or came back) still holds the other members of that set until it answers: the one window left.
     """
 
     name = "members"
@@ -301,6 +307,7 @@ class MembersReducer:
         self._cache: OrderedDict[tuple[int, ...], _SubComm] = OrderedDict()
         self._cache_size = cache_size
         self._skip: tuple[int, ...] = ()
+        self._epoch = 0
         self._pool = SendPool(length, BufferPool.SPARES)  # every rank takes one every step, member or not
         self._workers: list[_Worker] = []
         self._retired: list[_SubComm] = []  # out of the cache, freed once their last reduction has ended
@@ -322,12 +329,13 @@ class MembersReducer:
         return pending.result()
 
     def start(self, members: tuple[int, ...], local: np.ndarray | None, *, step: int = 0, round_: int = 0,
-              skip: tuple[int, ...] = (), hold: threading.Event | None = None) -> Pending:
+              skip: tuple[int, ...] = (), epoch: int = 0, hold: threading.Event | None = None) -> Pending:
         """Begin this rank's part of the reduction of (`step`, `round_`) over `members`; `hold`, if given,
-        keeps a member's part from entering the reduction until it is set (an injected freeze)."""
-        if tuple(skip) != self._skip:
+        keeps a member's part from entering the reduction until it is set (an injected freeze). The cache is
+        emptied whenever `skip` or `epoch` changes (the coordinator's Vote.epoch)."""
+        if (tuple(skip), epoch) != (self._skip, self._epoch):
             self.reset()
-            self._skip = tuple(skip)
+            self._skip, self._epoch = tuple(skip), epoch
         self._sweep()
         sub = self._member_comm(members)
         out = self._pool.take()  # out of place: `local` is the training thread's, reused once decided
@@ -338,21 +346,21 @@ class MembersReducer:
             return Pending(self, out, request=self._comm.Irecv(out, sender, tag), sender=sender)
         me = members.index(self.rank)
         sends = [peer for i, peer in enumerate(others) if i % len(members) == me and peer not in skip]
-        before, creation_tag = sub.last, (16 * step + round_ % 16) % self._tag_ub
+        if sub.comm is None:  # on this thread: see the docstring (a residual window)
+            group = self._world.Incl(list(members))
+            # Distinct tags keep overlapping creations apart: a rank outside an earlier set may already
+            # be creating this one while others still create the earlier one.
+            sub.comm = self._creator.Create_group(group, (16 * step + round_ % 16) % self._tag_ub)
+            group.Free()
+            self.created += 1
+        before, comm = sub.last, sub.comm
 
         def run() -> None:
             if before is not None:
                 before.done.wait()
-            if sub.comm is None:
-                group = self._world.Incl(list(members))
-                # Distinct tags keep overlapping creations apart: a rank outside an earlier set may already
-                # be creating this one while others still create the earlier one.
-                sub.comm = self._creator.Create_group(group, creation_tag)
-                group.Free()
-                self.created += 1
             if hold is not None:
                 hold.wait()
-            sub.comm.Allreduce(local, out, op=MPI.SUM)
+            comm.Allreduce(local, out, op=MPI.SUM)
 
         job = _Job(run)
         sub.last = job

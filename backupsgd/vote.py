@@ -50,6 +50,9 @@ class Vote:
     # (one can arrive after its step was decided without it, so it is logged with the next one)
     nonfinite: tuple[tuple[int, int], ...] = ()
     round: int = 0  # how many times this step was decided before (a member timed out)
+    # bumped by the coordinator whenever a rank is marked behind or brought back, or a step is decided again:
+    # every rank then empties its cache of member communicators, so all keep the same ones
+    epoch: int = 0
     redecided: tuple[dict, ...] = ()  # coordinator only: per earlier round, who timed out and how long it waited
 
 
@@ -90,7 +93,9 @@ class Coordinator:
         self._round = (-1, 0, 0.0)  # the (step, round) under way, and when it was decided
         self._stuck: set[int] = set()  # ranks that reported STUCK for the round under way
         self._stuck_since: float | None = None  # when this rank's own part of it passed the deadline
-        self._forced: set[int] = set()  # stuck on a step that stands: to be marked behind at the next decision
+        self._last_decided = -1  # the latest step whose decision was sent
+        self._told_final: set[int] = set()  # ranks sent the final word at shutdown
+        self._epoch = 0  # see Vote.epoch
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
@@ -128,8 +133,7 @@ class Coordinator:
         self._rejected.pop(step, None)
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
         members = tuple(sorted(r for r, _ in chosen))
-        newly = set(self._forced - self.behind)
-        self._forced.clear()
+        newly = set()
         for r in members:
             self._progress[r] = step
         if self.track_lag:
@@ -139,19 +143,31 @@ class Coordinator:
                     newly.add(r)
         self._announce(step, 0, members, newly)
         arrivals = {r: t - step_start for r, t in chosen}
-        return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite)
+        return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
-    def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int], everyone: bool = True) -> None:
-        """Send (step, round)'s decision to every rank not behind (unless not `everyone`), and to those it
-        newly marks behind."""
+    def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:
+        """Send (step, round)'s decision to every rank not behind, and to those it newly marks behind."""
+        if newly - self.behind or round_ > 0:
+            self._epoch += 1
         self.behind |= newly
         behind = tuple(sorted(self.behind))
-        msg = np.array((step, round_, len(members), len(behind), *members, *behind), dtype=np.int64)
+        msg = np.array((step, round_, self._epoch, len(members), len(behind), *members, *behind), dtype=np.int64)
         for peer in range(self.size):  # a rank already behind is sent nothing until it asks to rejoin
-            if peer != self.rank and ((everyone and peer not in self.behind) or peer in newly):
+            if peer != self.rank and (peer not in self.behind or peer in newly):
                 self._sends.append(self._comm.Isend(msg, peer, TAG_DECISION))
         self._sends = [r for r in self._sends if not r.Test()]
         self._round, self._stuck, self._stuck_since = (step, round_, time.perf_counter()), set(), None
+        self._last_decided = step
+
+    def _mark_behind(self, rank: int) -> None:
+        """Mark `rank` behind now, and tell it with the decision it would get next (for the next step, with no
+        members): it is waiting for a verdict on a step that stands, so no later vote may wait for it. The
+        others learn it from that step's real decision, which names it behind (and is not sent to it)."""
+        self.behind.add(rank)
+        self._epoch += 1
+        behind = tuple(sorted(self.behind))
+        msg = np.array((self._last_decided + 1, 0, self._epoch, 0, len(behind), *behind), dtype=np.int64)
+        self._sends.append(self._comm.Isend(msg, rank, TAG_DECISION))
 
     # --- the member timeout (engine thread, while this rank's part of a reduction is under way) ---------
     def settle(self, step: int) -> None:
@@ -187,7 +203,7 @@ class Coordinator:
                   "silent": sorted(silent), "waited_s": waited}
         self._announce(vote.step, vote.round + 1, members, silent)
         return Vote(vote.step, members, tuple(sorted(self.behind)), vote.arrivals, vote.nonfinite,
-                    vote.round + 1, (*vote.redecided, record))
+                    vote.round + 1, self._epoch, (*vote.redecided, record))
 
     def _drain(self, step: int) -> bool:
         got, status = False, MPI.Status()
@@ -215,7 +231,7 @@ class Coordinator:
             elif kind == STUCK:
                 if s <= self._settled:  # the step stands: that rank lacks its result and is brought back
                     if src not in self.behind:
-                        self._forced.add(src)
+                        self._mark_behind(src)
                 elif (s, round_) == self._round[:2]:
                     self._stuck.add(src)
                 # else: a round already decided again; that rank learns it from the decision sent to it
@@ -226,6 +242,7 @@ class Coordinator:
         state = host.snapshot(step)
         if state is None:
             return False
+        self._epoch += 1
         for r in sorted(self._rejoining):
             self._sends.append(self._comm.isend((step, state), r, TAG_RESYNC))
             self.behind.discard(r)
@@ -243,10 +260,16 @@ class Coordinator:
         backoff = Backoff()
         while len(self._fin) < self.size - 1 or any(self._received[r] < n for r, n in self._fin.items()):
             progressed = self._drain(next_step)
-            if self._forced - self.behind:  # stuck on one of the last steps: no later decision would say so
-                self._announce(next_step, 0, (), self._forced - self.behind, everyone=False)
-                self._forced.clear()
-                progressed = True
+            # The final word (a decision for the step after the last, with no members), to every rank not
+            # behind, once: a rank waits for it before it stops, so the last step's form it took is final
+            # (a decision of that step again would have reached it first).
+            for r in range(self.size):
+                if r != self.rank and r not in self.behind and r not in self._told_final:
+                    self._told_final.add(r)
+                    msg = np.array((next_step, 0, self._epoch, 0, len(self.behind), *sorted(self.behind)),
+                                   dtype=np.int64)
+                    self._sends.append(self._comm.Isend(msg, r, TAG_DECISION))
+                    progressed = True
             if self._rejoining:
                 progressed |= self._serve_rejoin(next_step, host)
             backoff.reset() if progressed else backoff.pause()
@@ -277,7 +300,7 @@ class Follower:
     def __init__(self, comm: MPI.Comm, quorum: int) -> None:
         self._comm, self.quorum = comm, quorum
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self._box = np.empty(4 + 2 * self.size, dtype=np.int64)
+        self._box = np.empty(5 + 2 * self.size, dtype=np.int64)
         self._next: Vote | None = None
         self._sends: list[MPI.Request] = []
         self._sent = 0
@@ -290,9 +313,10 @@ class Follower:
     def _peek(self) -> Vote | None:
         if self._next is None and (msg := self._comm.Improbe(COORDINATOR, TAG_DECISION)) is not None:
             msg.Recv(self._box)
-            step, round_, n, n_behind = (int(x) for x in self._box[:4])
-            members = tuple(int(m) for m in self._box[4: 4 + n])
-            self._next = Vote(step, members, tuple(int(r) for r in self._box[4 + n: 4 + n + n_behind]), round=round_)
+            step, round_, epoch, n, n_behind = (int(x) for x in self._box[:5])
+            members = tuple(int(m) for m in self._box[5: 5 + n])
+            self._next = Vote(step, members, tuple(int(r) for r in self._box[5 + n: 5 + n + n_behind]), round=round_,
+                              epoch=epoch)
         return self._next
 
     def _take(self) -> Vote:
@@ -302,15 +326,15 @@ class Follower:
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._waiting = f"rank {COORDINATOR}'s decision on step {step}"
         offered, backoff = False, Backoff()
-        while self._peek() is None:
+        while self._peek() is None:  # stopping too: the coordinator's final word always comes (see shutdown)
             if not offered and (local := host.local(step)) is not None:
                 self._ctrl(NONFINITE if local is REJECTED else READY, step)
                 offered = True
                 backoff.reset(OFFERED_SPIN_S)
-            elif host.stopping():
-                return None
             backoff.pause()
         vote = self._take()
+        if vote.step == step and not vote.members and self.rank not in vote.behind:
+            return None  # the final word: there is no step past the last
         self._sends = [r for r in self._sends if not r.Test()]
         if vote.step < step and self.rank in vote.behind:
             return vote  # this rank took the first form of a step decided again since: it is brought back
