@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from mpirun import BIN, REPO, mpi_env, mpirun, read_steps
 from reference import _setup, replay
@@ -139,3 +140,26 @@ def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     # 600 steps of varying member sets: float32 summation order (MPI's sum, the replay's mean) drifts the two
     # apart by up to ~3e-4 in the weights (the per-step losses above stay within 1e-5: no step is wrong).
     _identical_and_replayed(out, steps, atol=2e-3)
+
+
+def test_freeze_spec_and_member_timeout_name_the_fix():
+    """Function level (no MPI): the fault spec and the option, as the CLI turns them into one line and exit 2."""
+    from backupsgd.config import build_config
+    from backupsgd.errors import ConfigError
+    from backupsgd.faults import FaultInjector, parse_faults
+
+    (fault,) = parse_faults("freeze:rank=2,step=10,phase=reduce,seconds=1.5")
+    assert (fault.kind, fault.ranks, fault.steps, fault.seconds) == ("freeze", (2,), ((10, 10),), 1.5)
+    assert parse_faults("freeze:rank=1,step=3,phase=reduce")[0].seconds == 5.0
+    injector = FaultInjector((fault,), rank=2)
+    assert [injector.reduce_freeze(s) for s in (9, 10, 10, 11)] == [0.0, 1.5, 0.0, 0.0], "once, at its step"
+    assert FaultInjector((fault,), rank=1).reduce_freeze(10) == 0.0
+    for spec, fix in [("freeze:rank=1,step=3", "freeze needs phase=reduce"),
+                      ("freeze:rank=1,step=3,phase=vote", "freeze needs phase=reduce"),
+                      ("freeze:rank=1,step=3,phase=reduce,seconds=-1", "must be a number of seconds"),
+                      ("freeze:rank=1,step=3,phase=reduce,for=2", "is not one rank=... or step=... or phase=")]:
+        with pytest.raises(ConfigError, match=fix):
+            build_config({"fault": spec})
+    with pytest.raises(ConfigError, match="fix --member-timeout"):
+        build_config({"member_timeout": -0.5})
+    assert build_config({"member_timeout": 0.25}).faults.member_timeout == 0.25
