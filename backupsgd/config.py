@@ -143,8 +143,11 @@ class OutputConfig:
 class FaultConfig:
     reducer: str = "dense"  # dense: allreduce over all ranks | members: only a step's members reduce (see reducers.py)
     lag_limit: int = 20  # members reducer: a worker this many steps behind gets the current state instead of a backlog
+    member_timeout: float = 0.0  # members reducer: seconds a step's reduction may wait before it is decided again
+    # without the ranks that did not answer; 0: automatic (0.5 s + 20 ms per MiB of fused buffer, see engine.py)
     stall_timeout: float = 300.0  # seconds without progress before every rank says whom it waits for; 0: never
     fault: str = ""  # injected faults (tests): nan:ranks=2,steps=3-6 | hang:rank=R,step=S | crash:rank=R,step=S
+    # | freeze:rank=R,step=S,phase=reduce[,seconds=X]
     checkpoint_every: int = 0  # steps between checkpoints in <run dir>/checkpoints; 0: none
     resume: bool = False  # continue the run in --out DIR from its last intact checkpoint
     check_every: int = 0  # steps between replica checks (ranks compare parameter digests); 0: none
@@ -158,6 +161,9 @@ class FaultConfig:
                                   f"fix --{name.replace('_', '-')} (0 turns it off)")
         if self.lag_limit < 2:  # a live worker's acknowledgement of the last step may still be in flight
             raise ConfigError(f"lag_limit must be an integer >= 2, got {self.lag_limit!r}; fix --lag-limit")
+        if not math.isfinite(self.member_timeout) or self.member_timeout < 0:
+            raise ConfigError(f"member_timeout must be a finite number of seconds >= 0, got {self.member_timeout!r}; "
+                              "fix --member-timeout (0 picks it from the buffer size)")
         if not math.isfinite(self.stall_timeout) or self.stall_timeout < 0:
             raise ConfigError(f"stall_timeout must be a finite number of seconds >= 0, got {self.stall_timeout!r}; "
                               "fix --stall-timeout (0 turns the watchdog off)")

@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
+from backupsgd.polling import Backoff, Stopped
 from backupsgd.reducers import Reducer
 from backupsgd.survivors import name_the_dead, revoke
-from backupsgd.vote import COORDINATOR, REJECTED, Coordinator, Follower, Vote
+from backupsgd.vote import COORDINATOR, REJECTED, STANDS, Coordinator, Follower, Vote
 
 __all__ = ["COORDINATOR", "Decision", "EngineError", "GradientEngine", "Handle", "Resync", "Resynced"]
 
@@ -41,6 +42,9 @@ class Decision:
     nonfinite: tuple[tuple[int, int], ...] = ()  # coordinator only: (rank, step) of non-finite gradients
     # reported since the previous decision (not offered; one may come after its own step was decided)
     behind: tuple[int, ...] = ()  # ranks too far behind to be sent this result (they will be resynchronised)
+    # coordinator only: the earlier rounds of a step decided again after a member timed out, each
+    # {"round", "timed_out" (its members that never answered), "silent" (every rank that did not), "waited_s"}
+    redecided: tuple[dict, ...] = ()
 
     @property
     def scale(self) -> float:
@@ -84,21 +88,33 @@ class GradientEngine:
     steps behind is sent no more results (which bounds the result buffers pinned by sends to it);
     when it answers again it gets the current parameters and optimizer state from rank 0 (`snapshot`,
     called on rank 0's training thread, so it needs to be given on rank 0) instead of a backlog.
+
+    With such a reducer and a snapshot on rank 0, no rank waits on a step's reduction longer than
+    `member_timeout` seconds (0: the reducer's default, scaled with the buffer; None: wait forever): a rank
+    whose part has not ended by then asks the coordinator for a verdict, and the step is decided again
+    without the ranks that stopped answering (see vote.py). `freeze(step)` gives the seconds to stop this
+    rank inside `step`'s reduction (injected faults; members hold their part of the reduction back as long).
     """
 
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
                  lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
-                 reduce_comm: MPI.Comm | None = None) -> None:
+                 reduce_comm: MPI.Comm | None = None, member_timeout: float | None = 0.0,
+                 freeze: Callable[[int], float] | None = None) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
         self._p2p = bool(getattr(reducer, "point_to_point", False))
         self._role: Coordinator | Follower | None = None  # None: sync, every rank is a member of every step
+        self._timeout: float | None = None  # the member timeout, when on (every rank agrees)
         if quorum < self.size:
             # Without a snapshot to bring a laggard back with, nobody is marked behind (sends to it pile up).
             track_lag = self._p2p and snapshot is not None
-            self._role = (Coordinator(vote_comm, quorum, track_lag, lag_limit) if self.rank == COORDINATOR
-                          else Follower(vote_comm, quorum))
+            if self._p2p and member_timeout is not None and \
+                    vote_comm.bcast(track_lag if self.rank == COORDINATOR else None, root=COORDINATOR):
+                self._timeout = member_timeout or reducer.default_timeout()
+            self._role = (Coordinator(vote_comm, quorum, track_lag, lag_limit, grace=self._timeout or 0.0)
+                          if self.rank == COORDINATOR else Follower(vote_comm, quorum))
+        self._poisoned = False  # stuck on a step that stood without this rank: it waits to be brought back
         self._cv = threading.Condition()
         self._submitted: dict[int, tuple[np.ndarray, float] | str] = {}
         self._decided: dict[int, Decision] = {}
@@ -110,6 +126,7 @@ class GradientEngine:
         self._snapshot_wanted: int | None = None
         self._snapshot_ready: tuple[int, bytes] | None = None
         self._phase = "starting"
+        self._freeze = freeze or (lambda step: 0.0)  # injected faults: seconds to stop inside a step's reduction
         self._thread = threading.Thread(target=self._run, name="backupsgd-engine", daemon=True)
         self._thread.start()
 
@@ -126,7 +143,8 @@ class GradientEngine:
 
     def _offer(self, step: int, entry) -> Handle:
         with self._cv:
-            if step >= self._next_step:
+            # While a resync waits to be loaded, any gradient was computed on the state it replaces.
+            if step >= self._next_step and self._resync is None:
                 self._submitted[step] = entry
                 self._cv.notify_all()
         return Handle(self, step)
@@ -151,7 +169,7 @@ class GradientEngine:
                 self._raise_if_failed()
                 if step in self._decided:
                     return self._decided[step]
-                if self._resync is not None and self._resync.step > step:
+                if self._resync is not None and self._resync.step >= step:
                     raise Resynced(f"rank {self.rank} was resynchronised to step {self._resync.step}")
                 if self._snapshot_wanted == step:
                     continue
@@ -268,15 +286,18 @@ class GradientEngine:
                 vote = self._vote_all(step) if self._role is None else self._role.vote(step, self, step_start)
                 if vote is None:
                     break
-                if self.rank in vote.behind:  # this rank froze too long: fetch the state, not the backlog
+                if self.rank not in vote.behind:
+                    vote = self._decide(vote, step_start)  # None, or a decision of it again marking this rank behind
+                if vote is not None and self._stop:
+                    raise RuntimeError(f"rank {self.rank} applied step {vote.step} as first decided, and it was "
+                                       "decided again without this rank after its training had ended, so its replica "
+                                       "differs; raise --member-timeout (its ranks were slower than it allows)")
+                if vote is not None:  # this rank froze too long, or took a step's superseded form: fetch the state
                     self._phase = f"rejoining at step {step}"
                     resync = self._role.rejoin(step, self)
                     if resync is None:
                         break
                     self._resynced(*resync)
-                    step_start = time.perf_counter()
-                    continue
-                self._decide(vote, step_start)
                 step_start = time.perf_counter()
             self._phase = "shutting down"
             if self._role is not None:
@@ -293,28 +314,76 @@ class GradientEngine:
                 self._done = True
                 self._cv.notify_all()
 
-    def _decide(self, vote: Vote, step_start: float) -> None:
-        member = self.rank in vote.members
-        local = self.local(vote.step) if member else None
-        if member and not isinstance(local, tuple):
-            raise RuntimeError(f"rank {self.rank} chosen for step {vote.step} without having offered a gradient")
-        buf, t_sub = local if member else (None, None)
+    def _decide(self, vote: Vote, step_start: float) -> Vote | None:
+        """Reduce `vote`'s step and hand the result over; a step decided again is reduced again. Returns a
+        decision that marks this rank behind, if one came instead, else None."""
         t_dec = time.perf_counter()
-        self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
-        if self._p2p:
-            total = self._reducer.reduce(vote.members, buf, step=vote.step, skip=vote.behind, stopping=self.stopping)
-            if not member and isinstance(self._role, Follower):
-                self._role.ack(vote.step)
-        else:
-            total = self._reducer.reduce(vote.members, buf)
+        while True:
+            member = self.rank in vote.members
+            local = self.local(vote.step) if member else None
+            if member and not isinstance(local, tuple):
+                raise RuntimeError(f"rank {self.rank} chosen for step {vote.step} without having offered a gradient")
+            buf, t_sub = local if member else (None, None)
+            self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
+            freeze_s = self._freeze(vote.step)
+            if not self._p2p:
+                if freeze_s > 0:
+                    time.sleep(freeze_s)
+                total = self._reducer.reduce(vote.members, buf)
+                break
+            hold = threading.Event() if freeze_s > 0 and member else None
+            pending = self._reducer.start(vote.members, buf, step=vote.step, round_=vote.round, skip=vote.behind,
+                                          epoch=vote.epoch, hold=hold)
+            if freeze_s > 0:  # this rank's engine thread, and its part of the reduction, stop here
+                time.sleep(freeze_s)
+                if hold is not None:
+                    hold.set()
+            outcome = self._await(pending, vote)
+            if isinstance(outcome, np.ndarray):
+                total = outcome
+                break
+            pending.abandon(sender_may_send=outcome is STANDS or pending.sender in getattr(outcome, "behind", ()))
+            if outcome is STANDS:  # the step went on in its first form without this rank's part ending
+                self._poisoned = True
+                with self._cv:
+                    self._submitted.pop(vote.step, None)
+                    self._next_step += 1
+                return None
+            vote = outcome
+            if self.rank in vote.behind:
+                return vote
+        if not member and isinstance(self._role, Follower):
+            self._role.ack(vote.step)
+        self._role.settle(vote.step) if self._role is not None else None
         t_red = time.perf_counter()
         decision = Decision(vote.step, total, vote.members, t_dec - (t_sub or step_start), t_red - t_dec,
-                            vote.arrivals, vote.nonfinite, vote.behind)
+                            vote.arrivals, vote.nonfinite, vote.behind, vote.redecided)
         with self._cv:
             self._decided[vote.step] = decision
             self._submitted.pop(vote.step, None)
             self._next_step += 1
             self._cv.notify_all()
+        return None
+
+    def _await(self, pending, vote: Vote):
+        """This rank's part of the reduction's result (an array), or the coordinator's verdict once the member
+        timeout passed: the step decided again (a Vote), or STANDS."""
+        if self._timeout is None or self._poisoned:  # a rank waiting to be brought back holds nobody up
+            pending.wait(None, self.stopping)
+            return pending.result()
+        if pending.wait(self._timeout, self.stopping):
+            return pending.result()
+        # From here this rank never takes this round's result itself: the coordinator may have decided the
+        # step again without it, and only its verdict says which form every rank applies.
+        self._phase = (f"step {vote.step}: reduction not done within the member timeout ({self._timeout:g} s); "
+                       f"waiting for rank {COORDINATOR}'s verdict")
+        self._role.stuck(vote)
+        backoff = Backoff()
+        while (outcome := self._role.verdict(vote, self)) is None:
+            if self.stopping():
+                raise Stopped
+            backoff.pause()
+        return outcome
 
     def _vote_all(self, step: int) -> Vote | None:
         """Sync: every rank is a member; wait for the local buffer."""
@@ -329,8 +398,9 @@ class GradientEngine:
         may still be applying one (it loads the state right after)."""
         with self._cv:
             self._decided.clear()
-            self._submitted = {s: v for s, v in self._submitted.items() if s >= step}
+            self._submitted.clear()  # computed on the state this one replaces
             self._next_step = step
             self._resync = Resync(step, state)
+            self._poisoned = False
             self._cv.notify_all()
         self._reducer.reset()  # only point-to-point reducers resynchronise; they all have reset()

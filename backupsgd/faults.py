@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -18,7 +19,9 @@ from mpi4py import MPI
 
 from backupsgd.errors import ConfigError
 
-EXAMPLES = "e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5 (several joined by ';')"
+EXAMPLES = ("e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5 or "
+            "freeze:rank=1,step=5,phase=reduce,seconds=4 (several joined by ';')")
+FREEZE_S = 5.0  # how long `freeze` stops the engine thread unless seconds=... says otherwise
 
 
 class RunFault(RuntimeError):
@@ -38,8 +41,10 @@ def rank_names(ranks) -> str:
 @dataclass(frozen=True)
 class Fault:
     kind: str  # nan: non-finite gradient | hang: SIGSTOP itself | crash: SIGKILL itself | perturb: change a parameter
+    # | freeze: stop the engine thread inside the step's reduction (after this rank posted its part)
     ranks: tuple[int, ...]
     steps: tuple[tuple[int, int], ...]  # inclusive ranges
+    seconds: float = 0.0  # freeze only: how long the engine thread stays stopped
 
     def hits(self, rank: int, step: int) -> bool:
         return rank in self.ranks and any(lo <= step <= hi for lo, hi in self.steps)
@@ -47,7 +52,8 @@ class Fault:
 
 # kind -> (rank key, step key): nan takes lists and ranges, the others one rank at one step.
 _KEYS = {"nan": ("ranks", "steps"), "hang": ("rank", "step"), "crash": ("rank", "step"),
-         "perturb": ("rank", "step")}  # perturb: a hidden kind that tests the replica check
+         "perturb": ("rank", "step"), "freeze": ("rank", "step")}  # perturb: a hidden kind that tests the replica check
+_EXTRA = {"freeze": ("phase", "seconds")}  # further keys a kind takes (freeze: phase=reduce is required)
 
 
 def _int(text: str, what: str, spec: str) -> int:
@@ -60,13 +66,15 @@ def _int(text: str, what: str, spec: str) -> int:
 def _parse_one(item: str, spec: str) -> Fault:
     kind, sep, body = item.strip().partition(":")
     if kind not in _KEYS or not sep:
-        raise ConfigError(f"unknown fault {item.strip()!r}; use --fault with one of nan, hang, crash: {EXAMPLES}")
+        raise ConfigError(f"unknown fault {item.strip()!r}; use --fault with one of nan, hang, crash, freeze: {EXAMPLES}")
     rank_key, step_key = _KEYS[kind]
+    extra = _EXTRA.get(kind, ())
     params: dict[str, str] = {}
     for pair in filter(None, body.split(",")):
         key, eq, value = pair.partition("=")
-        if not eq or key not in (rank_key, step_key) or key in params:
-            raise ConfigError(f"fault spec {spec!r}: {pair!r} is not one {rank_key}=... or {step_key}=...; {EXAMPLES}")
+        if not eq or key not in (rank_key, step_key, *extra) or key in params:
+            raise ConfigError(f"fault spec {spec!r}: {pair!r} is not one {rank_key}=... or {step_key}=..."
+                              f"{''.join(f' or {k}=...' for k in extra)}; {EXAMPLES}")
         params[key] = value
     missing = [k for k in (rank_key, step_key) if k not in params]
     if missing:
@@ -83,7 +91,23 @@ def _parse_one(item: str, spec: str) -> Fault:
             steps.append((first, last))
         return Fault(kind, ranks, tuple(steps))
     step = _int(params["step"], "step", spec)
-    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),))
+    seconds = 0.0
+    if kind == "freeze":
+        if params.get("phase") != "reduce":  # the one moment a frozen engine thread could stall the others
+            raise ConfigError(f"fault spec {spec!r}: freeze needs phase=reduce; {EXAMPLES}")
+        seconds = _seconds(params.get("seconds", str(FREEZE_S)), spec)
+    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),), seconds)
+
+
+def _seconds(text: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (0 < value < 3600):
+        raise ConfigError(f"fault spec {spec!r}: seconds={text.strip()!r} must be a number of seconds in (0, 3600); "
+                          f"{EXAMPLES}")
+    return value
 
 
 def parse_faults(spec: str) -> tuple[Fault, ...]:
@@ -110,6 +134,7 @@ class FaultInjector:
         self.rank = rank
         self._faults = [f for f in faults if rank in f.ranks]
         self._latest = -1  # the latest step started
+        self._frozen: set[int] = set()  # steps whose reduction was frozen already (a re-decided step reduces twice)
 
     def _hit(self, kind: str, step: int) -> bool:
         return any(f.kind == kind and f.hits(self.rank, step) for f in self._faults)
@@ -124,6 +149,16 @@ class FaultInjector:
         if self._hit("hang", step):  # every thread stops, the engine's too: a frozen node
             say(f"injected hang at step {step} (SIGSTOP; kill -CONT {os.getpid()} resumes it)", self.rank)
             os.kill(os.getpid(), signal.SIGSTOP)
+
+    def reduce_freeze(self, step: int) -> float:
+        """Seconds to stop this rank's reduction of `step` for (an injected freeze), once per step, else 0.
+        The engine stops its thread there and holds back this rank's part of the reduction as long."""
+        for f in self._faults:
+            if f.kind == "freeze" and f.hits(self.rank, step) and step not in self._frozen:
+                self._frozen.add(step)
+                say(f"injected freeze inside the reduction of step {step} for {f.seconds:g} s", self.rank)
+                return f.seconds
+        return 0.0
 
     def corrupt(self, step: int, buf: np.ndarray) -> None:
         if self._hit("nan", step):

@@ -102,6 +102,10 @@ def step_record(d: "Decision", time_s: float, loss: float | None, timing: StepTi
         "vote_s": d.vote_s, "reduce_s": d.reduce_s,
         "arrivals": {str(name(r)): t for r, t in sorted(d.arrivals.items())},
         "nonfinite": [[name(r), s] for r, s in d.nonfinite], "behind": [name(r) for r in d.behind],
+        # the earlier forms of a step decided again after a member timed out (members reducer): per round,
+        # the members that never answered, every rank that did not, and how long the step waited for them
+        "redecided": [{"round": r["round"], "timed_out": [name(x) for x in r["timed_out"]],
+                       "silent": [name(x) for x in r["silent"]], "waited_s": r["waited_s"]} for r in d.redecided],
     }
 
 

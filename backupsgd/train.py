@@ -89,7 +89,8 @@ class _Run:
             # Rank 0's state is what a worker that fell too far behind is brought back with.
             snapshot = (lambda: encode(self.replica.state())) if comm.rank == 0 else None
             engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
-                                             lag_limit=ft.lag_limit, snapshot=snapshot)
+                                             lag_limit=ft.lag_limit, snapshot=snapshot,
+                                             member_timeout=ft.member_timeout, freeze=self.faults.reduce_freeze)
             try:
                 with engine:
                     watchdog.describe = engine.describe

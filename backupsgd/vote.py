@@ -4,6 +4,14 @@ One coordinator (rank 0) collects control messages from every worker and sends e
 DECISION to the others. It is a single point of failure by design, as Horovod's rank-0 controller
 is: a frozen rank 0 stalls every step (the stall watchdog then names it). Any other worker may
 freeze or fail to produce a finite gradient, and the vote goes on without it.
+
+With a member timeout (members reducer), a rank whose part of a step's reduction has not ended within
+the deadline reports STUCK and waits for the coordinator's verdict; it never takes that reduction's result
+itself any more. The coordinator is the only arbiter. If it already took the step's result, the step
+stands and the stuck rank is marked behind (brought back with the current state). Otherwise it decides the
+step again (round + 1) with the members that reported STUCK, and marks every rank that did not report
+behind: such a rank either stopped answering or took the first form of the step, and either way it is
+brought back with rank 0's state rather than trusted. So every rank applies the same form of each step.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ from backupsgd.polling import Backoff, wait_all
 
 TAG_CTRL, TAG_DECISION, TAG_RESYNC = 11, 12, 13
 COORDINATOR = 0
-# Control messages to the coordinator, (kind, step): READY and NONFINITE offer or decline a step;
+# Control messages to the coordinator, (kind, step, round): READY and NONFINITE offer or decline a step;
 # ACK says a non-member holds the step's result (only reducers that send results by message need it);
-# REJOIN asks for the current state after falling behind; FIN closes, carrying how many came before it.
-READY, NONFINITE, ACK, REJOIN, FIN = range(5)
+# REJOIN asks for the current state after falling behind; FIN closes, carrying how many came before it;
+# STUCK says this rank's part of a step's reduction did not end within the member timeout.
+READY, NONFINITE, ACK, REJOIN, FIN, STUCK = range(6)
+STANDS = "stands"  # a follower's verdict: the coordinator went on with the step's first form
 REJECTED = "rejected"  # what Host.local returns for a step whose local gradient was not finite
 # Once this rank has offered its step, the decision is usually a vote round trip away: poll without
 # sleeping this long first (polling.Backoff says why; a sync rank spins in its allreduce all along).
@@ -39,6 +49,11 @@ class Vote:
     # coordinator only: (rank, step) of the non-finite gradients reported since the previous decision
     # (one can arrive after its step was decided without it, so it is logged with the next one)
     nonfinite: tuple[tuple[int, int], ...] = ()
+    round: int = 0  # how many times this step was decided before (a member timed out)
+    # bumped by the coordinator whenever a rank is marked behind or brought back, or a step is decided again:
+    # every rank then empties its cache of member communicators, so all keep the same ones
+    epoch: int = 0
+    redecided: tuple[dict, ...] = ()  # coordinator only: per earlier round, who timed out and how long it waited
 
 
 class Host(Protocol):
@@ -56,11 +71,13 @@ class Host(Protocol):
 class Coordinator:
     """Rank 0's side: tally READYs per step, decide, track who lags behind, bring laggards back."""
 
-    def __init__(self, comm: MPI.Comm, quorum: int, track_lag: bool, lag_limit: int = 20) -> None:
+    def __init__(self, comm: MPI.Comm, quorum: int, track_lag: bool, lag_limit: int = 20,
+                 grace: float = 0.0) -> None:
         self._comm, self.quorum = comm, quorum
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.track_lag, self.lag_limit = track_lag, lag_limit
-        self._box = np.zeros(2, dtype=np.int64)
+        self.grace = grace  # once stuck itself, how long to wait for the others' STUCK reports
+        self._box = np.zeros(3, dtype=np.int64)
         self._recv = comm.Irecv(self._box, MPI.ANY_SOURCE, TAG_CTRL)
         self._ready: dict[int, list[tuple[int, float]]] = {}
         self._rejected: dict[int, list[int]] = {}
@@ -72,6 +89,13 @@ class Coordinator:
         self._rejoining: set[int] = set()
         self._sends: list[MPI.Request] = []
         self._step = 0
+        self._settled = -1  # the latest step whose result this rank took
+        self._round = (-1, 0, 0.0)  # the (step, round) under way, and when it was decided
+        self._stuck: set[int] = set()  # ranks that reported STUCK for the round under way
+        self._stuck_since: float | None = None  # when this rank's own part of it passed the deadline
+        self._last_decided = -1  # the latest step whose decision was sent
+        self._told_final: set[int] = set()  # ranks sent the final word at shutdown
+        self._epoch = 0  # see Vote.epoch
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
@@ -90,7 +114,7 @@ class Coordinator:
                 counted_self = progressed = True
             if self._rejoining:  # no step is decided until the laggards hold the state it starts from
                 progressed |= self._serve_rejoin(step, host)
-            elif len(ready) >= self.quorum:
+            elif sum(r not in self.behind for r, _ in ready) >= self.quorum:
                 break
             elif len(rejected) > self.size - self.quorum:
                 raise RunFault(f"step {step}: {rank_names(rejected)} produced non-finite gradients; fewer than "
@@ -104,7 +128,8 @@ class Coordinator:
         return self._decide(step, step_start)
 
     def _decide(self, step: int, step_start: float) -> Vote:
-        chosen = self._ready.pop(step)[: self.quorum]
+        # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
+        chosen = [(r, t) for r, t in self._ready.pop(step) if r not in self.behind][: self.quorum]
         self._rejected.pop(step, None)
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
         members = tuple(sorted(r for r, _ in chosen))
@@ -116,20 +141,74 @@ class Coordinator:
                 if r != self.rank and r not in members and r not in self.behind \
                         and step - self._progress[r] > self.lag_limit:
                     newly.add(r)
-            self.behind |= newly
+        self._announce(step, 0, members, newly)
+        arrivals = {r: t - step_start for r, t in chosen}
+        return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
+
+    def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:
+        """Send (step, round)'s decision to every rank not behind, and to those it newly marks behind."""
+        if newly - self.behind or round_ > 0:
+            self._epoch += 1
+        self.behind |= newly
         behind = tuple(sorted(self.behind))
-        msg = np.array((step, len(behind), *members, *behind), dtype=np.int64)
+        msg = np.array((step, round_, self._epoch, len(members), len(behind), *members, *behind), dtype=np.int64)
         for peer in range(self.size):  # a rank already behind is sent nothing until it asks to rejoin
             if peer != self.rank and (peer not in self.behind or peer in newly):
                 self._sends.append(self._comm.Isend(msg, peer, TAG_DECISION))
         self._sends = [r for r in self._sends if not r.Test()]
-        arrivals = {r: t - step_start for r, t in chosen}
-        return Vote(step, members, behind, arrivals, nonfinite)
+        self._round, self._stuck, self._stuck_since = (step, round_, time.perf_counter()), set(), None
+        self._last_decided = step
+
+    def _mark_behind(self, rank: int) -> None:
+        """Mark `rank` behind now, and tell it with the decision it would get next (for the next step, with no
+        members): it is waiting for a verdict on a step that stands, so no later vote may wait for it. The
+        others learn it from that step's real decision, which names it behind (and is not sent to it)."""
+        self.behind.add(rank)
+        self._epoch += 1
+        behind = tuple(sorted(self.behind))
+        msg = np.array((self._last_decided + 1, 0, self._epoch, 0, len(behind), *behind), dtype=np.int64)
+        self._sends.append(self._comm.Isend(msg, rank, TAG_DECISION))
+
+    # --- the member timeout (engine thread, while this rank's part of a reduction is under way) ---------
+    def settle(self, step: int) -> None:
+        """This rank took `step`'s result: a STUCK report for it now means the step stands without that rank."""
+        self._settled = step
+
+    def stuck(self, vote: Vote) -> None:
+        self._stuck_since = time.perf_counter()
+
+    def verdict(self, vote: Vote, host: Host) -> Vote | None:
+        """Decide `vote`'s step again once every other rank reported STUCK, or `grace` seconds after this
+        rank got stuck itself; None until then. Members: those of the step that reported STUCK (they still
+        hold their gradient and took no result); rank 0 alone if none did. Every silent rank is marked behind."""
+        self._drain(vote.step)
+        others = [r for r in range(self.size) if r != self.rank and r not in self.behind]
+        since = self._stuck_since if self._stuck_since is not None else time.perf_counter()
+        if time.perf_counter() - since < self.grace and not all(r in self._stuck for r in others):
+            return None
+        members = tuple(m for m in vote.members if m == self.rank or m in self._stuck)
+        if not members:  # every member went silent: this rank's own gradient makes the step
+            local = host.local(vote.step)
+            if local is None:
+                return None
+            if local is REJECTED:
+                raise RunFault(f"step {vote.step}: every member stopped answering and rank {self.rank}'s own "
+                               "gradient is not finite; the step cannot be decided again")
+            members = (self.rank,)
+        silent = {r for r in others if r not in self._stuck}
+        waited = time.perf_counter() - self._round[2]
+        for r in members:
+            self._progress[r] = vote.step
+        record = {"round": vote.round, "timed_out": sorted(set(vote.members) & silent),
+                  "silent": sorted(silent), "waited_s": waited}
+        self._announce(vote.step, vote.round + 1, members, silent)
+        return Vote(vote.step, members, tuple(sorted(self.behind)), vote.arrivals, vote.nonfinite,
+                    vote.round + 1, self._epoch, (*vote.redecided, record))
 
     def _drain(self, step: int) -> bool:
         got, status = False, MPI.Status()
         while self._recv.Test(status):
-            src, kind, s = status.Get_source(), int(self._box[0]), int(self._box[1])
+            src, kind, s, round_ = status.Get_source(), int(self._box[0]), int(self._box[1]), int(self._box[2])
             self._recv = self._comm.Irecv(self._box, MPI.ANY_SOURCE, TAG_CTRL)
             got = True
             if kind == FIN:
@@ -149,6 +228,13 @@ class Coordinator:
                 self._progress[src] = max(self._progress[src], s)
             elif kind == REJOIN:
                 self._rejoining.add(src)
+            elif kind == STUCK:
+                if s <= self._settled:  # the step stands: that rank lacks its result and is brought back
+                    if src not in self.behind:
+                        self._mark_behind(src)
+                elif (s, round_) == self._round[:2]:
+                    self._stuck.add(src)
+                # else: a round already decided again; that rank learns it from the decision sent to it
         return got
 
     def _serve_rejoin(self, step: int, host: Host) -> bool:
@@ -156,10 +242,15 @@ class Coordinator:
         state = host.snapshot(step)
         if state is None:
             return False
+        self._epoch += 1
         for r in sorted(self._rejoining):
             self._sends.append(self._comm.isend((step, state), r, TAG_RESYNC))
             self.behind.discard(r)
             self._progress[r] = step - 1
+            for offers in self._ready.values():  # offers it made before being brought back are stale
+                offers[:] = [(q, t) for q, t in offers if q != r]
+            for declined in self._rejected.values():
+                declined[:] = [q for q in declined if q != r]
         self._rejoining.clear()
         return True
 
@@ -169,6 +260,16 @@ class Coordinator:
         backoff = Backoff()
         while len(self._fin) < self.size - 1 or any(self._received[r] < n for r, n in self._fin.items()):
             progressed = self._drain(next_step)
+            # The final word (a decision for the step after the last, with no members), to every rank not
+            # behind, once: a rank waits for it before it stops, so the last step's form it took is final
+            # (a decision of that step again would have reached it first).
+            for r in range(self.size):
+                if r != self.rank and r not in self.behind and r not in self._told_final:
+                    self._told_final.add(r)
+                    msg = np.array((next_step, 0, self._epoch, 0, len(self.behind), *sorted(self.behind)),
+                                   dtype=np.int64)
+                    self._sends.append(self._comm.Isend(msg, r, TAG_DECISION))
+                    progressed = True
             if self._rejoining:
                 progressed |= self._serve_rejoin(next_step, host)
             backoff.reset() if progressed else backoff.pause()
@@ -190,40 +291,76 @@ class Coordinator:
 
 
 class Follower:
-    """Every other rank: offer each step to the coordinator, then wait for its DECISION."""
+    """Every other rank: offer each step to the coordinator, then wait for its DECISION.
+
+    The coordinator's decisions arrive in order, one per (step, round); `_peek` holds the next one back
+    unread, so a rank waiting on a step's reduction can see a later step's decision without taking it.
+    """
 
     def __init__(self, comm: MPI.Comm, quorum: int) -> None:
         self._comm, self.quorum = comm, quorum
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self._box = np.empty(2 + self.size, dtype=np.int64)
+        self._box = np.empty(5 + 2 * self.size, dtype=np.int64)
+        self._next: Vote | None = None
         self._sends: list[MPI.Request] = []
         self._sent = 0
         self._waiting = ""
 
-    def _ctrl(self, kind: int, step: int) -> None:
-        self._sends.append(self._comm.Isend(np.array([kind, step], dtype=np.int64), COORDINATOR, TAG_CTRL))
+    def _ctrl(self, kind: int, step: int, round_: int = 0) -> None:
+        self._sends.append(self._comm.Isend(np.array([kind, step, round_], dtype=np.int64), COORDINATOR, TAG_CTRL))
         self._sent += 1
+
+    def _peek(self) -> Vote | None:
+        if self._next is None and (msg := self._comm.Improbe(COORDINATOR, TAG_DECISION)) is not None:
+            msg.Recv(self._box)
+            step, round_, epoch, n, n_behind = (int(x) for x in self._box[:5])
+            members = tuple(int(m) for m in self._box[5: 5 + n])
+            self._next = Vote(step, members, tuple(int(r) for r in self._box[5 + n: 5 + n + n_behind]), round=round_,
+                              epoch=epoch)
+        return self._next
+
+    def _take(self) -> Vote:
+        vote, self._next = self._next, None
+        return vote
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._waiting = f"rank {COORDINATOR}'s decision on step {step}"
-        recv = self._comm.Irecv(self._box, COORDINATOR, TAG_DECISION)
         offered, backoff = False, Backoff()
-        while not recv.Test():
+        while self._peek() is None:  # stopping too: the coordinator's final word always comes (see shutdown)
             if not offered and (local := host.local(step)) is not None:
                 self._ctrl(NONFINITE if local is REJECTED else READY, step)
                 offered = True
                 backoff.reset(OFFERED_SPIN_S)
-            elif host.stopping():
-                recv.Cancel()
-                recv.Wait()
-                return None
             backoff.pause()
-        if self._box[0] != step:
-            raise RuntimeError(f"decision for step {self._box[0]} arrived while voting on step {step}")
+        vote = self._take()
+        if vote.step == step and not vote.members and self.rank not in vote.behind:
+            return None  # the final word: there is no step past the last
         self._sends = [r for r in self._sends if not r.Test()]
-        n_behind, q = int(self._box[1]), self.quorum
-        members = tuple(int(m) for m in self._box[2: 2 + q])
-        return Vote(step, members, tuple(int(r) for r in self._box[2 + q: 2 + q + n_behind]))
+        if vote.step < step and self.rank in vote.behind:
+            return vote  # this rank took the first form of a step decided again since: it is brought back
+        if vote.step != step:
+            raise RuntimeError(f"decision for step {vote.step} arrived while voting on step {step}")
+        return vote
+
+    # --- the member timeout ----------------------------------------------------------------------
+    def settle(self, step: int) -> None:
+        pass
+
+    def stuck(self, vote: Vote) -> None:
+        self._waiting = f"rank {COORDINATOR}'s verdict on step {vote.step} (this rank's reduction timed out)"
+        self._ctrl(STUCK, vote.step, vote.round)
+
+    def verdict(self, vote: Vote, host: Host) -> Vote | str | None:
+        """The step decided again, STANDS if the coordinator went on to a later step, else None (not yet)."""
+        nxt = self._peek()
+        if nxt is None:
+            return None
+        if nxt.step > vote.step:
+            return STANDS  # left unread: it is the next step's decision
+        if nxt.step == vote.step and nxt.round > vote.round:
+            return self._take()
+        raise RuntimeError(f"decision for step {nxt.step} (round {nxt.round}) arrived while waiting for the "
+                           f"verdict on step {vote.step} (round {vote.round})")
 
     def ack(self, step: int) -> None:
         self._ctrl(ACK, step)
@@ -240,7 +377,7 @@ class Follower:
         return msg.recv()
 
     def shutdown(self, host: Host, next_step: int) -> None:
-        self._sends.append(self._comm.Isend(np.array([FIN, self._sent], dtype=np.int64), COORDINATOR, TAG_CTRL))
+        self._sends.append(self._comm.Isend(np.array([FIN, self._sent, 0], dtype=np.int64), COORDINATOR, TAG_CTRL))
         wait_all(self._sends)
 
     def describe(self) -> str:
