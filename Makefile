@@ -9,7 +9,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 MPIRUN := $(BIN)/mpirun --oversubscribe
 
-.PHONY: demo test bench bench-cluster smoke reproduce reproduce-real venv horovod clean data
+.PHONY: demo test bench bench-cluster smoke reproduce reproduce-real stress venv horovod clean data
 
 venv: $(STAMP)
 
@@ -82,6 +82,10 @@ reproduce-real: $(HVD_STAMP) data
 	$(BIN)/backupsgd report results/real-fashion
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/real-pydocs.toml --out results/real-pydocs
 	$(BIN)/backupsgd report results/real-pydocs
+
+# Guarantees still being made to hold every run (tests marked stress): each repeated 5 times.
+stress: $(HVD_STAMP)
+	for i in 1 2 3 4 5; do $(BIN)/python -m pytest -q -m stress tests || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
