@@ -72,13 +72,13 @@ computes = []  # this rank's forward + backward times
 
 
 def benchmark_step():
+    if slow:  # before the compute: a slow rank's gradients are late (Horovod's hooks would send them in backward)
+        time.sleep(args.slow_delay + (args.slow_factor - 1) * (computes[-1] if computes else 0.0))
     t0 = time.perf_counter()
     optimizer.zero_grad()
     loss = F.cross_entropy(model(data), target)
     loss.backward()
     computes.append(time.perf_counter() - t0)
-    if slow:
-        time.sleep(args.slow_delay + (args.slow_factor - 1) * computes[-1])
     optimizer.step()
 
 
