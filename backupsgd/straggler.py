@@ -273,3 +273,11 @@ def parse_straggler(spec: str, seed: int) -> StragglerModel:
             "(e.g. --straggler slow:ranks=2,delay=0.05)"
         )
     return STRAGGLER_KINDS[kind](body.strip(), spec, seed)
+
+
+def rank_delay(model: StragglerModel, step: int, rank: int, workers: int, compute_s: float) -> float:
+    """The delay `rank` of `workers` sleeps at `step`, given its own compute time (only slow:factor uses it):
+    the one draw every mode and the library make, so the same seed gives the same stragglers everywhere."""
+    own = np.zeros(workers)
+    own[rank] = compute_s
+    return float(model.delays(step, own)[rank])

@@ -23,7 +23,7 @@ from backupsgd.protocol import StepProtocol
 from backupsgd.replica import Replica, pick_device
 from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
-from backupsgd.straggler import parse_straggler
+from backupsgd.straggler import parse_straggler, rank_delay
 from backupsgd.survivors import ProcessFailure, dead_names, failure_in, shrink, world_ranks
 from backupsgd.watchdog import Watchdog
 
@@ -131,9 +131,7 @@ class _Run:
             self.faults.corrupt(step, buf)
             compute_s = time.perf_counter() - t0
             # Straggle: the injected delay, seeded by (seed, step), the same in every mode.
-            own = np.zeros(self.workers)
-            own[rank] = compute_s
-            delay_s = float(self.straggler.delays(step, own)[rank])
+            delay_s = rank_delay(self.straggler, step, rank, self.workers, compute_s)
             time.sleep(delay_s)
             # Exchange: vote and reduce on the engine thread; a late buffer is dropped there, and a
             # non-finite one is not offered at all.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from mpi4py import MPI
 
@@ -20,7 +19,7 @@ from backupsgd.mpi_env import local_rank
 from backupsgd.progress import Progress
 from backupsgd.replica import Replica, pick_device
 from backupsgd.rundir import RunWriter
-from backupsgd.straggler import parse_straggler
+from backupsgd.straggler import parse_straggler, rank_delay
 
 
 def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
@@ -45,9 +44,7 @@ def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
         # Straggle before computing: Horovod takes each gradient inside backward() (its hooks), so the
         # delay must come first to hold this rank's gradients back as in the other modes. The previous
         # step's compute time stands in for this one's (only slow:factor delays depend on it).
-        own = np.zeros(workers)
-        own[rank] = compute_s
-        delay_s = float(straggler.delays(step, own)[rank])
+        delay_s = rank_delay(straggler, step, rank, workers, compute_s)
         time.sleep(delay_s)
         # Compute: backward hands each gradient to Horovod's background thread as it is produced.
         t0 = time.perf_counter()

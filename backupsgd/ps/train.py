@@ -29,7 +29,7 @@ from backupsgd.ps.runlog import LeaderLog, ShardSender, eval_versions
 from backupsgd.ps.server import Observer, ParameterServer
 from backupsgd.replica import Replica, pick_device
 from backupsgd.rundir import RunWriter
-from backupsgd.straggler import parse_straggler
+from backupsgd.straggler import parse_straggler, rank_delay
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,7 @@ def _work(config: ExperimentConfig, comm: MPI.Comm, layout: Layout, mode: PSMode
             replica.compute(*data.sample(wl.seed, w, step, wl.batch_size), out=buf)
             compute_s = time.perf_counter() - t1
             # Straggle: the injected delay, drawn as for rank w in the allreduce modes.
-            own = np.zeros(workers)
-            own[w] = compute_s
-            delay_s = float(straggler.delays(step, own)[w])
+            delay_s = rank_delay(straggler, step, w, workers, compute_s)
             time.sleep(delay_s)
             # Push each shard, tagged with the version the gradient was computed on.
             client.push(version, float(buf[replica.fused.loss]), buf[:replica.size])

@@ -17,7 +17,7 @@ import torch
 
 from backupsgd.engine import Decision
 from backupsgd.hvd.runtime import init as horovod_init
-from backupsgd.straggler import parse_straggler
+from backupsgd.straggler import parse_straggler, rank_delay
 from backupsgd.torch.ops import Average, Compression, check_op
 from backupsgd.rundir import StepTiming
 from backupsgd.torch.optimizer import StepReport
@@ -89,9 +89,8 @@ class HorovodBaseline(WrappedOptimizer):
         """Sleep this step's injected delay before its compute (once per step)."""
         if self._timing is not None:
             return
-        own = np.zeros(self._runtime.size)
-        own[self._runtime.rank] = self._last_compute_s
-        delay_s = float(self._straggler.delays(self._step, own)[self._runtime.rank])
+        delay_s = rank_delay(self._straggler, self._step, self._runtime.rank, self._runtime.size,
+                             self._last_compute_s)
         time.sleep(delay_s)
         self._compute_start = time.perf_counter()
         self._timing = StepTiming(None, delay_s, start_s=self._compute_start - self.record.start)

@@ -29,7 +29,7 @@ from backupsgd.fused import FusedGradients
 from backupsgd.modes import MODES
 from backupsgd.protocol import StepProtocol
 from backupsgd.rundir import StepTiming
-from backupsgd.straggler import StragglerModel, parse_straggler
+from backupsgd.straggler import StragglerModel, parse_straggler, rank_delay
 from backupsgd.torch.ops import Average, Compression, check_op
 from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime, current
@@ -242,9 +242,7 @@ def straggle(straggler: StragglerModel, step: int, runtime: Runtime, compute_sta
     """Sleep the injected delay of `step`, drawn from (seed, step) as the CLI draws it, after this rank's compute
     (which began at `compute_start`); returns the step's timing so far."""
     compute_s = time.perf_counter() - compute_start
-    own = np.zeros(runtime.size)
-    own[runtime.rank] = compute_s
-    delay_s = float(straggler.delays(step, own)[runtime.rank])
+    delay_s = rank_delay(straggler, step, runtime.rank, runtime.size, compute_s)
     time.sleep(delay_s)
     return StepTiming(compute_s, delay_s, start_s=compute_start - run_start)
 
