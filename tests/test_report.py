@@ -202,3 +202,33 @@ def test_report_states_compute_against_injected_delay(runs_root):
     delay_ms = 0.5 * (P - 1)
     row = f"| mlp | none | {1e3 * COMPUTE:.1f} | {delay_ms:.1f} | {1e3 * COMPUTE / delay_ms:.2f} |"
     assert "## Compute against injected delay" in text and row in text, text
+
+
+def _log_noise_scale(root: Path, first_half: float, second_half: float) -> None:
+    """Give every run's steps a noise scale that jumps halfway: the report must read the second half's."""
+    for path in root.rglob("steps.jsonl"):
+        steps = [json.loads(line) for line in path.read_text().splitlines()]
+        for s in steps:
+            s["noise_scale"] = first_half if s["step"] < len(steps) // 2 else second_half
+        path.write_text("".join(json.dumps(s) + "\n" for s in steps))
+
+
+def test_measured_noise_scale_predicts_the_b_trade_off_and_drives_the_projection(runs_root):
+    """B_simple = 64 examples = 2 worker batches of 32: sync (N = 3) makes 96 / 160 = 0.6 of a noise-free step,
+    backup b = 1 (N = 2) 64 / 128 = 0.5; per second, with steps of 6 and 8 ms, backup is (0.5 / 8) / (0.6 / 6)
+    = 0.625 of sync. The projection uses the measured 2.0 minibatches, not a fit."""
+    from backupsgd.report.noise_scale import noise_table
+    from backupsgd.report.scale import project
+
+    _log_noise_scale(runs_root, first_half=5.0, second_half=64.0)
+    stats, _ = _stats(runs_root)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in noise_table(list(stats.values())).splitlines()}
+    sync_row = next(v for k, v in rows.items() if k.startswith("sync"))
+    backup_row = next(v for k, v in rows.items() if k.startswith("backup"))
+    assert "| 3 | 64 [64, 64] | 2.00 | 0.600 | 1.00x |" in sync_row, sync_row
+    assert "| 2 | 64 [64, 64] | 2.00 | 0.500 | 0.62x |" in backup_row, backup_row
+    proj = project(list(stats.values()))
+    assert proj.noise.source == "measured" and proj.noise.noise_scale == pytest.approx(2.0)
+    assert proj.objective == "time-to-accuracy"
+    build_report(runs_root, scale=False)
+    assert "## Gradient noise scale and the b trade-off" in (runs_root / "report.md").read_text()

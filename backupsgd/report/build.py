@@ -13,6 +13,7 @@ from backupsgd.report.aggregate import GroupStats, check_recorded, group_runs, p
 from backupsgd.report.arrivals import kth_arrivals
 from backupsgd.report.claims import claims_markdown, verdicts
 from backupsgd.report.dropped import WINDOW, who_was_dropped
+from backupsgd.report.noise_scale import noise_table
 from backupsgd.report.runs import Run, load_runs
 from backupsgd.report.scale import SCALE_WORKERS, project, projection_plot, projection_table, simulate_command
 from backupsgd.report.tables import arrivals_table, configurations_table, markdown_table
@@ -154,10 +155,25 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
     out += ["## Step time and time to target against b", "",
             "Mean with min-max bars over seeds; `sync` is its own marker at b=0; dashed: the calibrated simulator.",
             "", "![b trade-off](b_tradeoff.png)", "",
+            *_noise_markdown(stats),
             "## Does the paper's claim hold here?", "", claims_markdown(stats), "",
             *_calibration_markdown(cal, "calibration.png" in figures, stats),
             *_scale_markdown(projections)]
     return "\n".join(out)
+
+
+def _noise_markdown(stats: list[GroupStats]) -> list[str]:
+    table = noise_table(stats)
+    if not table:
+        return []
+    return ["## Gradient noise scale and the b trade-off", "",
+            "The noise scale each run measured (B_simple from the members' gradient norms, steps.jsonl "
+            "`noise_scale`; median over the run's second half, since it grows as training goes on), and what it "
+            "predicts: a step of N worker batches of B examples makes N B / (N B + B_simple) of a noise-free "
+            "step's progress. Predicted speed vs sync: that progress per measured step time, relative to sync's; "
+            "measured: sync's mean time to target over this configuration's. Where they agree, the noise scale "
+            "and the step times explain the trade-off; the noise model ignores everything else that differs "
+            "(momentum's response to a smaller batch, evaluation resolution).", "", table, ""]
 
 
 def _calibration_markdown(cal: Calibration, has_plot: bool, stats: list[GroupStats]) -> list[str]:
@@ -209,15 +225,23 @@ def _scale_markdown(projections) -> list[str]:
              "`backupsgd simulate`'s model with each panel's measured median compute time, the model's gradient "
              "size, and the simulator's default network (10 Gbit/s, 50 us, ring allreduce); 200 steps, seed 0.", ""]
     for proj in projections:
-        noise = (f"gradient-noise scale fitted from steps to target: B_noise = {proj.noise.noise_scale:.2f} "
-                 f"workers' minibatches, S_min = {proj.noise.s_min:.0f} steps ({proj.noise.points} runs)"
-                 if proj.noise else "no gradient-noise fit (the runs cover one N, or the fit was not physical)")
+        noise = _noise_sentence(proj)
         lines += [f"### straggler {proj.straggler}", "",
                   f"compute {1e3 * proj.compute_s:.2f} ms, gradient {proj.model_mb:.3f} MiB; {noise}.", "",
                   projection_table(proj), "", "Reproduce one P with:", "", "```",
                   *(simulate_command(proj, p) for p in SCALE_WORKERS), "```", ""]
     lines += ["![simulated scale](scale.png)", ""]
     return lines
+
+
+def _noise_sentence(proj) -> str:
+    fitted = (f"fitted from steps to target: B_noise = {proj.fitted.noise_scale:.2f} workers' minibatches, "
+              f"S_min = {proj.fitted.s_min:.0f} steps ({proj.fitted.points} runs)" if proj.fitted
+              else "no fit from steps to target (the runs cover one N, or the fit was not physical)")
+    if proj.noise is not None and proj.noise.source == "measured":
+        return (f"gradient-noise scale measured (B_simple, median over the second half of {proj.noise.points} "
+                f"runs): {proj.noise.noise_scale:.2f} workers' minibatches, used below; {fitted}")
+    return f"gradient-noise scale {fitted}"
 
 
 def _as_json(stats: list[GroupStats], cal: Calibration) -> dict:

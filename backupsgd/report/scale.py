@@ -2,13 +2,15 @@
 
 Per panel (straggler model): the compute time per step is the measured median; the gradient size
 is the model's (params.npy); the network is the simulator's default (10 Gbit/s links, 50 us
-latency), since a one-machine run measures no real network. When the runs cover several N, the
-gradient-noise scale is fitted from their steps to the target (McCandlish et al. 2018:
-S(N) = S_min (1 + B_noise / N), a straight line in 1/N), and b is also chosen for time to accuracy.
+latency), since a one-machine run measures no real network. b is also chosen for time to accuracy
+under the gradient-noise model: with the noise scale the runs measured (steps.jsonl `noise_scale`,
+report/noise_scale.py) where they logged one, else fitted from their steps to the target when they cover
+several N (McCandlish et al. 2018: S(N) = S_min (1 + B_noise / N), a straight line in 1/N).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from backupsgd.report.aggregate import GroupStats
+from backupsgd.report.noise_scale import panel_noise_batches, run_noise_scale
 from backupsgd.sim.network import MIB, NetConfig
 from backupsgd.sim.model import Prediction
 from backupsgd.sim.sweep import SimConfig, simulate
@@ -29,7 +32,8 @@ SCALE_STEPS = 200
 class NoiseFit:
     s_min: float  # steps to the target with an infinitely large batch
     noise_scale: float  # B_noise, in workers' minibatches
-    points: int  # runs the fit used
+    points: int  # runs the fit (or the measurement) used
+    source: str = "fitted"  # "fitted" from steps to target, or "measured" (B_simple logged per step)
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class Projection:
     straggler: str
     compute_s: float
     model_mb: float
-    noise: NoiseFit | None
+    noise: NoiseFit | None  # the one the projection used: measured where the runs logged it
+    fitted: NoiseFit | None  # the fit from steps to target, for comparison (None: not physical / one N)
     predictions: list[Prediction]  # every (P, mode, b) simulated
     objective: str
 
@@ -71,7 +76,10 @@ def project(stats: list[GroupStats], seed: int = 0) -> Projection | None:
     counts = [c for r in runs if (c := r.gradient_count()) is not None]
     if not computes or not counts:
         return None
-    noise = fit_noise_scale(stats)
+    fitted = fit_noise_scale(stats)
+    measured = panel_noise_batches(stats)
+    noise = fitted if measured is None else NoiseFit(
+        math.nan, measured, sum(run_noise_scale(r) is not None for r in runs), source="measured")
     model_mb = 4 * counts[0] / MIB  # fp32 gradient
     objective = "time-to-accuracy" if noise else "grads-per-s"
     compute_s = statistics.median(computes)
@@ -82,7 +90,7 @@ def project(stats: list[GroupStats], seed: int = 0) -> Projection | None:
                            steps=SCALE_STEPS, seed=seed, net=NetConfig(model_mb=model_mb), objective=objective,
                            noise_scale=noise.noise_scale if noise else None)
         predictions += simulate(config).predictions
-    return Projection(runs[0].straggler, compute_s, model_mb, noise, predictions, objective)
+    return Projection(runs[0].straggler, compute_s, model_mb, noise, fitted, predictions, objective)
 
 
 def simulate_command(proj: Projection, workers: int) -> str:

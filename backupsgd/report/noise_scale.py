@@ -1,0 +1,94 @@
+"""The gradient noise scale each run measured, and the drop-versus-wait trade-off it predicts.
+
+train.py logs B_simple (McCandlish et al. 2018, in examples) per step from the members' gradient norms
+(backupsgd/noise.py). A step that averages N worker batches of B examples makes
+
+    progress(N) = N B / (N B + B_noise)
+
+of a noise-free step's progress, so waiting for one more gradient is worth more the larger the noise
+scale is against the batch. The table set here beside what was measured: per configuration, the noise
+model's progress per step, per second (with the measured step time), and the measured speed to target,
+each relative to sync. Where the two speed-ups agree, the noise scale explains the trade-off.
+
+B_simple grows as training goes on (the true gradient shrinks faster than its noise), so one number per
+run is taken from the run's second half, the part of the run the target is usually reached in.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from backupsgd.adaptive import progress_fraction
+from backupsgd.report.aggregate import GroupStats, Stat
+from backupsgd.report.runs import Run
+from backupsgd.report.tables import markdown_table, stat_cell
+
+VOTED = ("sync", "backup", "horovod")  # modes whose steps average N gradients: the noise model applies
+
+
+def run_noise_scale(run: Run) -> float | None:
+    """Median B_simple (examples) over the second half of the run's steps; None if it logged none."""
+    values = [float(s["noise_scale"]) for s in run.steps if s.get("noise_scale") is not None]
+    values = values[len(values) // 2:]
+    values = [v for v in values if np.isfinite(v)]
+    return statistics.median(values) if values else None
+
+
+def batch_size(run: Run) -> int | None:
+    value = run.config.get("batch_size")
+    return int(value) if value else None
+
+
+def panel_noise_batches(stats: list[GroupStats]) -> float | None:
+    """The panel's measured noise scale in worker minibatches (median over its voted runs), or None."""
+    values = [b / size for s in stats if s.group.mode in VOTED for r in s.group.runs
+              if (b := run_noise_scale(r)) is not None and (size := batch_size(r))]
+    return statistics.median(values) if values else None
+
+
+def _quorum(s: GroupStats) -> int:
+    return s.group.first.workers - (s.group.backups if s.group.mode == "backup" else 0)
+
+
+def noise_table(stats: list[GroupStats]) -> str:
+    """Per voted configuration: the measured noise scale and the speed-ups it predicts against those measured;
+    "" when no run logged a noise scale."""
+    rows = []
+    for panel_stats in _by_panel(stats):
+        sync = next((s for s in panel_stats if s.group.mode == "sync"), None)
+        for s in panel_stats:
+            scales = [run_noise_scale(r) for r in s.group.runs]
+            stat = Stat.of(scales, lower_is_better=True)
+            size = batch_size(s.group.first)
+            if stat is None or size is None:
+                continue
+            n = _quorum(s)
+            progress = float(progress_fraction(n, size, stat.mean))
+            row = [s.group.label, str(n), stat_cell(stat, lambda x: f"{x:.0f}"), f"{stat.mean / size:.2f}",
+                   f"{progress:.3f}"]
+            if sync is not None and s.step_s and sync.step_s:
+                sync_progress = float(progress_fraction(_quorum(sync), size, stat.mean))
+                predicted = (progress / s.step_s.mean) / (sync_progress / sync.step_s.mean)
+                row.append(f"{predicted:.2f}x")
+            else:
+                row.append("n/a")
+            if sync is not None and s.time_to_target and sync.time_to_target:
+                row.append(f"{sync.time_to_target.mean / s.time_to_target.mean:.2f}x")
+            else:
+                row.append("n/a")
+            rows.append(row)
+    if not rows:
+        return ""
+    return markdown_table(["configuration", "N", "B_simple, examples: mean [min, max]", "in worker batches",
+                           "progress per step (noise model)", "predicted speed vs sync",
+                           "measured speed to target vs sync"], rows)
+
+
+def _by_panel(stats: list[GroupStats]) -> list[list[GroupStats]]:
+    panels: dict[tuple, list[GroupStats]] = {}
+    for s in stats:
+        if s.group.mode in VOTED:
+            panels.setdefault(s.group.panel, []).append(s)
+    return list(panels.values())
