@@ -201,3 +201,23 @@ def test_the_simulators_cluster_network_is_the_shaped_rate_the_pingpong_latency_
     # closed forms: a ring of 4 at half the rate each way; ps-sync of 4 workers into 2 servers at the full rate
     assert exchange_s("sync", 4, net) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
     assert exchange_s("ps-sync", 4, net) == pytest.approx(2 * 4 * m / 2 + 2 * a, rel=1e-9)
+
+
+def test_the_fitted_step_overhead_is_the_gap_on_the_fitting_seeds_and_predicts_the_others():
+    from backupsgd.cluster.target import fit_overheads, predicted_step_ms
+
+    pp = {"bandwidth": "1gbit", "latency_us": 7.0, "duplex": 0.5}
+    data = {"cluster": {"nodes": 3, "slots": 2}, "workers": 4, "steps": 40, "straggler": "exp:mean=0.01",
+            "rows": [{"mode": mode, "seed": seed, "compute_ms": 2.5, "model_mb": 0.066}
+                     for mode in ("sync", "backup", "ps-backup") for seed in (0, 1, 2)]}
+    truth = {"sync": 3.0, "backup": 8.0, "ps-backup": 0.0}  # ms per step the "runs" took besides the model
+    for r in data["rows"]:
+        r["step_ms"] = predicted_step_ms(r, data, pp, truth[r["mode"]])
+    fitted = fit_overheads(data, pp)
+    assert fitted["sync"] == pytest.approx(3.0, abs=1e-9)  # N = P: every step grows by exactly the overhead
+    assert fitted["backup"] == pytest.approx(8.0, abs=0.3)  # carry-over makes it nearly, not exactly, additive
+    assert fitted["ps-backup"] == pytest.approx(0.0, abs=0.3)
+    seed2 = next(r for r in data["rows"] if r["mode"] == "sync" and r["seed"] == 2)
+    assert predicted_step_ms(seed2, data, pp, fitted["sync"]) == pytest.approx(seed2["step_ms"], rel=1e-9)
+    # a sync step of this network alone: compute, the slowest of 4 delays, a hierarchical allreduce of 2 nodes
+    assert predicted_step_ms(seed2, data, pp, 5.0) == pytest.approx(predicted_step_ms(seed2, data, pp) + 5.0, rel=1e-9)
