@@ -221,3 +221,15 @@ def test_the_fitted_step_overhead_is_the_gap_on_the_fitting_seeds_and_predicts_t
     assert predicted_step_ms(seed2, data, pp, fitted["sync"]) == pytest.approx(seed2["step_ms"], rel=1e-9)
     # a sync step of this network alone: compute, the slowest of 4 delays, a hierarchical allreduce of 2 nodes
     assert predicted_step_ms(seed2, data, pp, 5.0) == pytest.approx(predicted_step_ms(seed2, data, pp) + 5.0, rel=1e-9)
+
+
+def test_the_exchange_table_has_an_auto_column_only_when_auto_was_measured():
+    from backupsgd.bench import format_rows
+
+    row = {"size_mib": 4, "ranks": 4, "backups": 1, "mpi_ms": 2.0, "backup_ms": 2.0, "members_ms": 3.0, "shm_ms": 1.0,
+           "sync_ms": 2.0, "backup_over_mpi": 1.0, "members_over_mpi": 1.5, "shm_over_mpi": 0.5, "sync_over_mpi": 1.0,
+           "hvd_ms": None, "backup_hvd_ms": None, "backup_over_hvd": None, "shm_over_hvd": None}
+    assert "auto" not in format_rows([row], None)
+    lines = format_rows([{**row, "auto_ms": 1.0, "auto_over_mpi": 0.5}], None).splitlines()
+    assert "backup auto" in lines[1] and lines[2].split()[-2] == "1.00"  # before sync's column
+    assert "auto/mpi" in lines[5] and "0.50x" in lines[6]

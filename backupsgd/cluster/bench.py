@@ -94,7 +94,7 @@ def reducers(rate: str, out: Path, args: argparse.Namespace) -> dict:
     rounds = []
     for _ in range(args.reducer_rounds):
         data = exchange(rate, out, args.reducer_sizes, args.reducer_repeats, args.iters, args.timeout, "reducers",
-                        ("--no-horovod", "--straggler-delay", "0"), args.name)
+                        ("--no-horovod", "--straggler-delay", "0", "--auto"), args.name)
         rounds.append(data["rows"])
     data["rounds"] = rounds
     return data

@@ -46,7 +46,8 @@ class NetConfig:
         if not (math.isfinite(self.duplex) and 0 < self.duplex <= 1):
             raise ConfigError(f"--duplex must be in (0, 1] (1: full duplex links), got {self.duplex}")
         if not isinstance(self.ranks_per_node, int) or self.ranks_per_node < 1:
-            raise ConfigError(f"--ranks-per-node must be an integer >= 1 (1: a node per rank), got {self.ranks_per_node}")
+            raise ConfigError(f"--ranks-per-node must be an integer >= 1 (1: a node per rank), "
+                              f"got {self.ranks_per_node}")
         if not math.isfinite(self.node_gbps) or self.node_gbps <= 0:
             raise ConfigError(f"--node-gbps must be a finite number > 0, got {self.node_gbps}")
         if not math.isfinite(self.step_overhead_ms) or self.step_overhead_ms < 0:
