@@ -223,6 +223,8 @@ def test_cli_prints_table_and_writes_json(tmp_path):
         (["--straggler", "weird"], "--straggler"),
         (["--workers", "8", "--straggler", "slow:ranks=9,delay=1"], "ranks 0..7"),
         (["--objective", "time-to-accuracy"], "--noise-scale"),
+        (["--ranks-per-node", "0"], "--ranks-per-node"),
+        (["--step-overhead-ms", "-1"], "--step-overhead-ms"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args, fix):
