@@ -69,8 +69,7 @@ def _row(r, mode: str, seed: int, target: float) -> dict:
     step_s, compute_s = r.mean_step_s(), r.median_compute_s()
     return {"mode": mode, "seed": seed, "time_to_target_s": r.time_to(target), "steps_to_target": r.steps_to(target),
             "final_accuracy": r.final_accuracy, "step_ms": step_s * 1e3, "compute_ms": compute_s * 1e3,
-            "hosts": r.summary.get("hosts"), "model_mb": np.load(r.path / "params.npy").size * 4 / MIB,
-            "median_reduce_ms": 1e3 * (r.median_reduce_s() or 0.0)}
+            "hosts": r.summary.get("hosts"), "model_mb": np.load(r.path / "params.npy").size * 4 / MIB}
 
 
 def predicted_step_ms(row: dict, data: dict, pp: dict, overhead_ms: float = 0.0) -> float:
