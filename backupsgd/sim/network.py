@@ -31,7 +31,7 @@ class NetConfig:
     node_gbps: float = 18.0
     # What each synchronous step costs besides compute, injected delay and the wire: the vote's polling, the
     # engine thread's hand-offs, applying the update, Python, and waiting for cores the ranks share. Fitted per
-    # mode from measured runs (backupsgd.cluster.calibrate.fit_overheads); 0 is the textbook model.
+    # mode from measured runs (backupsgd.cluster.target.fit_overheads); 0 is the textbook model. ps-async: none.
     step_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
