@@ -83,7 +83,7 @@ def _horovod(comm: MPI.Comm):
 
 
 def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: int, backups: int,
-                   horovod: bool = True) -> list[dict]:
+                   horovod: bool = True, auto: bool = False) -> list[dict]:
     import torch
 
     hvd = _horovod(comm) if horovod else None
@@ -103,6 +103,9 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
             # backup with the shared-memory reducer: members' buffers summed slice by slice in place
             samples["shm"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="shm"))
             samples["sync"].append(_exchange_time(comm, "sync", 0, buf, iters))
+            if auto:  # backup with --reducer auto: shm where /dev/shm has room, else dense
+                samples.setdefault("auto", []).append(
+                    _exchange_time(comm, "backup", backups, buf, iters, reducer="auto"))
             if hvd is not None:  # Horovod's allreduce of the same buffer (in place, as the MPI one)
                 tensor = torch.from_numpy(buf)
                 samples.setdefault("hvd", []).append(
@@ -120,6 +123,8 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
                      "hvd_ms": med.get("hvd"), "backup_hvd_ms": med.get("backup_hvd"),
                      "backup_over_hvd": med["backup"] / med["hvd"] if hvd is not None else None,
                      "shm_over_hvd": med["shm"] / med["hvd"] if hvd is not None else None})
+        if auto:
+            rows[-1].update(auto_ms=med["auto"], auto_over_mpi=med["auto"] / med["mpi"])
     return rows
 
 
@@ -150,6 +155,9 @@ def format_rows(rows: list[dict], straggler: dict | None) -> str:
              ("backup members", "members_ms"), ("backup hvd", "backup_hvd_ms"), ("sync", "sync_ms")]
     ratios = [("backup/mpi", "backup_over_mpi"), ("shm/mpi", "shm_over_mpi"), ("members/mpi", "members_over_mpi"),
               ("sync/mpi", "sync_over_mpi"), ("backup/hvd", "backup_over_hvd"), ("shm/hvd", "shm_over_hvd")]
+    if rows and "auto_ms" in rows[0]:
+        times.insert(5, ("backup auto", "auto_ms"))
+        ratios.insert(3, ("auto/mpi", "auto_over_mpi"))
     if not hvd:
         times = [(label, key) for label, key in times if "hvd" not in label]
         ratios = [(label, key) for label, key in ratios if "hvd" not in label]

@@ -40,8 +40,9 @@ def _train_options(fn):
         click.option("--progress/--no-progress", default=None, help="Progress bar on rank 0."),
         click.option("--reducer", type=str, help="dense (default): allreduce over all ranks, non-members adding "
                      "zeros | members: only each step's members reduce, so a frozen worker blocks nobody | "
-                     "horovod: as dense, through Horovod's allreduce | shm: members' buffers summed in the node's shared "
-                     "memory (fastest on one machine; hierarchical across machines)."),
+                     "horovod: as dense, through Horovod's allreduce | shm: members' buffers summed in the node's "
+                     "shared memory (fastest on one machine; hierarchical across machines) | auto: shm where "
+                     "/dev/shm has room for it, else dense."),
         click.option("--lag-limit", type=int, help="members reducer: steps a frozen worker may fall behind before "
                      "it is sent the current state instead of a backlog (default 20)."),
         click.option("--member-timeout", type=float, help="members reducer: seconds a step's reduction may wait for a "
@@ -127,7 +128,8 @@ def _float_list(text: str) -> list[float]:
 @click.option("--horovod/--no-horovod", default=True, show_default=True,
               help="Add Horovod's columns when it is importable. Its background thread polls every 1 ms, which "
                    "slows the other columns at small sizes where ranks share cores; --no-horovod leaves it out.")
-def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, compute, json_path, horovod) -> None:
+@click.option("--auto", is_flag=True, help="Add a column for backup with --reducer auto.")
+def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, compute, json_path, horovod, auto) -> None:
     """Raw MPI_Allreduce vs the backup and sync exchanges, e.g. mpirun -n 4 backupsgd bench exchange."""
     from mpi4py import MPI
 
@@ -144,7 +146,7 @@ def bench_exchange_command(sizes, repeats, iters, backups, straggler_delay, comp
 
     agree(comm, check)
     with abort_on_failure(comm):
-        rows = b.bench_exchange(comm, sizes_mib, repeats, iters, backups, horovod)
+        rows = b.bench_exchange(comm, sizes_mib, repeats, iters, backups, horovod, auto)
         straggler = (b.bench_straggler(comm, 1.0, 20, compute, straggler_delay, max(backups, 1))
                      if straggler_delay > 0 and comm.size > 1 else None)
     if comm.rank == 0:

@@ -22,7 +22,7 @@ MODELS = {
     "gpt": ("pydocs",),  # a byte-level language model
 }
 DATASET_NAMES = tuple(dict.fromkeys(d for ds in MODELS.values() for d in ds))
-REDUCERS = ("dense", "members", "horovod", "shm")
+REDUCERS = ("dense", "members", "horovod", "shm", "auto")
 
 
 @dataclass

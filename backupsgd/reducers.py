@@ -432,5 +432,12 @@ def _shared_memory(comm: MPI.Comm, length: int, partial: bool = False) -> Reduce
     return SharedMemoryReducer(comm, length, partial)
 
 
+def _auto(comm: MPI.Comm, length: int, partial: bool = False) -> Reducer:
+    from backupsgd.shm_reducer import auto_reducer  # shm where /dev/shm has room, else dense
+
+    return auto_reducer(comm, length, partial)
+
+
 # Each is made as REDUCERS[name](comm, length, partial): `partial` when steps may leave ranks out (N < P).
-REDUCERS = {"dense": DenseReducer, "members": MembersReducer, "horovod": _horovod, "shm": _shared_memory}
+REDUCERS = {"dense": DenseReducer, "members": MembersReducer, "horovod": _horovod, "shm": _shared_memory,
+            "auto": _auto}

@@ -223,6 +223,8 @@ def test_cli_prints_table_and_writes_json(tmp_path):
         (["--straggler", "weird"], "--straggler"),
         (["--workers", "8", "--straggler", "slow:ranks=9,delay=1"], "ranks 0..7"),
         (["--objective", "time-to-accuracy"], "--noise-scale"),
+        (["--ranks-per-node", "0"], "--ranks-per-node"),
+        (["--step-overhead-ms", "-1"], "--step-overhead-ms"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args, fix):
@@ -287,3 +289,43 @@ def test_half_duplex_links_slow_the_ring_not_the_servers_and_few_workers_are_bou
     assert ps_transfer_s(2, 2, four) == pytest.approx(2 * m_bytes / bw, rel=1e-12)
     with pytest.raises(ConfigError, match="--duplex"):
         NetConfig(duplex=0)
+
+
+def test_ranks_packed_on_nodes_make_the_allreduce_hierarchical_and_share_the_workers_links():
+    from backupsgd.sim.network import allreduce_s, ps_transfer_s, ring_allreduce_s
+
+    m_bytes, bw, node_bw, a = 16 * 2**20, 1e9 / 8, 18e9 / 8, 7e-6
+    flat = NetConfig(model_mb=16, bandwidth_gbps=1, latency_us=7)
+    assert allreduce_s(4, flat) == ring_allreduce_s(4, flat)  # r = 1: the flat ring, as before
+    # 2 nodes x 2 ranks: reduce to and broadcast from each node's leader in shared memory (one buffer in, one
+    # out), then the 2 leaders' ring: M each way over the link, not the flat ring's 1.5 M
+    two = NetConfig(model_mb=16, bandwidth_gbps=1, latency_us=7, ranks_per_node=2)
+    assert allreduce_s(4, two) == pytest.approx(2 * m_bytes / node_bw + 2 * a + m_bytes / bw, rel=1e-12)
+    # 3 nodes x 4 ranks, half duplex links: 6 buffers through each leader, a ring of 3 leaders at half the rate
+    four = NetConfig(model_mb=16, bandwidth_gbps=1, latency_us=7, ranks_per_node=4, duplex=0.5)
+    assert allreduce_s(12, four) == pytest.approx(6 * m_bytes / node_bw + 4 * a + 4 / 3 * m_bytes / (bw / 2),
+                                                  rel=1e-12)
+    # every rank on one node: shared memory only; a last node with fewer ranks still counts as a node
+    assert allreduce_s(3, four) == pytest.approx(4 * m_bytes / node_bw, rel=1e-12)
+    assert allreduce_s(5, four) == pytest.approx(6 * m_bytes / node_bw + 2 * a + m_bytes / (bw / 2), rel=1e-12)
+    # parameter servers on nodes of their own: 2 workers per node push 2 M through their node's link
+    ps4 = NetConfig(model_mb=16, bandwidth_gbps=1, latency_us=0, servers=4, ranks_per_node=2)
+    assert ps_transfer_s(2, 2, ps4) == pytest.approx(2 * 2 * m_bytes / bw, rel=1e-12)
+    with pytest.raises(ConfigError, match="--ranks-per-node"):
+        NetConfig(ranks_per_node=0)
+    with pytest.raises(ConfigError, match="--node-gbps"):
+        NetConfig(node_gbps=0)
+
+
+def test_the_step_overhead_adds_to_every_synchronous_step_once():
+    from backupsgd.sim.model import exchange_time_s, predict_step_time
+
+    base = NetConfig(model_mb=1, bandwidth_gbps=1, latency_us=10)
+    more = NetConfig(model_mb=1, bandwidth_gbps=1, latency_us=10, step_overhead_ms=4)
+    for mode, n in (("sync", 4), ("backup", 3), ("ps-sync", 4), ("ps-backup", 3)):
+        assert exchange_time_s(mode, 4, n, more) == pytest.approx(exchange_time_s(mode, 4, n, base) + 4e-3, abs=1e-12)
+    # sync with a fixed compute time and no straggler: compute + ring + overhead, every step
+    step = predict_step_time("sync", 4, 0, "none", 0.02, more, steps=5).step_s
+    assert step == pytest.approx(0.02 + 6 * 10e-6 + 1.5 * 2**20 * 8 / 1e9 + 4e-3, rel=1e-12)
+    with pytest.raises(ConfigError, match="--step-overhead-ms"):
+        NetConfig(step_overhead_ms=-1)

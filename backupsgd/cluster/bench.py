@@ -1,7 +1,7 @@
 """`make bench-cluster`: the exchange and parameter-server benchmarks across namespace nodes with shaped links,
 the ping-pong that sets the simulator's network and its predictions, and time to target across nodes.
 
-    python -m backupsgd.cluster.bench --out results/cluster      (as root; about 10 minutes on 2 cores)
+    python -m backupsgd.cluster.bench --out results/cluster      (as root; 15-20 minutes on 2 loaded cores)
     python -m backupsgd.cluster.bench --only pingpong,target     (some of them; the README keeps the rest)
 
 For each link rate: `backupsgd bench exchange` on 2 nodes x 2 ranks (so the shm reducer is hierarchical:
@@ -45,8 +45,8 @@ def _job(spec: ClusterSpec, args: list[str], timeout: float) -> None:
 
 
 def exchange(rate: str, out: Path, sizes: str, repeats: int, iters: int, timeout: float, kind: str = "exchange",
-             extra: tuple[str, ...] = ()) -> dict:
-    spec = ClusterSpec(nodes=2, slots=2, bandwidth=rate, name=NAME)
+             extra: tuple[str, ...] = (), name: str = NAME) -> dict:
+    spec = ClusterSpec(nodes=2, slots=2, bandwidth=rate, name=name)
     path = out / f"{kind}-{rate}.json"
     args = ["-n", "4", sys.executable, "-m", "backupsgd", "bench", "exchange", "--sizes", sizes,
             "--repeats", str(repeats), "--iters", str(iters), *extra, "--json", str(path)]
@@ -60,8 +60,8 @@ def exchange(rate: str, out: Path, sizes: str, repeats: int, iters: int, timeout
 
 
 def ps(rate: str, out: Path, workers: list[int], servers: list[int], size_mb: float, steps: int, repeats: int,
-       timeout: float) -> dict:
-    spec = ClusterSpec(nodes=max(workers) + max(servers), slots=1, bandwidth=rate, name=NAME)
+       timeout: float, name: str = NAME) -> dict:
+    spec = ClusterSpec(nodes=max(workers) + max(servers), slots=1, bandwidth=rate, name=name)
     rows = []
     with running_cluster(spec), tempfile.TemporaryDirectory() as tmp:
         for w in workers:
@@ -94,7 +94,7 @@ def reducers(rate: str, out: Path, args: argparse.Namespace) -> dict:
     rounds = []
     for _ in range(args.reducer_rounds):
         data = exchange(rate, out, args.reducer_sizes, args.reducer_repeats, args.iters, args.timeout, "reducers",
-                        ("--no-horovod", "--straggler-delay", "0"))
+                        ("--no-horovod", "--straggler-delay", "0", "--auto"), args.name)
         rounds.append(data["rows"])
     data["rounds"] = rounds
     return data
@@ -116,9 +116,9 @@ def _ps_table(data: dict, bits_per_s: float) -> str:
 
 
 def _load_note(data: dict) -> str:
-    load = data.get("load_average")
-    return "" if not load else (f" Load average (1, 5, 15 min) before: {load['before']}, after: {load['after']} "
-                                f"(on {os.cpu_count()} cores).")
+    load, took = data.get("load_average"), (f" Took {data['wall_s']} s." if "wall_s" in data else "")
+    return took if not load else (f" Load average (1, 5, 15 min) before: {load['before']}, after: {load['after']} "
+                                  f"(on {os.cpu_count()} cores).{took}")
 
 
 def write_readme(out: Path, found: dict[str, dict[str, dict]], machine: dict, argv: list[str]) -> None:
@@ -195,8 +195,11 @@ def write_readme(out: Path, found: dict[str, dict[str, dict]], machine: dict, ar
                   f"slots (ps-backup: + 1 server rank, rank 0), straggler `{data['straggler']}`, {data['steps']} "
                   "steps, seeds as listed. Time to target: rank 0's clock from the first step to the first "
                   "evaluation at or above it. sim step: `backupsgd simulate`'s mean step for the same mode, seed "
-                  "and straggler, the run's median measured compute time, and the calibrated network above.", "",
-                  target.table(data)]
+                  "and straggler, the run's median measured compute time, and the calibrated network above with "
+                  f"{data['cluster']['slots']} ranks per node (`--ranks-per-node`); network only, then with a "
+                  "per-step overhead (`--step-overhead-ms`: the engine, Python and the shared cores) fitted per "
+                  "mode on the runs of seeds 0-1, so the other seeds are predicted out of sample.", "",
+                  target.table(data, pps.get(rate))]
     readme = out / "README.md"
     notes = readme.read_text().split(FINDINGS, 1)[1] if readme.exists() and FINDINGS in readme.read_text() else ""
     (out / "README.md").write_text("\n".join(parts) + "\n\n" + FINDINGS + (notes or "\n"))
@@ -232,6 +235,8 @@ def main() -> None:
     parser.add_argument("--reducer-sizes", default="4,16", help="Buffer sizes, MiB, of the reducers' comparison.")
     parser.add_argument("--reducer-repeats", type=int, default=5)
     parser.add_argument("--reducer-rounds", type=int, default=3)
+    # 1gbit only: at 10gbit the CPU, not the link, sets the time on this machine (see the README)
+    parser.add_argument("--reducer-rates", default="1gbit", help="Link rates for the reducers' comparison.")
     parser.add_argument("--ps-rates", default="1gbit", help="Link rates for the parameter-server benchmark.")
     parser.add_argument("--ps-workers", default="2,4,8")
     parser.add_argument("--ps-servers", default="1,2,4")
@@ -245,6 +250,8 @@ def main() -> None:
     parser.add_argument("--target-straggler", default="exp:mean=0.01")
     parser.add_argument("--target", type=float, default=0.9, help="Target test accuracy.")
     parser.add_argument("--timeout", type=float, default=600, help="Seconds per MPI job.")
+    parser.add_argument("--name", default=NAME, help="Cluster name (namespaces <name>-n0, ...): one of your own "
+                                                     "where someone else's bench may be running.")
     parser.add_argument("--readme-only", action="store_true", help="Rewrite README.md from the JSON in --out.")
     args = parser.parse_args()
     only = _list(args.only, str)
@@ -274,23 +281,22 @@ def main() -> None:
     t0 = time.perf_counter()
     if "exchange" in only:
         for rate in _list(args.rates, str):
-            timed("exchange", rate, lambda: exchange(rate, out, args.sizes, args.repeats, args.iters, args.timeout))
+            timed("exchange", rate, lambda: exchange(rate, out, args.sizes, args.repeats, args.iters, args.timeout,
+                                                     name=args.name))
     if "reducers" in only:
-        for rate in _list(args.rates, str):
+        for rate in _list(args.reducer_rates, str):
             timed("reducers", rate, lambda: reducers(rate, out, args))
     if "ps" in only:
         for rate in _list(args.ps_rates, str):
             timed("ps", rate, lambda: ps(rate, out, _list(args.ps_workers), _list(args.ps_servers), args.ps_size_mb,
-                                         args.ps_steps, args.repeats, args.timeout))
+                                         args.ps_steps, args.repeats, args.timeout, args.name))
     if "pingpong" in only:
         for rate in _list(args.pingpong_rates, str):
-            timed("pingpong", rate, lambda: calibrate.pingpong(rate, out, NAME, args.timeout))
+            timed("pingpong", rate, lambda: calibrate.pingpong(rate, out, args.name, args.timeout))
     if "target" in only:
-        pp_path = out / f"pingpong-{args.target_rate}.json"
-        pp = json.loads(pp_path.read_text()) if pp_path.exists() else None
         timed("target", args.target_rate,
-              lambda: target.measure(args.target_rate, out, NAME, args.target_workers, _list(args.target_seeds),
-                                     args.target_steps, args.target_straggler, args.target, pp, args.timeout))
+              lambda: target.measure(args.target_rate, out, args.name, args.target_workers, _list(args.target_seeds),
+                                     args.target_steps, args.target_straggler, args.target, args.timeout))
     machine["wall_s"] = round(time.perf_counter() - t0)
     machine["argv"] = sys.argv[1:]
     machine_path.write_text(json.dumps(machine, indent=2) + "\n")

@@ -5,7 +5,11 @@ and the one-way latency of a ping-pong between two nodes (`backupsgd.cluster.pin
 also measures how much of the rate each direction gets when a link carries data both ways at once
 (`--duplex`), which the ring allreduce does and the parameter server's push and pull phases do not.
 Each prediction is shown twice: with the shaped rate alone (duplex 1, the model's textbook assumption)
-and with the measured duplex share.
+and with the measured duplex share. With several ranks per node the allreduce is modelled as Open MPI
+runs it across nodes (coll/han) and as the shm reducer does: hierarchical, shared memory within a node
+and a ring over one leader per node across the links (sim.network.allreduce_s), beside the flat ring
+over every rank that the model assumed before. What a training step costs besides compute and the wire
+is a per-step overhead fitted per mode on measured runs (backupsgd.cluster.target.fit_overheads).
 """
 
 from __future__ import annotations
@@ -43,10 +47,13 @@ def pingpong(rate: str, out: Path, name: str, timeout: float) -> dict:
     return data
 
 
-def network(pp: dict, model_mb: float, servers: int = 1, duplex: bool = True) -> NetConfig:
-    """The simulator's network for this cluster: shaped rate, ping-pong latency, measured duplex share."""
+def network(pp: dict, model_mb: float, servers: int = 1, duplex: bool = True, ranks_per_node: int = 1,
+            overhead_ms: float = 0.0) -> NetConfig:
+    """The simulator's network for this cluster: shaped rate, ping-pong latency, measured duplex share; the
+    ranks packed on each node (the hostfile's slots) and a fitted per-step overhead where given."""
     return NetConfig(model_mb=model_mb, bandwidth_gbps=parse_rate(pp["bandwidth"]) / 1e9,
-                     latency_us=pp["latency_us"], servers=servers, duplex=pp["duplex"] if duplex else 1.0)
+                     latency_us=pp["latency_us"], servers=servers, duplex=pp["duplex"] if duplex else 1.0,
+                     ranks_per_node=ranks_per_node, step_overhead_ms=overhead_ms)
 
 
 def exchange_s(mode: str, workers: int, net: NetConfig) -> float:
@@ -74,16 +81,22 @@ def ps_table(ps: dict, pp: dict) -> str:
 
 
 def exchange_table(ex: dict, pp: dict) -> str:
-    """Raw allreduce and the dense backup exchange of 2 nodes x 2 ranks against the ring model with P = 4
-    (a ring through 2 nodes crosses each link once each way, so a link carries one rank's ring traffic)."""
-    lines = ["| MiB | ranks | MPI_Allreduce ms | sim (duplex 1), ms | ratio | sim (measured duplex), ms | ratio "
-             "| backup (dense) ms | sim (measured duplex), ms | ratio |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in ex["rows"]:
-        p, net = r["ranks"], network(pp, r["size_mib"])
-        lines.append(f"| {r['size_mib']:g} | {p} | {r['mpi_ms']:.1f} "
-                     f"| {_cell(r['mpi_ms'], exchange_s('sync', p, replace(net, duplex=1.0)))} "
-                     f"| {_cell(r['mpi_ms'], exchange_s('sync', p, net))} | {r['backup_ms']:.1f} "
-                     f"| {_cell(r['backup_ms'], exchange_s('backup', p, net))} |")
+    """Raw allreduce and the dense backup exchange of K nodes x r ranks against the flat ring over all P ranks
+    (the model before ranks per node; a ring through the nodes crosses each link once each way, so a link
+    carries one rank's 2(P-1)/P x M) and the hierarchical model (a ring over the K node leaders, with shared
+    memory within a node), at full duplex and at the ping-pong's duplex share."""
+    r = ex.get("cluster", {}).get("slots", 2)
+    lines = ["| MiB | ranks | MPI_Allreduce ms | flat ring, ms | ratio | hierarchy (duplex 1), ms | ratio "
+             "| hierarchy (measured duplex), ms | ratio | backup (dense) ms | hierarchy (duplex 1), ms | ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in ex["rows"]:
+        p, m = row["ranks"], row["size_mib"]
+        flat, hier = network(pp, m), network(pp, m, ranks_per_node=r)
+        full = replace(hier, duplex=1.0)
+        lines.append(f"| {m:g} | {p} | {row['mpi_ms']:.1f} | {_cell(row['mpi_ms'], exchange_s('sync', p, flat))} "
+                     f"| {_cell(row['mpi_ms'], exchange_s('sync', p, full))} "
+                     f"| {_cell(row['mpi_ms'], exchange_s('sync', p, hier))} | {row['backup_ms']:.1f} "
+                     f"| {_cell(row['backup_ms'], exchange_s('backup', p, full))} |")
     return "\n".join(lines)
 
 

@@ -96,6 +96,12 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
 @click.option("--duplex", type=float, default=1.0, show_default=True,
               help="Share of the bandwidth each direction gets while a link carries data both ways (ring "
                    "allreduce); 1: full duplex. `python -m backupsgd.cluster.pingpong` measures it.")
+@click.option("--ranks-per-node", type=int, default=1, show_default=True,
+              help="Ranks packed on one node and sharing its link; > 1 makes the allreduce hierarchical.")
+@click.option("--node-gbps", type=float, default=18.0, show_default=True,
+              help="Shared-memory bandwidth within a node, Gbit/s (with --ranks-per-node > 1).")
+@click.option("--step-overhead-ms", type=float, default=0.0, show_default=True,
+              help="Per synchronous step cost besides compute and the wire (engine, Python, shared cores).")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default="grads-per-s", show_default=True)
 @click.option("--noise-scale", type=float, default=None,
               help="Critical batch B_noise in examples (time-to-accuracy, progress/s, auto).")
@@ -105,7 +111,8 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
               "worker finishes its stale step first, as the engine does).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows and recommendation here.")
 def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed, model_mb, bandwidth_gbps,
-                     latency_us, servers, duplex, objective, noise_scale, batch_size, restart, json_path) -> None:
+                     latency_us, servers, duplex, ranks_per_node, node_gbps, step_overhead_ms, objective, noise_scale,
+                     batch_size, restart, json_path) -> None:
     """Predict per-step time of every mode for each P and b (no MPI), and recommend b."""
     try:
         static, autos = _backups(backups)
@@ -120,7 +127,8 @@ def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed,
             steps=steps,
             seed=seed,
             net=NetConfig(model_mb=model_mb, bandwidth_gbps=bandwidth_gbps, latency_us=latency_us, servers=servers,
-                           duplex=duplex),
+                           duplex=duplex, ranks_per_node=ranks_per_node, node_gbps=node_gbps,
+                           step_overhead_ms=step_overhead_ms),
             objective=objective,
             noise_scale=noise_scale,
             restart=restart,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from backupsgd.errors import ConfigError
-from backupsgd.sim.network import NetConfig, ps_transfer_s, ring_allreduce_s, vote_s
+from backupsgd.sim.network import NetConfig, allreduce_s, ps_transfer_s, vote_s
 from backupsgd.sim.psasync import simulate_ps_async
 from backupsgd.straggler import StragglerModel, parse_straggler
 
@@ -121,10 +121,10 @@ def schedule(times: np.ndarray, n: int, exchange_s: float, restart: bool = False
 
 
 def exchange_time_s(mode: str, workers: int, n: int, net: NetConfig) -> float:
-    """Seconds from a synchronous step's decision to its update being applied."""
-    return {
-        "sync": ring_allreduce_s(workers, net),
-        "backup": vote_s(net) + ring_allreduce_s(workers, net),
+    """Seconds from a synchronous step's decision to its update being applied (the per-step overhead included)."""
+    return net.step_overhead_s + {
+        "sync": allreduce_s(workers, net),
+        "backup": vote_s(net) + allreduce_s(workers, net),
         "ps-sync": ps_transfer_s(workers, workers, net),
         # a late push reaches the servers while the next step computes, and is dropped: only the
         # N members' shards are between the decision and the next step; all P pull
