@@ -1,0 +1,85 @@
+"""`--backups auto` in the engine: replicas identical while N changes, the run equal to a single-process replay
+of its recorded members, the coordinator's choices equal to a fresh policy's on the recorded arrivals, and the
+configuration errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mpirun import read_steps, train
+from reference import replay
+
+from backupsgd.adaptive import parse_auto
+from backupsgd.auto_quorum import AutoQuorum, replay_choices
+from backupsgd.config import build_config
+from backupsgd.errors import ConfigError
+
+# No stragglers, then ranks 3 and 4 slow by 0.2 s (far beyond any compute here: N must drop to 3), then none.
+SHIFT = "phases:none@0-10;slow:ranks=3+4,delay=0.2@10-35;none@35-"
+
+
+def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path):
+    out = tmp_path / "run"
+    summary = train(5, out, "--mode", "backup", "--backups", "auto", "--steps", "50", "--model", "mlp",
+                    "--straggler", SHIFT, "--eval-every", "0", timeout=150)
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(50))
+    chosen = [s["quorum"] for s in steps]
+    assert len(set(chosen)) > 1, f"N never changed: {chosen}"
+    assert all(len(s["members"]) == n for s, n in zip(steps, chosen))  # the decision carries N as its members
+    assert all(3 not in s["members"] and 4 not in s["members"] for s in steps[12:35] if s["quorum"] <= 3)
+    assert all(2 <= n <= 5 for n in chosen) and summary["quorum_bounds"] == [2, 5]
+    assert summary["quorum"] == pytest.approx(np.mean(chosen))
+    # Every rank applied the same updates in the same order.
+    assert len(set(summary["param_digests"])) == 1, summary["param_digests"]
+    assert len(set(summary["optimizer_digests"])) == 1
+    # Oracle 1: one process averaging exactly the recorded members each step reaches the same parameters.
+    cfg = json.loads((out / "config.json").read_text())
+    expected = replay(cfg["workload"], [s["members"] for s in steps])
+    np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
+    # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
+    # the same N every step (what the simulator's replay of auto does with its own arrivals).
+    assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+
+
+def test_the_coordinators_records_replay_to_its_choices_without_mpi():
+    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow, and the records replay.
+    auto = AutoQuorum(parse_auto("auto:probe=5,window=5,overhead=0.005"), workers=5, batch=8)
+    rng = np.random.default_rng(0)
+    records = []
+    for step in range(60):
+        n = auto.choose(step, 5)
+        times = rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (step >= 20)
+        auto.observe(step, np.sort(times)[:n])
+        auto.post_noise(40.0)
+        records.append({"arrivals": {str(i): t for i, t in enumerate(np.sort(times)[:n])}, **auto.record(step)})
+    chosen = [r["quorum"] for r in records]
+    assert chosen[:10] == [5] * 10 and chosen[-10:] == [3] * 10
+    assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
+
+
+@pytest.mark.parametrize("values,world,fix", [
+    ({"backups": "auto:max=5"}, 5, "give max <= 4, or launch more ranks"),
+    ({"backups": "auto:min=3,max=2"}, 5, "need 0 <= min <= max"),
+    ({"backups": "auto:rule=fast"}, 5, "use rule=progress or rule=dbw"),
+    ({"backups": "auto", "mode": "sync"}, 5, "--mode backup only"),
+    ({"backups": "auto", "mode": "ps-backup"}, 5, "--mode backup only"),
+    ({"backups": "automatic"}, 5, "expected auto[:min=A,max=B]"),
+    ({"backups": "two"}, 5, "backups must be an integer >= 0 or auto"),
+])
+def test_auto_configuration_errors_name_the_fix(values, world, fix):
+    with pytest.raises(ConfigError, match=fix.replace("[", r"\[")):
+        build_config(values).check_world(world)
+
+
+def test_auto_configuration_accepted_from_toml_and_the_command_line(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('mode = "backup"\nbackups = "auto:min=0,max=4"\n')
+    from backupsgd.config import load_toml
+
+    cfg = build_config(load_toml(path))
+    cfg.check_world(5)
+    assert cfg.mode.backups == "auto:min=0,max=4"
+    assert build_config({"backups": "3"}).mode.backups == 3  # the command line gives every value as text
