@@ -15,6 +15,7 @@ from backupsgd.adaptive import parse_auto
 from backupsgd.auto_quorum import AutoQuorum, replay_choices
 from backupsgd.config import build_config
 from backupsgd.errors import ConfigError
+from backupsgd.report.build import build_report
 
 # No stragglers, then ranks 3 and 4 slow by 0.2 s (far beyond any compute here: N must drop to 3), then none.
 SHIFT = "phases:none@0-10;slow:ranks=3+4,delay=0.2@10-35;none@35-"
@@ -42,6 +43,10 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
     # the same N every step (what the simulator's replay of auto does with its own arrivals).
     assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+    # The report draws N over time beside the stragglers and states the mean N.
+    report = build_report(tmp_path, scale=False)
+    assert tmp_path / "auto.png" in report.figures
+    assert f"| {np.mean(chosen):.2f} | {min(chosen)}..{max(chosen)} |" in report.markdown.read_text()
 
 
 def test_the_coordinators_records_replay_to_its_choices_without_mpi():
@@ -83,3 +88,22 @@ def test_auto_configuration_accepted_from_toml_and_the_command_line(tmp_path):
     cfg.check_world(5)
     assert cfg.mode.backups == "auto:min=0,max=4"
     assert build_config({"backups": "3"}).mode.backups == 3  # the command line gives every value as text
+
+
+def test_sweep_grids_take_auto_and_name_its_runs(tmp_path):
+    from backupsgd.sweep import load_grid
+
+    path = tmp_path / "grid.toml"
+    path.write_text('[sweep]\nranks = 5\nmode = ["sync", "backup"]\nbackups = ["auto", "auto:rule=dbw,max=2", 0, 1]\n'
+                    'steps = 5\n')
+    grid = load_grid(path)
+    points = sorted((s.options["mode"], str(s.options["backups"])) for s in grid.runs)
+    # sync waits for everyone: its auto points collapse onto b = 0, as its b = 1 does
+    assert points == [("backup", "0"), ("backup", "1"), ("backup", "auto"), ("backup", "auto:rule=dbw,max=2"),
+                      ("sync", "0")]
+    names = {str(s.options["backups"]): s.name for s in grid.runs if s.options["mode"] == "backup"}
+    assert names["auto"].startswith("backup-bauto-n5-") and names["auto:rule=dbw,max=2"].startswith(
+        "backup-bauto-dbw_max2-n5-")
+    path.write_text('[sweep]\nranks = 5\nmode = "backup"\nbackups = ["auto:max=5"]\n')
+    with pytest.raises(ConfigError, match="give max <= 4"):
+        load_grid(path)
