@@ -107,3 +107,27 @@ def test_sweep_grids_take_auto_and_name_its_runs(tmp_path):
     path.write_text('[sweep]\nranks = 5\nmode = "backup"\nbackups = ["auto:max=5"]\n')
     with pytest.raises(ConfigError, match="give max <= 4"):
         load_grid(path)
+
+
+def test_library_script_under_backupsgd_backups_auto(tmp_path):
+    """BACKUPSGD_BACKUPS=auto in an unchanged user script: N drops once two ranks turn slow, every rank ends
+    identical, and the recorded choices replay (no batch_size given: the policy's default of 1, in which unit
+    the library measures the noise scale too)."""
+    import sys
+
+    from mpirun import BIN, REPO, launch
+
+    run = tmp_path / "runs" / "script"
+    env = {"BACKUPSGD_BACKUPS": "auto", "BACKUPSGD_STRAGGLER": "phases:none@0-6;slow:ranks=2+3,delay=0.15@6-",
+           "BACKUPSGD_RUN_DIR": str(run)}
+    exports = [x for name in env for x in ("-x", name)]
+    result = launch([str(BIN / "mpirun"), "--oversubscribe", *exports, "-n", "4", sys.executable,
+                     str(REPO / "examples" / "pytorch_digits.py"), "--epochs", "1"], 150, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = read_steps(run)
+    summary = json.loads((run / "summary.json").read_text())
+    chosen = [s["quorum"] for s in steps]
+    assert len(set(chosen)) > 1 and all(len(s["members"]) == n for s, n in zip(steps, chosen)), chosen
+    assert summary["quorum_bounds"] == [2, 4] and summary["quorum"] == pytest.approx(np.mean(chosen))
+    assert len(set(summary["param_digests"])) == 1 and len(set(summary["optimizer_digests"])) == 1
+    assert replay_choices(parse_auto("auto"), 4, 1, steps) == chosen
