@@ -36,7 +36,7 @@ class ModeConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; use --mode with one of {', '.join(MODES)}")
-        if isinstance(self.backups, str) and self.backups.strip().isdigit():  # the command line gives text
+        if isinstance(self.backups, str) and self.backups.strip().lstrip("-").isdigit():  # the command line gives text
             self.backups = int(self.backups)
         if isinstance(self.backups, str) and is_auto(self.backups):
             parse_auto(self.backups)  # a bad key or bound is refused here, naming the fix
