@@ -17,8 +17,6 @@ import threading
 import time
 from typing import Iterable, Sequence
 
-import numpy as np
-
 from backupsgd.adaptive import AutoPolicy, AutoSpec
 
 OVERHEAD_SPAN = 20  # steps: the measured exchange time is smoothed over about this many
@@ -86,10 +84,6 @@ class AutoQuorum:
             auto.update({"noise_scale": noise, "expected_s": [float(x) for x in self.policy.arrivals.expected()],
                          "next": after, "value": float(values[after - 1])})
 
-    @property
-    def current(self) -> int:
-        return self.policy.n
-
 
 def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dict]) -> list[int]:
     """The N a fresh policy chooses for each step, fed the arrivals, noise scales and overheads that `steps`
@@ -103,7 +97,3 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         noise = auto["noise_scale"]
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise)
     return chosen
-
-
-def mean_quorum(counts: Sequence[int]) -> float:
-    return float(np.mean(counts)) if len(counts) else math.nan

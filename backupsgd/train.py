@@ -75,9 +75,8 @@ class _Run:
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
         settings = fingerprint(config, self.workers)
         self.first = _resume(comm, run_dir, settings, self.replica) if ft.resume else 0
-        b = config.mode.backups
-        quorum = {"quorum": None, "quorum_bounds": list(parse_auto(b).bounds(self.workers))} \
-            if isinstance(b, str) else {"quorum": self.quorum}
+        quorum = {"quorum": None, "quorum_bounds": [self.auto.n_min, self.auto.n_max]} if self.auto \
+            else {"quorum": self.quorum}
         self.writer = RunWriter(run_dir, config.to_dict() | {"workers": self.workers, **quorum},
                                 resume_step=self.first if ft.resume else None) if self.rank == 0 else None
         self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if self.writer else None

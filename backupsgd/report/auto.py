@@ -47,7 +47,8 @@ def auto_plot(stats: list[GroupStats], path: Path) -> Path | None:
                                   extent=(-0.5, ready.shape[0] - 0.5, ready.shape[1] - 0.5, -0.5))
             fig.colorbar(image, ax=axes[:, col], label="compute + delay, ms", pad=0.01)  # both rows stay aligned
             bottom.set_yticks(range(ready.shape[1]), [f"rank {r}" for r in range(ready.shape[1])], fontsize=8)
-        bottom.set(xlabel="step", title="who was slow: each worker's time to a ready gradient\n(white: still behind, it never computed that step)")
+        bottom.set(xlabel="step", title="who was slow: each worker's time to a ready gradient\n"
+                   "(white: still behind, it never computed that step)")
         bottom.title.set_fontsize(9)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -3,7 +3,8 @@ into one with backup workers (each step averages the first N = P - b gradients a
 
 Launch as before (`mpirun -n 5 python train.py`, or `horovodrun`); choose b with `hvd.init(backups=1)` or
 BACKUPSGD_BACKUPS=1 (or let rank 0 choose N every step: backups="auto", BACKUPSGD_BACKUPS=auto), the reducer
-with `reducer=` or BACKUPSGD_REDUCER. Wrap the training loop's data in `hvd.skip_missed(loader)`. What differs from Horovod is documented on each name.
+with `reducer=` or BACKUPSGD_REDUCER. Wrap the training loop's data in `hvd.skip_missed(loader)`. What differs
+from Horovod is documented on each name.
 """
 
 from backupsgd.torch.collectives import (allgather, allgather_object, allreduce, allreduce_, barrier, broadcast,

@@ -39,7 +39,8 @@ class ScriptRun:
         self._chosen: list[int] = []  # rank 0: each step's N (under auto, the summary states their mean)
         self._dropped = 0  # rank 0: gradients dropped (counted per step: under auto N changes)
         config = {"mode": settings.mode, "backups": settings.backups,
-                  "workers": self.size, "quorum": None if self._auto else self.quorum, "seed": settings.seed, "straggler": settings.straggler,
+                  "workers": self.size, "quorum": None if self._auto else self.quorum, "seed": settings.seed,
+                  "straggler": settings.straggler,
                   "reducer": settings.reducer, "model": Path(sys.argv[0]).stem, "script": sys.argv[0],
                   "script_args": sys.argv[1:], "eval_every": 0}
         self._writer = RunWriter(Path(path), config) if path and self.rank == 0 else None
