@@ -131,3 +131,27 @@ def test_library_script_under_backupsgd_backups_auto(tmp_path):
     assert summary["quorum_bounds"] == [2, 4] and summary["quorum"] == pytest.approx(np.mean(chosen))
     assert len(set(summary["param_digests"])) == 1 and len(set(summary["optimizer_digests"])) == 1
     assert replay_choices(parse_auto("auto"), 4, 1, steps) == chosen
+
+
+def test_report_judges_auto_against_the_best_static_b(tmp_path):
+    """Made-up runs at P = 3: static b = 1 reaches 90% at 2 s, b = 2 at 1.5 s, auto (N alternating 2, 3) at 1.2 s."""
+    from test_report import write_run
+
+    root = tmp_path / "runs"
+    common = dict(mode="backup", seed=0, step_s=0.008, final_acc=0.95, steps_per_s=40.0)
+    write_run(root, "b1", backups=1, evals=[(4, 1.0, 0.8), (8, 2.0, 0.91)], **common)
+    write_run(root, "b2", backups=2, evals=[(4, 1.5, 0.91)], **common)
+    auto = write_run(root, "auto", backups=1, evals=[(4, 1.2, 0.92)], **common)
+    for name, fix in (("config.json", {"quorum": None, "quorum_bounds": [1, 3]}),
+                      ("summary.json", {"backups": "auto", "quorum": 2.5, "quorum_bounds": [1, 3]})):
+        record = json.loads((auto / name).read_text()) | fix
+        if name == "config.json":
+            record["mode"]["backups"] = "auto"
+        (auto / name).write_text(json.dumps(record))
+    steps = [s | {"quorum": 2 + s["step"] % 2} for s in read_steps(auto)]
+    (auto / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    report = build_report(root, scale=False)
+    text = report.markdown.read_text()
+    assert "| backup b=auto, P=3, none | 1 | 2.50 | 2..3 | 11.0 |" in text  # mean N, range, changes of N
+    assert "| none, P=3 | backup b=auto | 1/1 | 1.20 | b=2 (1.50) | 0.800 | yes | none |" in text
+    assert root / "auto.png" in report.figures

@@ -16,7 +16,7 @@ from backupsgd.report.target import Target, default_target
 MODE_ORDER = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
 # Keys a group's label always shows in its own way (or never: they follow from the others); they
 # also say how gradients are aggregated, not what is trained, so groups differing only in them compare.
-LABELLED = ("mode", "backups", "servers", "workers", "quorum", "straggler", "seed", *NOT_CONFIG)
+LABELLED = ("mode", "backups", "servers", "workers", "quorum", "quorum_bounds", "straggler", "seed", *NOT_CONFIG)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from backupsgd.report.aggregate import GroupStats  # noqa: E402
+from backupsgd.report.aggregate import GroupStats, comparable, panels  # noqa: E402
 from backupsgd.report.plots import DPI  # noqa: E402
 from backupsgd.report.tables import markdown_table  # noqa: E402
 
@@ -70,3 +70,27 @@ def auto_table(stats: list[GroupStats]) -> str:
         return ""
     return markdown_table(["configuration", "seeds", "mean N", "N chosen", "changes of N per run"], rows,
                           align_right_from=1)
+
+
+def auto_against_static(stats: list[GroupStats]) -> str:
+    """Issue 14's judgment per panel: each auto configuration's mean time to target against the best static b's
+    (`backup` mode, same workload) and whether it beats every static b; "" when no panel has both."""
+    rows = []
+    for (straggler, workers), group_stats in panels(stats).items():
+        for a in auto_groups(group_stats):
+            static = [s for s in group_stats if s.group.mode == "backup" and not isinstance(s.group.backups, str)
+                      and comparable(s.group, a.group) and s.time_to_target is not None]
+            if a.time_to_target is None or not static:
+                continue
+            best = min(static, key=lambda s: s.time_to_target.mean)
+            ratio = a.time_to_target.mean / best.time_to_target.mean
+            unreached = [s for s in static if s.reached < s.seeds]
+            rows.append([f"{straggler}, P={workers}", a.group.short, f"{a.reached}/{a.seeds}",
+                         f"{a.time_to_target.mean:.2f}", f"b={best.group.backups} ({best.time_to_target.mean:.2f})",
+                         f"{ratio:.3f}", "yes" if ratio < 1 and a.reached == a.seeds else "no",
+                         ", ".join(f"b={s.group.backups}" for s in unreached) or "none"])
+    if not rows:
+        return ""
+    return markdown_table(["panel", "auto", "reached", "time to target, s", "best static b (s)",
+                           "auto / best static", "beats every static b", "static b not reaching it every seed"],
+                          rows, align_right_from=2)

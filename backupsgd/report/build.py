@@ -11,7 +11,7 @@ from backupsgd.errors import ConfigError
 from backupsgd.report import plots
 from backupsgd.report.aggregate import GroupStats, check_recorded, group_runs, panels, summarise
 from backupsgd.report.arrivals import kth_arrivals
-from backupsgd.report.auto import auto_plot, auto_table
+from backupsgd.report.auto import auto_against_static, auto_plot, auto_table
 from backupsgd.report.claims import claims_markdown, verdicts
 from backupsgd.report.dropped import WINDOW, who_was_dropped
 from backupsgd.report.runs import Run, load_runs
@@ -158,6 +158,9 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
                 "The coordinator's choice of N each step (steps.jsonl `quorum`), mean over each run's steps, then "
                 "over seeds. In the b plot below an auto configuration sits at its mean b (P less its mean N).", "",
                 table, ""]
+        if (judged := auto_against_static(stats)):
+            out += ["Time to target (mean over the seeds that reached it) against the static b with the lowest "
+                    "mean, chosen knowing the outcome; below 1, auto was faster:", "", judged, ""]
         if "auto.png" in figures:
             out += ["Top: N per step (a one-step spike is a probe); bottom: every worker's compute + injected delay "
                     "per step, for the lowest seed.", "", "![N over time](auto.png)", ""]
