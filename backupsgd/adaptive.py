@@ -83,6 +83,13 @@ def is_auto(text: str) -> bool:
     return text.strip().startswith("auto")
 
 
+def backups_slug(backups: int | str) -> str:
+    """`backups` as a file name takes it: 2, auto, auto-dbw, auto_min0_max4 (no ':', ',' or '=')."""
+    if not isinstance(backups, str):
+        return str(backups)
+    return parse_auto(backups).label.replace(":", "_").replace(",", "_").replace("=", "")
+
+
 def parse_auto(text: str) -> AutoSpec:
     """Parse `auto`, `auto-dbw`, `auto:min=0,max=4,rule=dbw` (keys: see _KEYS); ConfigError names the fix."""
     head, _, body = text.strip().partition(":")

@@ -15,7 +15,9 @@ def _train_options(fn):
     options = [
         click.option("--config", "config_file", type=str, help="TOML file with any of these options as keys."),
         click.option("--mode", type=str, help="sync | backup | horovod (Horovod's DistributedOptimizer)"),
-        click.option("--backups", type=int, help="b: drop the b slowest gradients of each step (N = P - b)."),
+        click.option("--backups", type=str, help="b: drop the b slowest gradients of each step (N = P - b); "
+                     "auto[:min=A,max=B,rule=progress|dbw]: choose N every step from the arrivals and the gradient "
+                     "noise (--mode backup)."),
         click.option("--servers", type=int, help="k parameter-server ranks (0..k-1) for --mode ps-sync | ps-backup "
                      "| ps-async (default 1); the other ranks are workers."),
         click.option("--model", type=str, help="mlp (digits) | cnn (digits, fashion-mnist, mnist) | logreg "
@@ -90,7 +92,9 @@ def train(config_file: str | None, **options: Any) -> None:
         return config
 
     config = agree(comm, resolve)
-    label = f"{config.mode.mode}-b{config.mode.backups}-{config.workload.model}-s{config.workload.seed}"
+    from backupsgd.adaptive import backups_slug
+
+    label = f"{config.mode.mode}-b{backups_slug(config.mode.backups)}-{config.workload.model}-s{config.workload.seed}"
     run_dir = agree(comm, lambda: choose_run_dir(config.output.out, label, config.faults.resume)
                     if comm.rank == 0 else None)
     run_dir = comm.bcast(run_dir, root=0)

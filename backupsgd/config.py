@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backupsgd.adaptive import is_auto, parse_auto
 from backupsgd.errors import ConfigError
 
 MODES = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
@@ -28,14 +29,24 @@ REDUCERS = ("dense", "members", "horovod", "shm", "auto")
 @dataclass
 class ModeConfig:
     mode: str = "backup"  # how gradients are aggregated: sync (all P) or backup (first N of P)
-    backups: int = 0  # b: the slowest b workers of each step are dropped; N = P - b
+    backups: int | str = 0  # b: the slowest b workers of each step are dropped; N = P - b; or "auto[:min=A,max=B,
+    # rule=progress|dbw]": N chosen every step from the arrivals and the gradient noise (backupsgd/adaptive.py)
     servers: int | None = None  # k parameter-server ranks in the ps-* modes (None there means 1); unset otherwise
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; use --mode with one of {', '.join(MODES)}")
-        if not isinstance(self.backups, int) or self.backups < 0:
-            raise ConfigError(f"backups must be an integer >= 0, got {self.backups!r}; set --backups 0 or more")
+        if isinstance(self.backups, str) and self.backups.strip().lstrip("-").isdigit():  # the command line gives text
+            self.backups = int(self.backups)
+        if isinstance(self.backups, str) and is_auto(self.backups):
+            parse_auto(self.backups)  # a bad key or bound is refused here, naming the fix
+            if self.mode != "backup":
+                raise ConfigError(f"--backups auto chooses N per step in --mode backup only (its vote decides N); "
+                                  f"use --mode backup, or a number of backups for --mode {self.mode}")
+            return
+        if isinstance(self.backups, bool) or not isinstance(self.backups, int) or self.backups < 0:
+            raise ConfigError(f"backups must be an integer >= 0 or auto[:min=A,max=B], got {self.backups!r}; "
+                              "set --backups 0 or more, or --backups auto")
         if self.mode == "sync" and self.backups:
             raise ConfigError("--mode sync waits for every worker; use --backups 0, or --mode backup for b > 0")
         if self.mode == "horovod" and self.backups:
@@ -197,6 +208,12 @@ class ExperimentConfig:
 
         check_launch(world)
         b = self.mode.backups
+        if isinstance(b, str):  # auto: its bounds must leave N >= 1 at this many workers
+            try:
+                parse_auto(b).bounds(world)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc}, or launch more ranks (mpirun -n)") from None
+            b = 0
         servers = self.mode.servers or 0
         workers = world - servers  # the ps-* modes' servers compute no gradient
         if servers and workers < 1 + b:
@@ -250,10 +267,15 @@ def build_config(values: dict[str, Any]) -> ExperimentConfig:
     return ExperimentConfig(**sections)
 
 
+TEXT_TOO = ("backups",)  # numeric options that also take a word (backups = "auto")
+
+
 def _check_type(name: str, value: Any, default: Any) -> None:
     """A value of the wrong type (from a TOML file, say) is a ConfigError, never a crash further in."""
     kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
     expected = kinds.get(type(default))
+    if name in TEXT_TOO and isinstance(value, str):  # e.g. backups = "auto": the section checks the text
+        return
     if expected is None:  # e.g. a None default: the section checks the value itself
         return
     if not isinstance(value, expected) or (isinstance(value, bool) and type(default) is not bool):

@@ -19,7 +19,7 @@ from mpi4py import MPI
 from backupsgd.polling import Backoff, Stopped
 from backupsgd.reducers import Reducer
 from backupsgd.survivors import name_the_dead, revoke
-from backupsgd.vote import COORDINATOR, REJECTED, STANDS, Coordinator, Follower, Vote
+from backupsgd.vote import COORDINATOR, REJECTED, STANDS, Coordinator, Follower, QuorumPolicy, Vote
 
 __all__ = ["COORDINATOR", "Decision", "EngineError", "GradientEngine", "Handle", "Resync", "Resynced"]
 
@@ -82,7 +82,9 @@ class Handle:
 
 
 class GradientEngine:
-    """Votes and reduces step after step; `quorum` = N (P for sync, P - b for backup).
+    """Votes and reduces step after step; `quorum` = N (P for sync, P - b for backup), or under `--backups
+    auto` the smallest N the coordinator's `quorum_policy` may choose (given on rank 0): each step's N is then
+    the number of members its decision names, and every reducer divides by that.
 
     With a reducer that sends results by message (`point_to_point`), a worker more than `lag_limit`
     steps behind is sent no more results (which bounds the result buffers pinned by sends to it);
@@ -99,7 +101,7 @@ class GradientEngine:
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
                  lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
                  reduce_comm: MPI.Comm | None = None, member_timeout: float | None = 0.0,
-                 freeze: Callable[[int], float] | None = None) -> None:
+                 freeze: Callable[[int], float] | None = None, quorum_policy: QuorumPolicy | None = None) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
@@ -112,7 +114,8 @@ class GradientEngine:
             if self._p2p and member_timeout is not None and \
                     vote_comm.bcast(track_lag if self.rank == COORDINATOR else None, root=COORDINATOR):
                 self._timeout = member_timeout or reducer.default_timeout()
-            self._role = (Coordinator(vote_comm, quorum, track_lag, lag_limit, grace=self._timeout or 0.0)
+            self._role = (Coordinator(vote_comm, quorum, track_lag, lag_limit, grace=self._timeout or 0.0,
+                                      policy=quorum_policy)
                           if self.rank == COORDINATOR else Follower(vote_comm, quorum))
         self._poisoned = False  # stuck on a step that stood without this rank: it waits to be brought back
         self._cv = threading.Condition()

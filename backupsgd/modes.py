@@ -7,6 +7,7 @@ from typing import Protocol
 
 from mpi4py import MPI
 
+from backupsgd.adaptive import parse_auto
 from backupsgd.engine import GradientEngine
 from backupsgd.reducers import REDUCERS
 
@@ -14,8 +15,8 @@ from backupsgd.reducers import REDUCERS
 class Mode(Protocol):
     name: str
 
-    def quorum(self, workers: int, backups: int) -> int:
-        """N: how many workers' gradients each step aggregates."""
+    def quorum(self, workers: int, backups: int | str) -> int:
+        """N: how many workers' gradients each step aggregates (the least, under `--backups auto`)."""
 
     def open_exchange(self, comm: MPI.Comm, length: int, quorum: int, reducer: str = "dense",
                       **engine_options) -> GradientEngine:
@@ -29,7 +30,10 @@ class AllreduceMode:
     name: str
     drops_backups: bool
 
-    def quorum(self, workers: int, backups: int) -> int:
+    def quorum(self, workers: int, backups: int | str) -> int:
+        """`backups` "auto...": the smallest N its policy may choose (the engine's bound; see auto_quorum.py)."""
+        if isinstance(backups, str):
+            return parse_auto(backups).bounds(workers)[0]
         return workers - backups if self.drops_backups else workers
 
     def open_exchange(self, comm: MPI.Comm, length: int, quorum: int, reducer: str = "dense",

@@ -6,7 +6,10 @@ from __future__ import annotations
 def format_summary(summary: dict) -> str:
     digests_agree = len(set(summary["param_digests"])) == 1
     rows = [
-        ("mode", f"{summary['mode']} (N={summary['quorum']} of P={summary['workers']}, b={summary['backups']})"),
+        ("mode", f"{summary['mode']} (N={summary['quorum']} of P={summary['workers']}, b={summary['backups']})"
+         if "quorum_bounds" not in summary else  # --backups auto: N changed from step to step
+         f"{summary['mode']} (N chosen per step, mean {summary['quorum']:.2f} in {summary['quorum_bounds'][0]}.."
+         f"{summary['quorum_bounds'][1]} of P={summary['workers']}, b={summary['backups']})"),
         ("model", summary["model"]),
         ("straggler", summary["straggler"]),
         ("steps", f"{summary['steps']} in {summary['wall_s']:.2f} s"),

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from backupsgd.adaptive import parse_auto
+from backupsgd.auto_quorum import AutoQuorum
 from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load_latest
 from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
@@ -60,7 +62,12 @@ class _Run:
         self.wl, self.ft = wl, ft = config.workload, config.faults
         torch.set_num_threads(wl.threads)
         self.mode = MODES[config.mode.mode]
-        self.quorum = self.mode.quorum(self.workers, config.mode.backups)
+        self.quorum = self.mode.quorum(self.workers, config.mode.backups)  # under auto, the least N
+        # `--backups auto`: rank 0's coordinator chooses each step's N (it decides; the others follow)
+        self.auto = AutoQuorum(parse_auto(config.mode.backups), self.workers, wl.batch_size) \
+            if isinstance(config.mode.backups, str) and self.rank == 0 else None
+        self.chosen: list[int] = []  # rank 0: each step's N (for the summary's mean N)
+        self.dropped = 0  # rank 0: gradients dropped so far (auto; a fixed N counts them from N)
         # A user's model or dataset (by import path) may be refused only once built: every rank exits 2 alike.
         self.data, self.replica = agree(comm, lambda: (load_dataset(wl.dataset, wl.data_dir),
                                                        Replica(wl, pick_device(local_rank()))))
@@ -68,7 +75,9 @@ class _Run:
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
         settings = fingerprint(config, self.workers)
         self.first = _resume(comm, run_dir, settings, self.replica) if ft.resume else 0
-        self.writer = RunWriter(run_dir, config.to_dict() | {"workers": self.workers, "quorum": self.quorum},
+        quorum = {"quorum": None, "quorum_bounds": [self.auto.n_min, self.auto.n_max]} if self.auto \
+            else {"quorum": self.quorum}
+        self.writer = RunWriter(run_dir, config.to_dict() | {"workers": self.workers, **quorum},
                                 resume_step=self.first if ft.resume else None) if self.rank == 0 else None
         self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if self.writer else None
         self.progress = Progress(wl.steps - self.first, enabled=self.rank == 0 and config.output.progress)
@@ -90,7 +99,8 @@ class _Run:
             snapshot = (lambda: encode(self.replica.state())) if comm.rank == 0 else None
             engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
                                              lag_limit=ft.lag_limit, snapshot=snapshot,
-                                             member_timeout=ft.member_timeout, freeze=self.faults.reduce_freeze)
+                                             member_timeout=ft.member_timeout, freeze=self.faults.reduce_freeze,
+                                             quorum_policy=self.auto)
             try:
                 with engine:
                     watchdog.describe = engine.describe
@@ -167,6 +177,13 @@ class _Run:
             # The gradient noise scale, measured: the members' own squared norms against their mean's.
             record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
                                       fused.squared_norm(d.total, d.scale), self.noise))
+            # The chosen N; under auto the estimates behind it, and the noise scale handed to the coordinator.
+            if self.auto is not None:
+                self.auto.post_noise(record["noise_scale"])
+                record.update(self.auto.record(d.step))
+            record.setdefault("quorum", self.quorum)
+            self.chosen.append(record["quorum"])
+            self.dropped += len(self.living) - len(d.members)
             writer.step(record)
         self.progress.update(loss=loss)
         step = d.step + 1
@@ -224,8 +241,13 @@ class _Run:
         segments = [(first, self.workers)] + [(s["step"], len(s["living"])) for s in self.shrinks]
         bounds = [begin for begin, _ in segments[1:]] + [steps]
         dropped = sum((n - self.quorum) * (end - begin) for (begin, n), end in zip(segments, bounds))
+        if self.auto is not None:
+            dropped = self.dropped
         summary = {
-            "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups, "quorum": self.quorum,
+            "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups,
+            # under auto, the mean N chosen (and its bounds); else the fixed N
+            "quorum": float(np.mean(self.chosen)) if self.auto and self.chosen else self.quorum,
+            **({"quorum_bounds": [self.auto.n_min, self.auto.n_max]} if self.auto else {}),
             "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
             "dropped_gradients": dropped, "dropped_fraction": dropped / (self.workers * steps),
             **metrics, "seed": config.workload.seed,

@@ -68,12 +68,22 @@ class Host(Protocol):
         """The training state after `step` updates, once the training thread has produced it (asks for it)."""
 
 
+class QuorumPolicy(Protocol):
+    """Chooses each step's N on the coordinator (backupsgd.auto_quorum.AutoQuorum)."""
+
+    def choose(self, step: int, size: int) -> int: ...
+
+    def observe(self, step: int, arrivals) -> None:
+        """`step` was decided; `arrivals`: its members' READY times, seconds into the step."""
+
+
 class Coordinator:
     """Rank 0's side: tally READYs per step, decide, track who lags behind, bring laggards back."""
 
     def __init__(self, comm: MPI.Comm, quorum: int, track_lag: bool, lag_limit: int = 20,
-                 grace: float = 0.0) -> None:
+                 grace: float = 0.0, policy: QuorumPolicy | None = None) -> None:
         self._comm, self.quorum = comm, quorum
+        self.policy = policy  # `--backups auto`: N chosen per step (self.quorum is the current one); None: fixed
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.track_lag, self.lag_limit = track_lag, lag_limit
         self.grace = grace  # once stuck itself, how long to wait for the others' STUCK reports
@@ -99,6 +109,8 @@ class Coordinator:
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
+        if self.policy is not None:  # followers learn N as the number of members the decision names
+            self.quorum = self.policy.choose(step, self.size)
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
         counted_self = any(r == self.rank for r, _ in ready) or self.rank in rejected
@@ -143,6 +155,8 @@ class Coordinator:
                     newly.add(r)
         self._announce(step, 0, members, newly)
         arrivals = {r: t - step_start for r, t in chosen}
+        if self.policy is not None:  # the first N arrivals: those after the decision are censored
+            self.policy.observe(step, arrivals.values())
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:

@@ -16,7 +16,7 @@ from backupsgd.report.target import Target, default_target
 MODE_ORDER = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")
 # Keys a group's label always shows in its own way (or never: they follow from the others); they
 # also say how gradients are aggregated, not what is trained, so groups differing only in them compare.
-LABELLED = ("mode", "backups", "servers", "workers", "quorum", "straggler", "seed", *NOT_CONFIG)
+LABELLED = ("mode", "backups", "servers", "workers", "quorum", "quorum_bounds", "straggler", "seed", *NOT_CONFIG)
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,19 @@ class Group:
         return self.first.mode
 
     @property
-    def backups(self) -> int:
+    def backups(self) -> int | str:
         return self.first.backups
+
+    @property
+    def b_value(self) -> float:
+        """b as a number for axes and fits: under auto, the mean over seeds of each run's mean b."""
+        return float(np.mean([r.b_value for r in self.runs]))
+
+    @property
+    def order(self) -> tuple:
+        """Where b sorts: every fixed b, then the auto variants by name."""
+        b = self.backups
+        return (1, 0, b) if isinstance(b, str) else (0, b, "")
 
     @property
     def panel(self) -> tuple[str, int]:
@@ -115,7 +126,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         for g in siblings:
             g.extras = " ".join(f"{k}={g.first.config.get(k)}" for k in keys
                                 if repr(g.first.config.get(k)) != usual[k])
-    return sorted(groups, key=lambda g: (g.panel, mode_rank(g.mode), g.backups, g.extras))
+    return sorted(groups, key=lambda g: (g.panel, mode_rank(g.mode), g.order, g.extras))
 
 
 def comparable(a: Group, b: Group) -> bool:

@@ -33,7 +33,7 @@ def kth_arrivals(groups: list[Group]) -> np.ndarray:
 def coordinator_kth(groups: list[Group]) -> tuple[np.ndarray, int | None]:
     """(steps pooled over runs, N): the coordinator's sorted READY times of the members, from the
     panel's `backup` runs with the fewest backups (the most members to show), and that b."""
-    voting = [g for g in groups if g.mode == "backup"]
+    voting = [g for g in groups if g.mode == "backup" and not isinstance(g.backups, str)]  # a fixed N: one width
     if not voting:
         return np.empty((0, 0)), None
     b = min(g.backups for g in voting)

@@ -11,6 +11,7 @@ from backupsgd.errors import ConfigError
 from backupsgd.report import plots
 from backupsgd.report.aggregate import GroupStats, check_recorded, group_runs, panels, summarise
 from backupsgd.report.arrivals import kth_arrivals
+from backupsgd.report.auto import auto_against_static, auto_plot, auto_table
 from backupsgd.report.claims import claims_markdown, verdicts
 from backupsgd.report.dropped import WINDOW, who_was_dropped
 from backupsgd.report.noise_scale import noise_table
@@ -32,7 +33,7 @@ class Report:
 
 def measured(run: Run) -> Measured | None:
     step_s, compute_s = run.mean_step_s(), run.median_compute_s()
-    if step_s is None or compute_s is None:
+    if step_s is None or compute_s is None or run.is_auto:  # the calibration replays a fixed b
         return None
     return Measured(str(run.path), run.mode, run.workers, run.backups, run.straggler, run.seed,
                     int(run.config.get("steps", run.summary.get("steps", 1))), int(run.config.get("servers") or 1),
@@ -56,6 +57,7 @@ def build_report(root: Path, target: Target | None = None, scale: bool = True) -
         plots.b_tradeoff(stats, root / "b_tradeoff.png", predicted),
         plots.calibration_scatter(cal, root / "calibration.png"),
         who_was_dropped(stats, root / "dropped.png"),
+        auto_plot(stats, root / "auto.png"),
     ) if f is not None]
     projections = [p for gs in panels(stats).values() if (p := project(gs)) is not None] if scale else []
     if (fig := projection_plot(projections, root / "scale.png")) is not None:
@@ -152,6 +154,17 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
                 "without being computed (the worker was still behind on an earlier step). At the right: each "
                 "worker's dropped gradients over the whole run. `backupsgd timeline RUN_DIR` shows one run's steps "
                 "on every rank in time.", "", "![who was dropped](dropped.png)", ""]
+    if (table := auto_table(stats)):
+        out += ["## N chosen per step (`--backups auto`)", "",
+                "The coordinator's choice of N each step (steps.jsonl `quorum`), mean over each run's steps, then "
+                "over seeds. In the b plot below an auto configuration sits at its mean b (P less its mean N).", "",
+                table, ""]
+        if (judged := auto_against_static(stats)):
+            out += ["Time to target (mean over the seeds that reached it) against the static b with the lowest "
+                    "mean, chosen knowing the outcome; below 1, auto was faster:", "", judged, ""]
+        if "auto.png" in figures:
+            out += ["Top: N per step (a one-step spike is a probe); bottom: every worker's compute + injected delay "
+                    "per step, for the lowest seed.", "", "![N over time](auto.png)", ""]
     out += ["## Step time and time to target against b", "",
             "Mean with min-max bars over seeds; `sync` is its own marker at b=0; dashed: the calibrated simulator.",
             "", "![b trade-off](b_tradeoff.png)", "",

@@ -94,7 +94,7 @@ def _compare(panel, subject: GroupStats, baseline: GroupStats, quantity: str) ->
 def verdicts(stats: list[GroupStats]) -> list[Verdict]:
     out = []
     for panel, group_stats in panels(stats).items():
-        backups = [s for s in group_stats if s.group.mode == "backup" and s.group.backups > 0]
+        backups = [s for s in group_stats if s.group.mode == "backup" and s.group.backups != 0]
         for subject in backups:
             for s in group_stats:
                 if s.group.mode == "sync" and comparable(s.group, subject.group):

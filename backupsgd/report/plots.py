@@ -154,11 +154,12 @@ def _cdf_lines(ax: plt.Axes, kth: np.ndarray, workers: int) -> None:
 def _family(s: GroupStats) -> str:
     """What a line of the b plot joins: one mode (and its own settings) across b."""
     k = s.group.first.config.get("servers")
-    return " ".join(x for x in (s.group.mode, f"k={k}" if k else "", s.group.extras) if x)
+    auto = s.group.backups if isinstance(s.group.backups, str) else ""  # at its mean b, a point of its own
+    return " ".join(x for x in (s.group.mode, auto, f"k={k}" if k else "", s.group.extras) if x)
 
 
 def _errorbars(ax: plt.Axes, members: list[GroupStats], get, scale: float, offset: float, color, label: str) -> None:
-    pts = [(s.group.backups, get(s), s) for s in members if get(s) is not None]
+    pts = [(s.group.b_value, get(s), s) for s in members if get(s) is not None]
     if not pts:
         return
     mean = np.array([st.mean for _, st, _ in pts]) * scale
@@ -194,14 +195,14 @@ def b_tradeoff(stats: list[GroupStats], path: Path, predicted: dict[tuple, float
         for s in group_stats:
             families.setdefault(_family(s), []).append(s)
         for j, (family, members) in enumerate(families.items()):
-            members = sorted(members, key=lambda s: s.group.backups)
+            members = sorted(members, key=lambda s: s.group.b_value)
             offset = 0.04 * (j - (len(families) - 1) / 2)  # keeps bars at the same b apart
             color = cmap(j % 10)
             _errorbars(bottom, members, _tta, 1.0, offset, color, family)
             if members[0].group.mode in UNSTEPPED:
                 continue
             _errorbars(top, members, _step, 1e3, offset, color, family)
-            pred = [(s.group.backups, (predicted or {}).get(_key(s))) for s in members]
+            pred = [(s.group.b_value, (predicted or {}).get(_key(s))) for s in members]
             pred = [(x, y) for x, y in pred if y is not None]
             if pred:
                 top.plot([x + offset for x, _ in pred], [1e3 * y for _, y in pred], "x--", color=color,

@@ -35,8 +35,25 @@ class Run:
         return str(self.config.get("mode", self.summary.get("mode", "?")))
 
     @property
-    def backups(self) -> int:
-        return int(self.config.get("backups", self.summary.get("backups", 0)))
+    def backups(self) -> int | str:
+        """b, or the `auto...` spec of a run that chose N per step (see `b_value`)."""
+        value = self.config.get("backups", self.summary.get("backups", 0))
+        return value if isinstance(value, str) and value.startswith("auto") else int(value)
+
+    @property
+    def is_auto(self) -> bool:
+        return isinstance(self.backups, str)
+
+    @property
+    def b_value(self) -> float:
+        """b as a number: an auto run's mean b over its steps (P less the mean N its summary states)."""
+        if not self.is_auto:
+            return float(self.backups)
+        return float(self.workers - self.summary.get("quorum", self.workers))
+
+    def chosen_n(self) -> np.ndarray:
+        """Each step's N from steps.jsonl (`quorum`; older runs: how many members it had)."""
+        return np.array([s.get("quorum") or len(s.get("members", [])) for s in self.steps], dtype=float)
 
     @property
     def workers(self) -> int:

@@ -52,7 +52,7 @@ def fit_noise_scale(stats: list[GroupStats]) -> NoiseFit | None:
     the runs cover fewer than two N or the fit is not physical (S_min <= 0 or B_noise < 0)."""
     xs, ys = [], []
     for s in stats:
-        if s.group.mode not in ("sync", "backup"):
+        if s.group.mode not in ("sync", "backup") or isinstance(s.group.backups, str):  # auto: N varies
             continue
         n = s.group.first.workers - s.group.backups
         for run in s.group.runs:

@@ -6,7 +6,7 @@ Format (documented with an example at the top of launch/experiments/smoke.toml):
     ranks = 5                  # P: `mpirun -n P` (a list sweeps it)
     timeout_s = 600            # per run: the run's whole process group is killed after this
     mode = ["sync", "backup"]  # any `backupsgd train` option: a list is swept, a scalar is fixed
-    backups = [0, 1, 2]
+    backups = [0, 1, 2]         # or "auto", "auto:rule=dbw": N chosen per step (backup mode only)
     seed = [0, 1, 2, 3, 4]
 
     [[sweep.variant]]          # optional: each variant's keys override [sweep]'s; the runs are the
@@ -14,7 +14,7 @@ Format (documented with an example at the top of launch/experiments/smoke.toml):
     backups = [1, 2]
 
 A mode that waits for every worker refuses backups > 0 (`sync`, and the other full modes): for such
-a mode the grid collapses `backups` to 0 instead of failing, and the duplicates run once.
+a mode the grid collapses `backups` to 0 instead of failing, and the duplicates run once; `auto` too.
 """
 
 from __future__ import annotations
@@ -142,11 +142,13 @@ def _point(path: Path, values: dict[str, Any]) -> RunSpec:
 
 
 def _name(ranks: int, flat: dict[str, Any], given: dict[str, Any]) -> str:
+    from backupsgd.adaptive import backups_slug  # `auto:max=2` names a directory as auto_max2
+
     # The digest covers only the options the grid gives, so a new train option with a default
     # (added later) does not rename, and thereby rerun, every finished run of an old sweep.
     digest = hashlib.sha1(json.dumps({"ranks": ranks, **given}, sort_keys=True).encode()).hexdigest()[:8]
     straggler = re.sub(r"[^A-Za-z0-9.=+_-]+", "_", str(flat["straggler"]))[:40]
-    return f"{flat['mode']}-b{flat['backups']}-n{ranks}-{straggler}-s{flat['seed']}-{digest}"
+    return f"{flat['mode']}-b{backups_slug(flat['backups'])}-n{ranks}-{straggler}-s{flat['seed']}-{digest}"
 
 
 def run_toml(spec: RunSpec) -> str:

@@ -24,6 +24,7 @@ SCRIPT_MODES = ("sync", "backup", "horovod")
 
 def check_script_point(path: Path, ranks: int, values: dict[str, Any]) -> dict[str, Any]:
     """Validate one script point; returns the train-like flat view that names its directory."""
+    from backupsgd.adaptive import is_auto, parse_auto
     from backupsgd.config import REDUCERS
     from backupsgd.straggler import parse_straggler
 
@@ -39,8 +40,15 @@ def check_script_point(path: Path, ranks: int, values: dict[str, Any]) -> dict[s
     mode, backups = values.get("mode", "backup"), values.get("backups", 0)
     if mode not in SCRIPT_MODES:
         raise ConfigError(f"{where} is invalid: a script runs in mode {', '.join(SCRIPT_MODES)}, not {mode!r}")
-    if isinstance(backups, bool) or not isinstance(backups, int) or not 0 <= backups < ranks:
-        raise ConfigError(f"{where} is invalid: backups must be an integer with 0 <= b < ranks")
+    if isinstance(backups, str) and is_auto(backups):  # BACKUPSGD_BACKUPS=auto...: backup mode, bounds within P
+        if mode != "backup":
+            raise ConfigError(f"{where} is invalid: backups = {backups!r} chooses N per step in mode backup only")
+        try:
+            parse_auto(backups).bounds(ranks)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} is invalid: {exc}") from None
+    elif isinstance(backups, bool) or not isinstance(backups, int) or not 0 <= backups < ranks:
+        raise ConfigError(f"{where} is invalid: backups must be an integer with 0 <= b < ranks, or auto[:...]")
     if values.get("reducer", "dense") not in REDUCERS:
         raise ConfigError(f"{where} is invalid: unknown reducer; use one of {', '.join(REDUCERS)}")
     seed = values.get("seed", 0)

@@ -2,8 +2,9 @@
 into one with backup workers (each step averages the first N = P - b gradients and drops the b slowest).
 
 Launch as before (`mpirun -n 5 python train.py`, or `horovodrun`); choose b with `hvd.init(backups=1)` or
-BACKUPSGD_BACKUPS=1, the reducer with `reducer=` or BACKUPSGD_REDUCER. Wrap the training loop's data in
-`hvd.skip_missed(loader)`. What differs from Horovod is documented on each name.
+BACKUPSGD_BACKUPS=1 (or let rank 0 choose N every step: backups="auto", BACKUPSGD_BACKUPS=auto), the reducer
+with `reducer=` or BACKUPSGD_REDUCER. Wrap the training loop's data in `hvd.skip_missed(loader)`. What differs
+from Horovod is documented on each name.
 """
 
 from backupsgd.torch.collectives import (allgather, allgather_object, allreduce, allreduce_, barrier, broadcast,
@@ -42,13 +43,13 @@ def local_size() -> int:
 
 
 def backups() -> int:
-    """b: how many of the slowest gradients each step drops."""
-    return _current().settings.backups
+    """b: how many of the slowest gradients each step drops (under backups="auto", the latest step's P - N)."""
+    return _current().size - _current().n
 
 
 def quorum() -> int:
-    """N = P - b: how many gradients each step averages."""
-    return _current().quorum
+    """N = P - b: how many gradients each step averages (under backups="auto", the latest step's N)."""
+    return _current().n
 
 
 def log_eval(**metrics: float) -> None:

@@ -22,11 +22,14 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from backupsgd.adaptive import parse_auto
+from backupsgd.auto_quorum import AutoQuorum
 from backupsgd.checkpoint import decode, encode
 from backupsgd.engine import Decision
 from backupsgd.faults import FaultInjector, parse_faults
 from backupsgd.fused import FusedGradients
 from backupsgd.modes import MODES
+from backupsgd.noise import NoiseScale, step_fields
 from backupsgd.protocol import StepProtocol
 from backupsgd.rundir import StepTiming
 from backupsgd.straggler import StragglerModel, parse_straggler, rank_delay
@@ -63,9 +66,14 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._fused = FusedGradients(self._params)  # its loss slot stays 0: a script's loss is its own
         settings = runtime.settings
         self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout)
+        # backups="auto": rank 0 chooses each step's N from the arrivals and the noise scale it measures here
+        self._auto = AutoQuorum(parse_auto(settings.backups), runtime.size, settings.batch_size or 1) \
+            if isinstance(settings.backups, str) and runtime.rank == 0 else None
+        self._noise = NoiseScale()
         self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
             runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=0,
-            lag_limit=settings.lag_limit, snapshot=self._snapshot if runtime.rank == 0 else None)
+            lag_limit=settings.lag_limit, snapshot=self._snapshot if runtime.rank == 0 else None,
+            quorum_policy=self._auto)
         self._watchdog.describe = self._engine.describe
         staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
         self._buf = staging if staging is not None else self._fused.new_buffer()
@@ -204,7 +212,19 @@ class _DistributedOptimizer(WrappedOptimizer):
             torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
         timing.apply_s = time.perf_counter() - t0
-        self.record.step(decision, timing)
+        self._runtime.n = len(decision.members)
+        self.record.step(decision, timing, self._step_fields(decision) if self._runtime.rank == 0 else {})
+
+    def _step_fields(self, decision: Decision) -> dict:
+        """Rank 0: the step's noise-scale fields and, under auto, the N chosen and the estimates behind it; the
+        noise scale goes to the coordinator for its next choices (as in train.py)."""
+        fields = step_fields(float(decision.total[self._fused.sq_norm]), len(decision.members),
+                             self._runtime.settings.batch_size or 1,
+                             self._fused.squared_norm(decision.total, decision.scale), self._noise)
+        if self._auto is not None:
+            self._auto.post_noise(fields["noise_scale"])
+            fields.update(self._auto.record(decision.step))
+        return fields
 
     def _replay(self, decision: Decision) -> None:
         """A step decided without this rank: the same update the members applied."""

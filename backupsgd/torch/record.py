@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from mpi4py import MPI
 
@@ -34,16 +35,26 @@ class ScriptRun:
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []
         self._last_eval: dict[str, float] = {}
+        self._auto, self._bounds = isinstance(settings.backups, str), runtime.bounds
+        self._chosen: list[int] = []  # rank 0: each step's N (under auto, the summary states their mean)
+        self._dropped = 0  # rank 0: gradients dropped (counted per step: under auto N changes)
         config = {"mode": settings.mode, "backups": settings.backups,
-                  "workers": self.size, "quorum": self.quorum, "seed": settings.seed, "straggler": settings.straggler,
+                  "workers": self.size, "quorum": None if self._auto else self.quorum, "seed": settings.seed,
+                  "straggler": settings.straggler,
                   "reducer": settings.reducer, "model": Path(sys.argv[0]).stem, "script": sys.argv[0],
                   "script_args": sys.argv[1:], "eval_every": 0}
         self._writer = RunWriter(Path(path), config) if path and self.rank == 0 else None
 
-    def step(self, decision: Decision, timing: StepTiming) -> None:
+    def step(self, decision: Decision, timing: StepTiming, fields: dict | None = None) -> None:
+        """`fields`: more of the step's record (rank 0: the noise scale; under auto the N chosen)."""
         self.timings[decision.step] = timing
         if self._writer is not None:
-            self._writer.step(step_record(decision, self.elapsed(), None, timing, list(range(self.size))))
+            record = step_record(decision, self.elapsed(), None, timing, list(range(self.size)))
+            record.update(fields or {})
+            record.setdefault("quorum", self.quorum)
+            self._chosen.append(record["quorum"])
+            self._dropped += self.size - len(decision.members)
+            self._writer.step(record)
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, "time": self.elapsed()}
@@ -64,10 +75,12 @@ class ScriptRun:
         if self._writer is None:
             return
         wall_s, s = self.elapsed(), self._settings
-        dropped = (self.size - self.quorum) * steps
+        dropped = self._dropped if self._auto else (self.size - self.quorum) * steps
         summary = {
             "mode": s.mode, "workers": self.size, "backups": s.backups,
-            "quorum": self.quorum, "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
+            "quorum": float(np.mean(self._chosen)) if self._auto and self._chosen else self.quorum,
+            **({"quorum_bounds": list(self._bounds)} if self._auto else {}),
+            "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
             "dropped_gradients": dropped, "dropped_fraction": dropped / max(1, self.size * steps),
             "test_loss": self._last_eval.get("test_loss"), "test_accuracy": self._last_eval.get("test_accuracy"),
             **{k: v for k, v in self._last_eval.items() if k not in ("test_loss", "test_accuracy")},

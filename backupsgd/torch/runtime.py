@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from mpi4py import MPI
 
+from backupsgd.adaptive import is_auto, parse_auto
 from backupsgd.config import REDUCERS
 from backupsgd.errors import ConfigError
 from backupsgd.mpi_env import agreed, check_thread_level
@@ -33,7 +34,8 @@ MODES = ("sync", "backup", "horovod")
 @dataclass(frozen=True)
 class Settings:
     mode: str  # sync | backup: backupsgd's exchange; horovod: horovod.torch's own DistributedOptimizer (baseline)
-    backups: int  # b: each step drops the b slowest gradients; N = P - b
+    backups: int | str  # b: each step drops the b slowest gradients; N = P - b; or "auto[:min=A,max=B,...]"
+    # (backupsgd/adaptive.py): rank 0 chooses N every step from the arrivals and the gradient noise
     reducer: str  # how a step's members sum their gradients (dense, members, shm, horovod)
     stall_timeout: float  # seconds without progress before every rank says whom it waits for and the job aborts
     lag_limit: int  # members reducer: steps a frozen rank may fall behind before it is resynchronised
@@ -41,6 +43,7 @@ class Settings:
     straggler: str  # injected delays, as the CLI's --straggler: the same seeded draws per (seed, step)
     seed: int  # seeds the straggler draws (the script seeds its own model and data)
     run_dir: str  # where rank 0 writes what `backupsgd train` writes; empty: nothing is written
+    batch_size: int | None = None  # per-rank minibatch, for auto (only the noise scale's unit: see init)
 
 
 class Runtime:
@@ -49,7 +52,10 @@ class Runtime:
     def __init__(self, world: MPI.Comm, settings: Settings) -> None:
         self.world, self.settings = world, settings
         self.rank, self.size = world.Get_rank(), world.Get_size()
-        self.quorum = self.size - settings.backups
+        auto = isinstance(settings.backups, str)
+        # The engine's N: under auto the least its policy may choose. `n` is the latest step's (hvd.quorum()).
+        self.bounds = parse_auto(settings.backups).bounds(self.size) if auto else (self.size - settings.backups,) * 2
+        self.quorum, self.n = self.bounds  # the policy starts at the most
         # Plain collectives (metrics, set-up) on a communicator of their own, so they never match the
         # gradient exchange's messages, which run on the engine's own duplicates of the world.
         self.collectives = world.Dup()
@@ -74,16 +80,22 @@ def current() -> Runtime:
     return _runtime
 
 
-def init(backups: int | None = None, reducer: str | None = None) -> None:
+def init(backups: int | str | None = None, reducer: str | None = None, batch_size: int | None = None) -> None:
     """Start backupsgd on every rank of MPI_COMM_WORLD: b from `backups`, else $BACKUPSGD_BACKUPS (default 0,
     plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense).
+
+    `backups="auto"` (or "auto:min=0,max=4,rule=dbw", see `backupsgd train --backups`): rank 0 chooses N for
+    every step from the READY arrivals it sees and the gradient noise scale it measures from the members'
+    gradients; `hvd.quorum()` and `hvd.backups()` then report the latest step's. `batch_size` (the per-rank
+    minibatch) is optional: it only puts the recorded noise scale in examples; without it the noise scale is
+    measured in per-rank batches, and since the rule weighs N B against it in the same unit, N comes out the same.
 
     Collective: every rank must call it. Bad settings raise ConfigError (a ValueError) on every rank
     alike, so none is left waiting for the others. Calling it again with the same settings does nothing.
     """
     global _runtime
     world = MPI.COMM_WORLD
-    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer))
+    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer, batch_size))
     if _runtime is not None:
         if _runtime.settings != settings:
             raise ConfigError(f"backupsgd.torch is already initialised with {_runtime.settings}; "
@@ -106,11 +118,16 @@ def is_initialized() -> bool:
     return _runtime is not None
 
 
-def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
+def _settings(size: int, backups: int | str | None, reducer: str | None, batch_size: int | None = None) -> Settings:
     check_thread_level()
     if backups is None:
-        backups = _env_number(ENV_BACKUPS, "0", int, "an integer such as 1")
-    if not isinstance(backups, int) or isinstance(backups, bool) or not 0 <= backups < size:
+        text = os.environ.get(ENV_BACKUPS, "0")
+        backups = text.strip() if is_auto(text) else _env_number(ENV_BACKUPS, "0", int, "an integer such as 1, or auto")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch_size = {batch_size!r}: pass the per-rank minibatch size (an integer >= 1), or None")
+    if isinstance(backups, str) and is_auto(backups):
+        parse_auto(backups).bounds(size)  # a bad spec or bounds beyond this world: ConfigError naming the fix
+    elif not isinstance(backups, int) or isinstance(backups, bool) or not 0 <= backups < size:
         raise ConfigError(f"backups = {backups!r} with {size} ranks: b must be an integer with 0 <= b < {size} "
                           f"(N = P - b gradients per step); pass init(backups=...) or set {ENV_BACKUPS}, "
                           "or launch more ranks")
@@ -118,7 +135,8 @@ def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
     if mode not in MODES:
         raise ConfigError(f"{ENV_MODE}={mode!r}; use one of {', '.join(MODES)} (or leave it unset)")
     if mode != "backup" and backups:
-        raise ConfigError(f"{ENV_MODE}={mode} waits for every rank; use backups=0, or {ENV_MODE}=backup for b > 0")
+        raise ConfigError(f"{ENV_MODE}={mode} waits for every rank; use backups=0, or {ENV_MODE}=backup for b > 0 "
+                          "or auto")
     if mode == "horovod":
         from backupsgd.hvd.runtime import require
 
@@ -150,7 +168,7 @@ def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
         from backupsgd.rundir import choose_run_dir
 
         choose_run_dir(run_dir, "script")  # refuses a directory that already holds a run
-    return Settings(mode, backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir)
+    return Settings(mode, backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir, batch_size)
 
 
 def _env_number(name: str, default: str, kind: type, example: str):

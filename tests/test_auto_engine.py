@@ -1,0 +1,157 @@
+"""`--backups auto` in the engine: replicas identical while N changes, the run equal to a single-process replay
+of its recorded members, the coordinator's choices equal to a fresh policy's on the recorded arrivals, and the
+configuration errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mpirun import read_steps, train
+from reference import replay
+
+from backupsgd.adaptive import parse_auto
+from backupsgd.auto_quorum import AutoQuorum, replay_choices
+from backupsgd.config import build_config
+from backupsgd.errors import ConfigError
+from backupsgd.report.build import build_report
+
+# No stragglers, then ranks 3 and 4 slow by 0.2 s (far beyond any compute here: N must drop to 3), then none.
+SHIFT = "phases:none@0-10;slow:ranks=3+4,delay=0.2@10-35;none@35-"
+
+
+def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path):
+    out = tmp_path / "run"
+    summary = train(5, out, "--mode", "backup", "--backups", "auto", "--steps", "50", "--model", "mlp",
+                    "--straggler", SHIFT, "--eval-every", "0", timeout=150)
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(50))
+    chosen = [s["quorum"] for s in steps]
+    assert len(set(chosen)) > 1, f"N never changed: {chosen}"
+    assert all(len(s["members"]) == n for s, n in zip(steps, chosen))  # the decision carries N as its members
+    assert all(3 not in s["members"] and 4 not in s["members"] for s in steps[12:35] if s["quorum"] <= 3)
+    assert all(2 <= n <= 5 for n in chosen) and summary["quorum_bounds"] == [2, 5]
+    assert summary["quorum"] == pytest.approx(np.mean(chosen))
+    # Every rank applied the same updates in the same order.
+    assert len(set(summary["param_digests"])) == 1, summary["param_digests"]
+    assert len(set(summary["optimizer_digests"])) == 1
+    # Oracle 1: one process averaging exactly the recorded members each step reaches the same parameters.
+    cfg = json.loads((out / "config.json").read_text())
+    expected = replay(cfg["workload"], [s["members"] for s in steps])
+    np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
+    # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
+    # the same N every step (what the simulator's replay of auto does with its own arrivals).
+    assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+    # The report draws N over time beside the stragglers and states the mean N.
+    report = build_report(tmp_path, scale=False)
+    assert tmp_path / "auto.png" in report.figures
+    assert f"| {np.mean(chosen):.2f} | {min(chosen)}..{max(chosen)} |" in report.markdown.read_text()
+
+
+def test_the_coordinators_records_replay_to_its_choices_without_mpi():
+    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow, and the records replay.
+    auto = AutoQuorum(parse_auto("auto:probe=5,window=5,overhead=0.005"), workers=5, batch=8)
+    rng = np.random.default_rng(0)
+    records = []
+    for step in range(60):
+        n = auto.choose(step, 5)
+        times = rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (step >= 20)
+        auto.observe(step, np.sort(times)[:n])
+        auto.post_noise(40.0)
+        records.append({"arrivals": {str(i): t for i, t in enumerate(np.sort(times)[:n])}, **auto.record(step)})
+    chosen = [r["quorum"] for r in records]
+    assert chosen[:10] == [5] * 10 and chosen[-10:] == [3] * 10
+    assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
+
+
+@pytest.mark.parametrize("values,world,fix", [
+    ({"backups": "auto:max=5"}, 5, "give max <= 4, or launch more ranks"),
+    ({"backups": "auto:min=3,max=2"}, 5, "need 0 <= min <= max"),
+    ({"backups": "auto:rule=fast"}, 5, "use rule=progress or rule=dbw"),
+    ({"backups": "auto", "mode": "sync"}, 5, "--mode backup only"),
+    ({"backups": "auto", "mode": "ps-backup"}, 5, "--mode backup only"),
+    ({"backups": "automatic"}, 5, "expected auto[:min=A,max=B]"),
+    ({"backups": "two"}, 5, "backups must be an integer >= 0 or auto"),
+])
+def test_auto_configuration_errors_name_the_fix(values, world, fix):
+    with pytest.raises(ConfigError, match=fix.replace("[", r"\[")):
+        build_config(values).check_world(world)
+
+
+def test_auto_configuration_accepted_from_toml_and_the_command_line(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('mode = "backup"\nbackups = "auto:min=0,max=4"\n')
+    from backupsgd.config import load_toml
+
+    cfg = build_config(load_toml(path))
+    cfg.check_world(5)
+    assert cfg.mode.backups == "auto:min=0,max=4"
+    assert build_config({"backups": "3"}).mode.backups == 3  # the command line gives every value as text
+
+
+def test_sweep_grids_take_auto_and_name_its_runs(tmp_path):
+    from backupsgd.sweep import load_grid
+
+    path = tmp_path / "grid.toml"
+    path.write_text('[sweep]\nranks = 5\nmode = ["sync", "backup"]\nbackups = ["auto", "auto:rule=dbw,max=2", 0, 1]\n'
+                    'steps = 5\n')
+    grid = load_grid(path)
+    points = sorted((s.options["mode"], str(s.options["backups"])) for s in grid.runs)
+    # sync waits for everyone: its auto points collapse onto b = 0, as its b = 1 does
+    assert points == [("backup", "0"), ("backup", "1"), ("backup", "auto"), ("backup", "auto:rule=dbw,max=2"),
+                      ("sync", "0")]
+    names = {str(s.options["backups"]): s.name for s in grid.runs if s.options["mode"] == "backup"}
+    assert names["auto"].startswith("backup-bauto-n5-") and names["auto:rule=dbw,max=2"].startswith(
+        "backup-bauto-dbw_max2-n5-")
+    path.write_text('[sweep]\nranks = 5\nmode = "backup"\nbackups = ["auto:max=5"]\n')
+    with pytest.raises(ConfigError, match="give max <= 4"):
+        load_grid(path)
+
+
+def test_library_script_under_backupsgd_backups_auto(tmp_path):
+    """BACKUPSGD_BACKUPS=auto in an unchanged user script: N drops once two ranks turn slow, every rank ends
+    identical, and the recorded choices replay (no batch_size given: the policy's default of 1, in which unit
+    the library measures the noise scale too)."""
+    import sys
+
+    from mpirun import BIN, REPO, launch
+
+    run = tmp_path / "runs" / "script"
+    env = {"BACKUPSGD_BACKUPS": "auto", "BACKUPSGD_STRAGGLER": "phases:none@0-6;slow:ranks=2+3,delay=0.15@6-",
+           "BACKUPSGD_RUN_DIR": str(run)}
+    exports = [x for name in env for x in ("-x", name)]
+    result = launch([str(BIN / "mpirun"), "--oversubscribe", *exports, "-n", "4", sys.executable,
+                     str(REPO / "examples" / "pytorch_digits.py"), "--epochs", "1"], 150, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = read_steps(run)
+    summary = json.loads((run / "summary.json").read_text())
+    chosen = [s["quorum"] for s in steps]
+    assert len(set(chosen)) > 1 and all(len(s["members"]) == n for s, n in zip(steps, chosen)), chosen
+    assert summary["quorum_bounds"] == [2, 4] and summary["quorum"] == pytest.approx(np.mean(chosen))
+    assert len(set(summary["param_digests"])) == 1 and len(set(summary["optimizer_digests"])) == 1
+    assert replay_choices(parse_auto("auto"), 4, 1, steps) == chosen
+
+
+def test_report_judges_auto_against_the_best_static_b(tmp_path):
+    """Made-up runs at P = 3: static b = 1 reaches 90% at 2 s, b = 2 at 1.5 s, auto (N alternating 2, 3) at 1.2 s."""
+    from test_report import write_run
+
+    root = tmp_path / "runs"
+    common = dict(mode="backup", seed=0, step_s=0.008, final_acc=0.95, steps_per_s=40.0)
+    write_run(root, "b1", backups=1, evals=[(4, 1.0, 0.8), (8, 2.0, 0.91)], **common)
+    write_run(root, "b2", backups=2, evals=[(4, 1.5, 0.91)], **common)
+    auto = write_run(root, "auto", backups=1, evals=[(4, 1.2, 0.92)], **common)
+    for name, fix in (("config.json", {"quorum": None, "quorum_bounds": [1, 3]}),
+                      ("summary.json", {"backups": "auto", "quorum": 2.5, "quorum_bounds": [1, 3]})):
+        record = json.loads((auto / name).read_text()) | fix
+        if name == "config.json":
+            record["mode"]["backups"] = "auto"
+        (auto / name).write_text(json.dumps(record))
+    steps = [s | {"quorum": 2 + s["step"] % 2} for s in read_steps(auto)]
+    (auto / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    report = build_report(root, scale=False)
+    text = report.markdown.read_text()
+    assert "| backup b=auto, P=3, none | 1 | 2.50 | 2..3 | 11.0 |" in text  # mean N, range, changes of N
+    assert "| none, P=3 | backup b=auto | 1/1 | 1.20 | b=2 (1.50) | 0.800 | yes | none |" in text
+    assert root / "auto.png" in report.figures
