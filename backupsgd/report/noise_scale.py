@@ -48,8 +48,9 @@ def panel_noise_batches(stats: list[GroupStats]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _quorum(s: GroupStats) -> int:
-    return s.group.first.workers - (s.group.backups if s.group.mode == "backup" else 0)
+def _quorum(s: GroupStats) -> float:
+    """N; under `--backups auto` the mean N its runs chose (the noise model is then approximate)."""
+    return s.group.first.workers - (s.group.b_value if s.group.mode == "backup" else 0)
 
 
 def noise_table(stats: list[GroupStats]) -> str:
@@ -66,7 +67,7 @@ def noise_table(stats: list[GroupStats]) -> str:
                 continue
             n = _quorum(s)
             progress = float(progress_fraction(n, size, stat.mean))
-            row = [s.group.label, str(n), stat_cell(stat, lambda x: f"{x:.0f}"), f"{stat.mean / size:.2f}",
+            row = [s.group.label, f"{n:g}" if n == int(n) else f"{n:.1f}", stat_cell(stat, lambda x: f"{x:.0f}"), f"{stat.mean / size:.2f}",
                    f"{progress:.3f}"]
             if sync is not None and s.step_s and sync.step_s:
                 sync_progress = float(progress_fraction(_quorum(sync), size, stat.mean))
