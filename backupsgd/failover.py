@@ -14,8 +14,9 @@ have applied steps their engine holds. A decided step is final once any rank hol
    place, which assumes a filesystem every rank sees (one machine, or the emulated cluster): it keeps the intact
    records of steps.jsonl and evals.jsonl before the step gone on from (a torn last line, or a step logged by
    the dead writer that no survivor holds, is dropped: it is decided again) and appends the records the dead
-   writer had not yet flushed from the survivors' own copies (`StepLog`, kept by every rank). Such records lack
-   the fields only the coordinator knows (`arrivals`, `nonfinite`, `redecided`; `vote_s` is that rank's own).
+   writer had not yet flushed from the survivors' own copies (`StepLog`, kept by every other rank). Such records
+   lack the fields only the coordinator knows (`arrivals`, `nonfinite`, `redecided`; `vote_s` is that rank's
+   own) and the gradient noise scale (null: it costs a pass over the buffer, which only the writer pays).
    summary.json, ranks.jsonl and params.npy are written at the end by the writer, as always.
 
 So every step is recorded once, and the final parameters are a single process's replay of the recorded
@@ -35,6 +36,7 @@ from backupsgd.faults import say
 from backupsgd.rundir import RunWriter
 
 RECORDS_KEPT = 4096  # per rank: far more steps than a writer leaves unflushed (it flushes every second)
+NO_NOISE = {"grad_sq": None, "trace_cov": None, "noise_scale": None}  # a copy's noise fields (see above)
 
 
 class StepLog:

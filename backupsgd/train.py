@@ -14,7 +14,7 @@ from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
-from backupsgd.failover import StepLog, go_on_from
+from backupsgd.failover import NO_NOISE, StepLog, go_on_from
 from backupsgd.faults import FaultInjector, parse_faults, say as _say, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.noise import NoiseScale, step_fields
@@ -75,7 +75,7 @@ class _Run:
         self.writer = RunWriter(run_dir, self.run_config, resume_step=self.first if ft.resume else None) \
             if self.rank == 0 else None
         self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, self.settings) if self.writer else None
-        self.log = StepLog()  # every rank's copy of the records, for the rank that takes over from a dead writer
+        self.log = StepLog()  # a non-writer's copy of the records, should it take over from a dead writer
         self.progress = Progress(wl.steps - self.first, enabled=self.rank == 0 and config.output.progress)
         self.timings: dict[int, StepTiming] = {}
         self.noise = NoiseScale()  # B_simple smoothed over steps (rank 0 logs it)
@@ -171,21 +171,20 @@ class _Run:
         fused = self.replica.fused
         loss = float(d.total[fused.loss]) * d.scale
         self.timings[d.step] = timing
-        # Every rank builds the record (and keeps a copy): a survivor may have to write it (see failover).
         record = step_record(d, time.perf_counter() - self.start, loss, timing, self.living)
-        # The gradient noise scale, measured: the members' own squared norms against their mean's.
-        record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
-                                  fused.squared_norm(d.total, d.scale), self.noise))
-        self.log.step(record)
         if writer:
+            # The gradient noise scale, measured: the members' own squared norms against their mean's.
+            record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
+                                      fused.squared_norm(d.total, d.scale), self.noise))
             writer.step(record)
+        else:  # a copy, should this rank take over from a dead writer (see failover), less that pass over `total`
+            self.log.step(record | NO_NOISE)
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
             metrics = self.replica.evaluate(self.data)
-            self.log.evaluation(evaluation := {"step": step, "time": time.perf_counter() - self.start, **metrics})
-            if writer:
-                writer.evaluation(evaluation)
+            evaluation = {"step": step, "time": time.perf_counter() - self.start, **metrics}
+            writer.evaluation(evaluation) if writer else self.log.evaluation(evaluation)
 
     # --- a dead rank -----------------------------------------------------------------------
     def _apply_held(self, engine: GradientEngine) -> None:

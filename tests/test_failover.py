@@ -17,16 +17,18 @@ from backupsgd.rundir import RunWriter
 @pytest.mark.parametrize("reducer,straggler,fault,went_on_from", [
     # killed as step 9 starts: the survivors go on from about there
     ("dense", "exp:mean=0.004", "crash:rank=0,step=9", (8, 9, 10)),
-    # killed just after it sent step 9's decision (never a member: 50 ms slow): the members hold the step, and
-    # the survivors keep it rather than decide it again
-    ("members", "slow:ranks=0,delay=0.05", "crash:rank=0,step=9,phase=reduce", (10,)),
+    # killed just after it sent step 9's decision (never a member: 100 ms slow): the members hold the step (their
+    # group leaves rank 0 out; a member timeout far off keeps them from giving up on it), and the survivors keep
+    # it rather than decide it again
+    ("members", "slow:ranks=0,delay=0.1", "crash:rank=0,step=9,phase=reduce", (10,)),
 ])
 def test_dead_coordinator_under_ulfm_hands_over_and_training_goes_on(tmp_path, reducer, straggler, fault,
                                                                      went_on_from):
     out = tmp_path / "run"
     result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
                         "--backups", "2", "--steps", "30", "--eval-every", "5", "--straggler", straggler,
-                        "--check-every", "5", "--reducer", reducer, "--fault", fault], timeout=180, launcher=ULFM)
+                        "--check-every", "5", "--reducer", reducer, "--member-timeout", "30", "--fault", fault],
+                    timeout=180, launcher=ULFM)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert "rank 0 died; rank 1 takes over as the vote's coordinator and the writer of the run directory" \
         in result.stderr, result.stderr[-4000:]
