@@ -27,7 +27,8 @@ def test_dead_coordinator_under_ulfm_hands_over_and_training_goes_on(tmp_path, r
     out = tmp_path / "run"
     result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
                         "--backups", "2", "--steps", "30", "--eval-every", "5", "--straggler", straggler,
-                        "--check-every", "5", "--reducer", reducer, "--member-timeout", "30", "--fault", fault],
+                        "--check-every", "5", "--reducer", reducer, "--member-timeout", "30", "--fault", fault,
+                        "--stall-timeout", "60"],  # a stall is reported, naming whom it waits for
                     timeout=180, launcher=ULFM)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert "rank 0 died; rank 1 takes over as the vote's coordinator and the writer of the run directory" \
