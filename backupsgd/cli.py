@@ -100,7 +100,7 @@ def train(config_file: str | None, **options: Any) -> None:
     run_dir = comm.bcast(run_dir, root=0)
     with abort_on_failure(comm):
         summary = runner_for(config.mode.mode)(config, comm, run_dir)
-    if comm.rank == 0:
+    if summary:  # the writer's: rank 0, or the rank that took over from it (see backupsgd.failover)
         click.echo(format_summary(summary))
 
 

@@ -238,6 +238,18 @@ class GradientEngine:
         revoke(self._comm, self._reduce_comm)
         self._thread.join(timeout)
 
+    def held(self, step: int) -> list[Decision]:
+        """After abandon(): the decided steps from `step` on that this rank holds and has not applied, in order
+        (a decided step is final even if the rank that decided it died since; see backupsgd.failover)."""
+        with self._cv:
+            if self._resync is not None:  # brought back meanwhile: what it holds precedes that state
+                return []
+            held = []
+            while step in self._decided:
+                held.append(self._decided[step])
+                step += 1
+            return held
+
     def serve_snapshot(self, step: int) -> None:
         """On the training thread, while it waits for something else with `step` updates applied: hand rank
         0's state to the engine if a laggard is waiting to be brought back with exactly that state."""

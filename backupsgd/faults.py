@@ -19,7 +19,7 @@ from mpi4py import MPI
 
 from backupsgd.errors import ConfigError
 
-EXAMPLES = ("e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5 or "
+EXAMPLES = ("e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5[,phase=reduce] or "
             "freeze:rank=1,step=5,phase=reduce,seconds=4 (several joined by ';')")
 FREEZE_S = 5.0  # how long `freeze` stops the engine thread unless seconds=... says otherwise
 
@@ -45,6 +45,9 @@ class Fault:
     ranks: tuple[int, ...]
     steps: tuple[tuple[int, int], ...]  # inclusive ranges
     seconds: float = 0.0  # freeze only: how long the engine thread stays stopped
+    # crash only: "" kills the rank as the step starts; "reduce" kills it on its engine thread inside the step's
+    # reduction (on the coordinator: just after it sent the step's decision), so survivors may hold the step
+    phase: str = ""
 
     def hits(self, rank: int, step: int) -> bool:
         return rank in self.ranks and any(lo <= step <= hi for lo, hi in self.steps)
@@ -53,7 +56,7 @@ class Fault:
 # kind -> (rank key, step key): nan takes lists and ranges, the others one rank at one step.
 _KEYS = {"nan": ("ranks", "steps"), "hang": ("rank", "step"), "crash": ("rank", "step"),
          "perturb": ("rank", "step"), "freeze": ("rank", "step")}  # perturb: a hidden kind that tests the replica check
-_EXTRA = {"freeze": ("phase", "seconds")}  # further keys a kind takes (freeze: phase=reduce is required)
+_EXTRA = {"freeze": ("phase", "seconds"), "crash": ("phase",)}  # further keys a kind takes (freeze: phase=reduce is required)
 
 
 def _int(text: str, what: str, spec: str) -> int:
@@ -92,11 +95,13 @@ def _parse_one(item: str, spec: str) -> Fault:
         return Fault(kind, ranks, tuple(steps))
     step = _int(params["step"], "step", spec)
     seconds = 0.0
+    if kind == "crash" and params.get("phase", "reduce") != "reduce":
+        raise ConfigError(f"fault spec {spec!r}: crash takes phase=reduce or no phase; {EXAMPLES}")
     if kind == "freeze":
         if params.get("phase") != "reduce":  # the one moment a frozen engine thread could stall the others
             raise ConfigError(f"fault spec {spec!r}: freeze needs phase=reduce; {EXAMPLES}")
         seconds = _seconds(params.get("seconds", str(FREEZE_S)), spec)
-    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),), seconds)
+    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),), seconds, params.get("phase", ""))
 
 
 def _seconds(text: str, spec: str) -> float:
@@ -136,8 +141,8 @@ class FaultInjector:
         self._latest = -1  # the latest step started
         self._frozen: set[int] = set()  # steps whose reduction was frozen already (a re-decided step reduces twice)
 
-    def _hit(self, kind: str, step: int) -> bool:
-        return any(f.kind == kind and f.hits(self.rank, step) for f in self._faults)
+    def _hit(self, kind: str, step: int, phase: str = "") -> bool:
+        return any(f.kind == kind and f.phase == phase and f.hits(self.rank, step) for f in self._faults)
 
     def at_step_start(self, step: int) -> None:
         if step <= self._latest:  # a step can be started twice (a wait cut short by a resync): strike once
@@ -152,7 +157,11 @@ class FaultInjector:
 
     def reduce_freeze(self, step: int) -> float:
         """Seconds to stop this rank's reduction of `step` for (an injected freeze), once per step, else 0.
-        The engine stops its thread there and holds back this rank's part of the reduction as long."""
+        The engine stops its thread there and holds back this rank's part of the reduction as long.
+        An injected crash in the reduce phase kills this rank here instead."""
+        if self._hit("crash", step, "reduce"):
+            say(f"injected crash inside the reduction of step {step} (SIGKILL)", self.rank)
+            os.kill(os.getpid(), signal.SIGKILL)
         for f in self._faults:
             if f.kind == "freeze" and f.hits(self.rank, step) and step not in self._frozen:
                 self._frozen.add(step)

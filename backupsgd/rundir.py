@@ -1,7 +1,8 @@
 """The run directory: config.json, steps.jsonl, evals.jsonl, ranks.jsonl, summary.json, params.npy
 (and checkpoints/, see checkpoint.py).
 
-Only rank 0 writes. Step records are appended as they happen (flushed), so an interrupted run
+Only one rank writes: rank 0, or after its death under ULFM the lowest surviving rank, which continues
+the same files (see backupsgd.failover). Step records are appended as they happen (flushed), so an interrupted run
 still leaves every finished step on disk; a resumed run drops the records past its checkpoint
 and appends from there, so no step is recorded twice.
 """
@@ -122,7 +123,28 @@ def rank_record(rank: int, timings: dict[int, StepTiming], clock_offset_s: float
             "exchange_s": column("exchange_s"), "apply_s": column("apply_s"), **extra}
 
 
+def _last_step(path: Path) -> int | None:
+    """The highest `step` among the intact records of a JSON-lines file (None if there is none)."""
+    last = None
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                last = max(int(json.loads(line)["step"]), -1 if last is None else last)
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line (its writer was killed mid-write)
+    return last
+
+
 class RunWriter:
+    """Appends a run's records; `next_step` and `last_eval` say where its steps.jsonl and evals.jsonl end."""
+
+    @classmethod
+    def take_over(cls, path: Path, config: dict[str, Any], upto: int) -> "RunWriter":
+        """Continue the files a dead writer left (on a filesystem every rank sees): keep its intact records of
+        steps before `upto` (the step the survivors go on from) and append after them."""
+        last = _last_step(path / "steps.jsonl")
+        return cls(path, config, resume_step=min(upto, 0 if last is None else last + 1))
+
     def __init__(self, path: Path, config: dict[str, Any], resume_step: int | None = None) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
@@ -134,8 +156,11 @@ class RunWriter:
         self._steps = (path / "steps.jsonl").open("a")
         self._evals = (path / "evals.jsonl").open("a")
         self._last_flush = time.monotonic()
+        self.next_step = resume_step or 0  # the step whose record comes next
+        self.last_eval = (_last_step(path / "evals.jsonl") or 0) if resume_step else 0  # the latest evaluation's step
 
     def step(self, record: dict[str, Any]) -> None:
+        self.next_step = record["step"] + 1
         self._steps.write(json.dumps(_clean(record)) + "\n")
         if time.monotonic() - self._last_flush > 1.0:
             self._steps.flush()
@@ -148,6 +173,7 @@ class RunWriter:
             os.fsync(f.fileno())
 
     def evaluation(self, record: dict[str, Any]) -> None:
+        self.last_eval = record["step"]
         self._evals.write(json.dumps(_clean(record)) + "\n")
         self._evals.flush()
 

@@ -7,7 +7,7 @@ import importlib
 from typing import Callable
 
 # mode -> "module:function"; the function is called as fn(config, comm, run_dir) on every rank and
-# returns the summary dict on rank 0 ({} elsewhere).
+# returns the summary dict on the writing rank ({} elsewhere).
 RUNNERS: dict[str, str] = {
     "sync": "backupsgd.train:train",
     "backup": "backupsgd.train:train",

@@ -16,6 +16,7 @@ from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
+from backupsgd.failover import NO_NOISE, StepLog, go_on_from
 from backupsgd.faults import FaultInjector, parse_faults, say as _say, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.noise import NoiseScale, step_fields
@@ -27,11 +28,13 @@ from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
 from backupsgd.straggler import parse_straggler, rank_delay
 from backupsgd.survivors import ProcessFailure, dead_names, failure_in, shrink, world_ranks
+from backupsgd.vote import COORDINATOR
 from backupsgd.watchdog import Watchdog
 
 
 def train(config: ExperimentConfig, comm: MPI.Comm, run_dir: Path) -> dict:
-    """Train on every rank of `comm`; rank 0 writes the run directory and returns the summary."""
+    """Train on every rank of `comm`; rank 0 (after its death under ULFM, the lowest surviving rank) writes the
+    run directory and returns the summary, the others {}."""
     run = _Run(config, comm, run_dir)
     with stop_on_fault(comm):
         step = run.first
@@ -73,13 +76,15 @@ class _Run:
                                                        Replica(wl, pick_device(local_rank()))))
         self.straggler = parse_straggler(config.straggler.straggler, wl.seed)
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
-        settings = fingerprint(config, self.workers)
-        self.first = _resume(comm, run_dir, settings, self.replica) if ft.resume else 0
+        self.run_dir, self.settings = run_dir, fingerprint(config, self.workers)
+        self.first = _resume(comm, run_dir, self.settings, self.replica) if ft.resume else 0
         quorum = {"quorum": None, "quorum_bounds": [self.auto.n_min, self.auto.n_max]} if self.auto \
             else {"quorum": self.quorum}
-        self.writer = RunWriter(run_dir, config.to_dict() | {"workers": self.workers, **quorum},
-                                resume_step=self.first if ft.resume else None) if self.rank == 0 else None
-        self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, settings) if self.writer else None
+        self.run_config = config.to_dict() | {"workers": self.workers, **quorum}
+        self.writer = RunWriter(run_dir, self.run_config, resume_step=self.first if ft.resume else None) \
+            if self.rank == 0 else None
+        self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, self.settings) if self.writer else None
+        self.log = StepLog()  # a non-writer's copy of the records, should it take over from a dead writer
         self.progress = Progress(wl.steps - self.first, enabled=self.rank == 0 and config.output.progress)
         self.timings: dict[int, StepTiming] = {}
         self.noise = NoiseScale()  # B_simple smoothed over steps (rank 0 logs it)
@@ -94,8 +99,11 @@ class _Run:
     def steps_from(self, first: int) -> None:
         """Steps `first`..end on the living ranks."""
         comm, ft = self.comm, self.ft
-        with Watchdog(comm.Dup(), ft.stall_timeout) as watchdog, ReplicaCheck(comm.Dup(), ft.check_every) as check:
-            # Rank 0's state is what a worker that fell too far behind is brought back with.
+        coordinator = COORDINATOR if self.quorum < comm.size else None  # the vote's, named when it stalls the run
+        with Watchdog(comm.Dup(), ft.stall_timeout, names=self.living, coordinator=coordinator) as watchdog, \
+                ReplicaCheck(comm.Dup(), ft.check_every) as check:
+            # The first rank of `comm` coordinates the vote: its state is what a worker that fell too far behind
+            # is brought back with.
             snapshot = (lambda: encode(self.replica.state())) if comm.rank == 0 else None
             engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
                                              lag_limit=ft.lag_limit, snapshot=snapshot,
@@ -110,6 +118,7 @@ class _Run:
             except Exception as exc:
                 if failure_in(exc) is not None:  # no survivor may wait on this engine: revoke its traffic
                     engine.abandon()
+                    self._apply_held(engine)
                 raise
             watchdog.doing("finishing: gathering every rank's results")
             check.close()
@@ -172,8 +181,8 @@ class _Run:
         fused = self.replica.fused
         loss = float(d.total[fused.loss]) * d.scale
         self.timings[d.step] = timing
+        record = step_record(d, time.perf_counter() - self.start, loss, timing, self.living)
         if writer:
-            record = step_record(d, time.perf_counter() - self.start, loss, timing, self.living)
             # The gradient noise scale, measured: the members' own squared norms against their mean's.
             record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
                                       fused.squared_norm(d.total, d.scale), self.noise))
@@ -185,20 +194,30 @@ class _Run:
             self.chosen.append(record["quorum"])
             self.dropped += len(self.living) - len(d.members)
             writer.step(record)
+        else:  # a copy, should this rank take over from a dead writer (see failover), less that pass over `total`
+            self.log.step(record | NO_NOISE)
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
             metrics = self.replica.evaluate(self.data)
-            if writer:
-                writer.evaluation({"step": step, "time": time.perf_counter() - self.start, **metrics})
+            evaluation = {"step": step, "time": time.perf_counter() - self.start, **metrics}
+            writer.evaluation(evaluation) if writer else self.log.evaluation(evaluation)
 
     # --- a dead rank -----------------------------------------------------------------------
-    def go_on_without_the_dead(self, failure: BaseException) -> int:
-        """Shrink to the survivors, who all take rank 0's state; returns the step to go on from.
+    def _apply_held(self, engine: GradientEngine) -> None:
+        """A process failed: apply the decided steps this rank's engine still holds (no replica check, no
+        checkpoint: their traffic may involve the dead), so survivors go on from every step any of them holds."""
+        for d in engine.held(self.applied):
+            self._update_and_log(d, StepTiming())
+            self.applied = d.step + 1
 
-        Rank 0's replica is consistent with its own log (it applied every decided step in order), so
-        every survivor loads it: a survivor that was ahead of it (one more step applied) or behind it
-        (still catching up) ends up on the same step. Raises the failure when the run cannot go on.
+    def go_on_without_the_dead(self, failure: BaseException) -> int:
+        """Shrink to the survivors and agree on the state to go on from; returns its step.
+
+        Every survivor loads the state of the most advanced one (backupsgd.failover says why that applies every
+        decided step once on every survivor). The lowest surviving rank coordinates the vote from then on and
+        writes the run directory, taking over the dead writer's files if rank 0 died. Raises the failure when
+        fewer than N workers remain.
         """
         before = self.living
         self.comm = shrink(self.comm)  # revokes the old one first: a survivor blocked on it fails now
@@ -208,18 +227,20 @@ class _Run:
         if len(self.living) < self.quorum:
             raise ProcessFailure(dead, f"{names} died; {len(self.living)} workers remain, fewer than the "
                                        f"N = {self.quorum} every step needs (--backups sets how many may be lost)")
-        if 0 not in self.living:
-            among = "" if dead == [0] else ", rank 0 among them"
-            raise ProcessFailure(dead, f"{names} died{among}: rank 0 coordinates the vote and writes the run "
-                                       "directory, so the job stops")
-        state = (self.applied, encode(self.replica.state())) if self.comm.rank == 0 else None
-        step, payload = self.comm.bcast(state, root=0)
-        if self.comm.rank != 0:
-            self.replica.load_state(decode(payload))
+        was_writer = self.writer is not None
+        step, state, self.writer = go_on_from(
+            self.comm, self.applied, lambda: encode(self.replica.state()), self.log, self.writer,
+            lambda upto: RunWriter.take_over(self.run_dir, self.run_config, upto), self.rank)
+        if state is not None:
+            self.replica.load_state(decode(state))
         self.applied = step
+        if self.writer is not None and not was_writer:
+            self.checkpoints = Checkpointer(self.run_dir, self.ft.checkpoint_every, self.settings)
         self.shrinks.append({"step": step, "dead": dead, "living": self.living})
-        if self.rank == 0:
-            _say(f"{names} died; going on from step {step} with {len(self.living)} workers (ranks "
+        if self.writer is not None:
+            took = "" if was_writer else (f"; rank {self.rank} takes over as the vote's coordinator and the writer "
+                                          "of the run directory")
+            _say(f"{names} died{took}; going on from step {step} with {len(self.living)} workers (ranks "
                  f"{', '.join(map(str, self.living))}), N = {self.quorum}, b = {len(self.living) - self.quorum}",
                  self.rank)
         return step

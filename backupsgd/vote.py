@@ -1,9 +1,10 @@
 """The per-step vote of backup mode: the first N workers to report READY are the step's members.
 
-One coordinator (rank 0) collects control messages from every worker and sends each step's
-DECISION to the others. It is a single point of failure by design, as Horovod's rank-0 controller
-is: a frozen rank 0 stalls every step (the stall watchdog then names it). Any other worker may
-freeze or fail to produce a finite gradient, and the vote goes on without it.
+One coordinator (rank 0 of the vote's communicator) collects control messages from every worker and sends
+each step's DECISION to the others. A frozen coordinator stalls every step, as Horovod's rank-0 controller
+does (the stall watchdog then names it); a dead one, under ULFM, is replaced by the lowest surviving rank
+once the survivors agree on where to go on from (backupsgd.failover). Any other worker may freeze or fail
+to produce a finite gradient, and the vote goes on without it.
 
 With a member timeout (members reducer), a rank whose part of a step's reduction has not ended within
 the deadline reports STUCK and waits for the coordinator's verdict; it never takes that reduction's result

@@ -4,6 +4,7 @@ ranks it is waiting for, and the job aborts (exit status 1) instead of hanging.
 A blocked collective cannot tell who is missing, so the watchdog asks: a thread per rank answers
 PINGs with what its rank is doing. A rank that does not answer within a grace period is stopped,
 hung in a way that stops every thread, or dead; a rank that answers from an earlier step is slow.
+A silent vote coordinator is named as such: backup workers absorb frozen workers, not a frozen coordinator.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ TAG_PING, TAG_PONG = 31, 32
 
 class Watchdog:
     def __init__(self, comm: MPI.Comm, timeout: float, describe: Callable[[], str] = lambda: "",
-                 tick: float = 0.2, grace: float = 2.0) -> None:
+                 tick: float = 0.2, grace: float = 2.0, names: list[int] | None = None,
+                 coordinator: int | None = None) -> None:
         self._comm, self.timeout = comm, timeout
+        self._names = names or list(range(comm.Get_size()))  # how reports name rank r of `comm` (its world rank)
+        self._coordinator = coordinator  # the rank of `comm` that coordinates the vote, if there is a vote
         self.describe = describe  # what else this rank waits on (the engine's state), for the report
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._tick, self._grace = tick, grace
@@ -83,6 +87,12 @@ class Watchdog:
     def _status(self) -> tuple[int, str]:
         return self._step, f"{self._doing}; {self.describe()}"
 
+    def _role(self, rank: int) -> str:
+        if rank != self._coordinator:
+            return ""
+        return ("; it is the vote's coordinator, so no step can be decided without it (under mpirun --with-ft "
+                "ulfm the lowest surviving rank takes over from a dead coordinator, not from a frozen one)")
+
     def _answer_pings(self) -> None:
         status = MPI.Status()
         while (msg := self._comm.improbe(MPI.ANY_SOURCE, TAG_PING, status)) is not None:
@@ -104,12 +114,13 @@ class Watchdog:
         silent = [r for r in range(self.size) if r != self.rank and r not in answers]
         slow = {r: a for r, a in answers.items() if a[0] < step}
         waiting = sorted(silent + list(slow))
-        whom = ", ".join(f"rank {r}" for r in waiting) if waiting else "no rank behind it (a collective is stuck)"
-        lines = [f"backupsgd: rank {self.rank}: stalled: step {step} made no progress for {idle:.0f} s "
+        name = self._names.__getitem__
+        whom = ", ".join(f"rank {name(r)}" for r in waiting) if waiting else "no rank behind it (a collective is stuck)"
+        lines = [f"backupsgd: rank {name(self.rank)}: stalled: step {step} made no progress for {idle:.0f} s "
                  f"(--stall-timeout {self.timeout:g}); waiting for {whom}"]
-        lines += [f"  rank {r}: no answer (stopped, hung or dead)" for r in silent]
-        lines += [f"  rank {r}: at step {s}: {what}" for r, (s, what) in sorted(slow.items())]
-        lines.append(f"  rank {self.rank} itself: {doing}")
+        lines += [f"  rank {name(r)}: no answer (stopped, hung or dead)" + self._role(r) for r in silent]
+        lines += [f"  rank {name(r)}: at step {s}: {what}" for r, (s, what) in sorted(slow.items())]
+        lines.append(f"  rank {name(self.rank)} itself: {doing}")
         print("\n".join(lines), file=sys.stderr, flush=True)
         end = time.monotonic() + self._grace + 1.0  # let the other ranks report before the abort kills them
         while time.monotonic() < end:

@@ -1,0 +1,108 @@
+"""The coordinator (rank 0) is no single point of failure under ULFM: killed at a step, the lowest surviving
+rank takes over the vote and the run directory. Oracles: the run directory against a single-process replay
+of its recorded members, every survivor's digests, and (without ULFM) the watchdog's report."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mpirun import ULFM, mpirun, read_steps
+from reference import replay
+
+from backupsgd.failover import StepLog, go_on_from
+from backupsgd.rundir import RunWriter
+
+
+@pytest.mark.parametrize("reducer,straggler,fault,went_on_from", [
+    # killed as step 9 starts: the survivors go on from about there
+    ("dense", "exp:mean=0.004", "crash:rank=0,step=9", (8, 9, 10)),
+    # killed just after it sent step 9's decision (never a member: 100 ms slow): the members hold the step (their
+    # group leaves rank 0 out; a member timeout far off keeps them from giving up on it), and the survivors keep
+    # it rather than decide it again
+    ("members", "slow:ranks=0,delay=0.1", "crash:rank=0,step=9,phase=reduce", (10,)),
+])
+def test_dead_coordinator_under_ulfm_hands_over_and_training_goes_on(tmp_path, reducer, straggler, fault,
+                                                                     went_on_from):
+    out = tmp_path / "run"
+    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+                        "--backups", "2", "--steps", "30", "--eval-every", "5", "--straggler", straggler,
+                        "--check-every", "5", "--reducer", reducer, "--member-timeout", "30", "--fault", fault,
+                        "--stall-timeout", "60"],  # a stall is reported, naming whom it waits for
+                    timeout=180, launcher=ULFM)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    assert "rank 0 died; rank 1 takes over as the vote's coordinator and the writer of the run directory" \
+        in result.stderr, result.stderr[-4000:]
+    assert "replicas identical  yes" in result.stdout, "the new writer prints the summary"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["living"] == [1, 2, 3, 4] and len(summary["shrinks"]) == 1, summary["shrinks"]
+    assert summary["shrinks"][0]["dead"] == [0] and summary["shrinks"][0]["step"] in went_on_from, summary["shrinks"]
+    assert len(summary["param_digests"]) == 4 and len(set(summary["param_digests"])) == 1
+    assert len(set(summary["optimizer_digests"])) == 1
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(30)), "each step recorded once"
+    assert all(len(s["members"]) == 3 for s in steps)
+    assert all(0 not in s["members"] for s in steps[summary["shrinks"][0]["step"]:])
+    assert [e["step"] for e in map(json.loads, (out / "evals.jsonl").read_text().splitlines())] == [5, 10, 15, 20,
+                                                                                                  25, 30]
+    expected = replay(json.loads((out / "config.json").read_text())["workload"], [s["members"] for s in steps])
+    np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_coordinator_without_ulfm_stalls_and_the_watchdog_names_it(tmp_path):
+    """Backup mode cannot go on without its coordinator: rank 0 stopped at step 3, every other rank reports
+    it, as the coordinator, after --stall-timeout, and the job exits non-zero."""
+    result = mpirun(4, ["-m", "backupsgd", "train", "--no-progress", "--out", str(tmp_path / "run"), "--mode",
+                        "backup", "--backups", "1", "--steps", "50", "--fault", "hang:rank=0,step=3",
+                        "--stall-timeout", "4"], timeout=180)
+    assert result.returncode != 0
+    for rank in (1, 2, 3):
+        report = result.stderr.split(f"backupsgd: rank {rank}: stalled", 1)
+        assert len(report) == 2 and "waiting for rank 0" in report[1].splitlines()[0], result.stderr[-4000:]
+    assert "rank 0: no answer (stopped, hung or dead); it is the vote's coordinator" in result.stderr
+
+
+def _records(path: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def test_a_new_writer_continues_the_dead_writers_files(tmp_path):
+    """Function level (no MPI): intact records before the step gone on from are kept, a torn line and steps past
+    it are dropped, and the records the survivors copied fill the gap, each step once."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "steps.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(6)) + '{"step": 6, "lo')
+    (run / "evals.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (2, 4, 6)))
+    writer = RunWriter.take_over(run, {}, upto=5)  # no survivor applied step 5: it is decided again
+    assert (writer.next_step, writer.last_eval) == (5, 4)
+    writer.close()
+    assert _records(run / "steps.jsonl") == [0, 1, 2, 3, 4] and _records(run / "evals.jsonl") == [2, 4]
+
+    writer = RunWriter.take_over(run, {}, upto=9)
+    assert (writer.next_step, writer.last_eval) == (5, 4)
+    logs = [StepLog(keep=3), StepLog()]
+    for s in range(3, 9):  # the first survivor kept only its last 3 records; the second lacks step 8
+        logs[0].step({"step": s, "who": 0})
+        if s < 8:
+            logs[1].step({"step": s, "who": 1})
+    logs[1].evaluation({"step": 6})
+    needed = ((writer.next_step, 9), (writer.last_eval, 9))
+    copies = [log.between(*needed) for log in logs]
+    assert sorted(copies[0][0]) == [6, 7, 8] and sorted(copies[1][0]) == [5, 6, 7]
+
+    class Survivors:  # go_on_from's collectives on one rank that holds every survivor's copies
+        rank = 0
+
+        def allgather(self, applied):
+            return [7, 9]
+
+        def bcast(self, value, root):
+            return value if root == 0 else b"state of rank 1"
+
+        def gather(self, value, root):
+            return copies
+
+    step, state, same = go_on_from(Survivors(), 7, lambda: b"", logs[0], writer, None, name=1)
+    assert (step, state, same) == (9, b"state of rank 1", writer)
+    writer.close()
+    assert _records(run / "steps.jsonl") == list(range(9)) and _records(run / "evals.jsonl") == [2, 4, 6]
