@@ -105,6 +105,8 @@ class GradientEngine:
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
         self._p2p = bool(getattr(reducer, "point_to_point", False))
         self._role: Coordinator | Follower | None = None  # None: sync, every rank is a member of every step
+        if (prepare := getattr(reducer, "prepare", None)) is not None:
+            prepare(quorum)  # collective, now that every rank is here (the members reducer's communicators)
         self._timeout: float | None = None  # the member timeout, when on (every rank agrees)
         if quorum < self.size:
             # Without a snapshot to bring a laggard back with, nobody is marked behind (sends to it pile up).
@@ -331,13 +333,16 @@ class GradientEngine:
                     time.sleep(freeze_s)
                 total = self._reducer.reduce(vote.members, buf)
                 break
-            hold = threading.Event() if freeze_s > 0 and member else None
-            pending = self._reducer.start(vote.members, buf, step=vote.step, round_=vote.round, skip=vote.behind,
-                                          epoch=vote.epoch, hold=hold)
-            if freeze_s > 0:  # this rank's engine thread, and its part of the reduction, stop here
+            # Without a deadline a member's part runs on this thread (inline); with one, on a worker thread.
+            inline = self._timeout is None
+            hold = threading.Event() if freeze_s > 0 and member and not inline else None
+            if freeze_s > 0 and hold is None:  # this rank's engine thread stops before its part
                 time.sleep(freeze_s)
-                if hold is not None:
-                    hold.set()
+            pending = self._reducer.start(vote.members, buf, step=vote.step, round_=vote.round, skip=vote.behind,
+                                          hold=hold, inline=inline)
+            if hold is not None:  # this rank's engine thread, and its part of the reduction, stop here
+                time.sleep(freeze_s)
+                hold.set()
             outcome = self._await(pending, vote)
             if isinstance(outcome, np.ndarray):
                 total = outcome
@@ -371,7 +376,8 @@ class GradientEngine:
         if self._timeout is None or self._poisoned:  # a rank waiting to be brought back holds nobody up
             pending.wait(None, self.stopping)
             return pending.result()
-        if pending.wait(self._timeout, self.stopping):
+        started = time.perf_counter()
+        if pending.wait(self._timeout, self.stopping) and not self._late(vote, started):
             return pending.result()
         # From here this rank never takes this round's result itself: the coordinator may have decided the
         # step again without it, and only its verdict says which form every rank applies.
@@ -384,6 +390,14 @@ class GradientEngine:
                 raise Stopped
             backoff.pause()
         return outcome
+
+    def _late(self, vote: Vote, started: float) -> bool:
+        """Whether a follower whose part of the reduction ended must still ask for the verdict instead of taking
+        the result: the step was decided again already (a rank stopped before it read the first decision finds
+        both queued), or its part ended past the deadline (a rank stopped while waiting can see it end on
+        waking). Rank 0's own result always stands: it is the arbiter."""
+        return isinstance(self._role, Follower) and \
+            (time.perf_counter() - started > self._timeout or self._role.superseded(vote))
 
     def _vote_all(self, step: int) -> Vote | None:
         """Sync: every rank is a member; wait for the local buffer."""

@@ -80,6 +80,15 @@ def test_a_member_frozen_inside_the_reduction_is_decided_away_within_the_deadlin
     _identical_and_replayed(out, steps)
 
 
+@pytest.mark.parametrize("ranks", [4, 5])
+def test_the_point_to_point_ring_sums_every_member_subset_identically(ranks):
+    """Steps decided again (fewer members) reduce by a ring of messages, not a communicator made mid-run:
+    numpy's sum of the same buffers is the oracle, for every subset and for lengths below and above its size."""
+    result = mpirun(ranks, ["tests/mpi/ring_oracle.py"], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert f"ring reductions on {ranks} ranks" in result.stdout
+
+
 def _rank_pids(session: int) -> dict[int, int]:
     """MPI rank -> pid of the job's Python ranks, read from their environment."""
     pids = {}
