@@ -63,15 +63,16 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._fused = FusedGradients(self._params)  # its loss slot stays 0: a script's loss is its own
         settings = runtime.settings
         self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout)
+        self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
         self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
             runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=0,
-            lag_limit=settings.lag_limit, snapshot=self._snapshot if runtime.rank == 0 else None)
+            lag_limit=settings.lag_limit, member_timeout=settings.member_timeout,
+            snapshot=self._snapshot if runtime.rank == 0 else None, freeze=self._faults.reduce_freeze)
         self._watchdog.describe = self._engine.describe
         staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
         self._buf = staging if staging is not None else self._fused.new_buffer()
         self._protocol = StepProtocol(self._engine, first_step=0, rank=runtime.rank, replay=self._replay,
                                       load_state=self._load_state)
-        self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
         self._straggler = parse_straggler(settings.straggler, settings.seed)
         self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None)
         self._timing = StepTiming()  # this rank's clock for the step being synchronized

@@ -8,6 +8,7 @@ made by `init()` and ended by `shutdown()`. It is the only place `backupsgd.torc
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import sys
 import traceback
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 ENV_BACKUPS, ENV_REDUCER = "BACKUPSGD_BACKUPS", "BACKUPSGD_REDUCER"
 ENV_STALL_TIMEOUT, ENV_LAG_LIMIT, ENV_FAULT = "BACKUPSGD_STALL_TIMEOUT", "BACKUPSGD_LAG_LIMIT", "BACKUPSGD_FAULT"
 ENV_STRAGGLER, ENV_SEED, ENV_RUN_DIR = "BACKUPSGD_STRAGGLER", "BACKUPSGD_SEED", "BACKUPSGD_RUN_DIR"
-ENV_MODE = "BACKUPSGD_MODE"
+ENV_MODE, ENV_MEMBER_TIMEOUT = "BACKUPSGD_MODE", "BACKUPSGD_MEMBER_TIMEOUT"
 MODES = ("sync", "backup", "horovod")
 
 
@@ -37,6 +38,9 @@ class Settings:
     reducer: str  # how a step's members sum their gradients (dense, members, shm, horovod)
     stall_timeout: float  # seconds without progress before every rank says whom it waits for and the job aborts
     lag_limit: int  # members reducer: steps a frozen rank may fall behind before it is resynchronised
+    # members reducer: seconds a step's reduction waits for a member before the step is decided again without
+    # it; 0.0: automatic (0.5 s + 20 ms per MiB of fused gradients), as the CLI's --member-timeout
+    member_timeout: float
     fault: str  # injected faults, as the CLI's --fault (for tests)
     straggler: str  # injected delays, as the CLI's --straggler: the same seeded draws per (seed, step)
     seed: int  # seeds the straggler draws (the script seeds its own model and data)
@@ -74,16 +78,18 @@ def current() -> Runtime:
     return _runtime
 
 
-def init(backups: int | None = None, reducer: str | None = None) -> None:
+def init(backups: int | None = None, reducer: str | None = None, member_timeout: float | str | None = None) -> None:
     """Start backupsgd on every rank of MPI_COMM_WORLD: b from `backups`, else $BACKUPSGD_BACKUPS (default 0,
-    plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense).
+    plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense); the members
+    reducer's member timeout from `member_timeout` (seconds, or "auto"), else $BACKUPSGD_MEMBER_TIMEOUT
+    (default auto: 0.5 s + 20 ms per MiB of fused gradients).
 
     Collective: every rank must call it. Bad settings raise ConfigError (a ValueError) on every rank
     alike, so none is left waiting for the others. Calling it again with the same settings does nothing.
     """
     global _runtime
     world = MPI.COMM_WORLD
-    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer))
+    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer, member_timeout))
     if _runtime is not None:
         if _runtime.settings != settings:
             raise ConfigError(f"backupsgd.torch is already initialised with {_runtime.settings}; "
@@ -106,7 +112,7 @@ def is_initialized() -> bool:
     return _runtime is not None
 
 
-def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
+def _settings(size: int, backups: int | None, reducer: str | None, member_timeout: float | str | None) -> Settings:
     check_thread_level()
     if backups is None:
         backups = _env_number(ENV_BACKUPS, "0", int, "an integer such as 1")
@@ -150,7 +156,25 @@ def _settings(size: int, backups: int | None, reducer: str | None) -> Settings:
         from backupsgd.rundir import choose_run_dir
 
         choose_run_dir(run_dir, "script")  # refuses a directory that already holds a run
-    return Settings(mode, backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir)
+    return Settings(mode, backups, reducer, stall_timeout, lag_limit, _member_timeout(member_timeout), fault,
+                    straggler, seed, run_dir)
+
+
+def _member_timeout(value: float | str | None) -> float:
+    """Seconds > 0, or 0.0 for "auto" (the engine then scales it with the buffer)."""
+    where = "init(member_timeout=...)" if value is not None else ENV_MEMBER_TIMEOUT
+    if value is None:
+        value = os.environ.get(ENV_MEMBER_TIMEOUT, "auto")
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0.0
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{where} = {value!r}: the member timeout must be a number of seconds > 0 (e.g. 0.5) or "
+                          "'auto' (0.5 s + 20 ms per MiB of gradients); fix it or leave it unset")
+    return seconds
 
 
 def _env_number(name: str, default: str, kind: type, example: str):
