@@ -2,6 +2,7 @@
 with backup workers, and the engine's fault guarantees, each run of the examples under a timeout."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -89,6 +90,35 @@ def test_member_timeout_from_the_environment_bounds_a_frozen_member(tmp_path):
     (record,) = steps[5]["redecided"]
     assert record["timed_out"] == [2] and 2 not in steps[5]["members"], steps[5]
     assert 1.5 <= record["waited_s"] < 8.0, record
+
+
+def test_batch_size_records_the_noise_scale_in_its_closed_form(tmp_path):
+    """DistributedOptimizer(batch_size=8): rank 0's steps.jsonl carries each step's |G|^2 and tr(Sigma) estimates
+    and the smoothed noise scale. Each rank's gradient is a fixed known vector, so the oracle is noise.estimate's
+    closed form on the recorded members' vectors, and NoiseScale folded over those estimates."""
+    sys.path.insert(0, str(REPO / "tests" / "mpi"))
+    from library_noise import BATCH, STEPS, direction
+
+    from backupsgd.noise import NoiseScale, estimate
+
+    run = tmp_path / "run"
+    result = run_script(4, str(REPO / "tests" / "mpi" / "library_noise.py"), timeout=180,
+                        env={"BACKUPSGD_BACKUPS": "1", "BACKUPSGD_STRAGGLER": "exp:mean=0.01",
+                             "BACKUPSGD_RUN_DIR": str(run)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(STEPS))
+    smoother = NoiseScale()
+    for s in steps:
+        grads = np.array([direction(r) for r in s["members"]], dtype=np.float64)
+        expected = estimate(float((grads ** 2).sum()), len(grads), BATCH, float((grads.mean(0) ** 2).sum()))
+        assert s["grad_sq"] == pytest.approx(expected.grad_sq, rel=1e-4, abs=1e-4), s
+        assert s["trace_cov"] == pytest.approx(expected.trace_cov, rel=1e-4, abs=1e-4), s
+        smoothed = smoother.update(expected).b_simple  # nan (written as null) while the smoothed |G|^2 <= 0
+        assert s["noise_scale"] is None if math.isnan(smoothed) else s["noise_scale"] == pytest.approx(smoothed,
+                                                                                                      rel=1e-3), s
+    assert len({tuple(s["members"]) for s in steps}) > 1, "random stragglers should vary the members"
+    assert steps[-1]["noise_scale"] > 0, steps[-1]
 
 
 @needs_horovod

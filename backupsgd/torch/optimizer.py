@@ -53,7 +53,7 @@ class _DistributedOptimizer(WrappedOptimizer):
 
     def __init__(self, optimizer: torch.optim.Optimizer, runtime: Runtime, named_parameters, compression,
                  backward_passes_per_step: int, op: int, gradient_predivide_factor: float,
-                 max_grad_norm: float | None) -> None:
+                 max_grad_norm: float | None, batch_size: int | None = None) -> None:
         _check_arguments(optimizer, named_parameters, backward_passes_per_step, op, gradient_predivide_factor,
                          max_grad_norm, compression)
         self.optimizer, self._runtime = optimizer, runtime
@@ -74,7 +74,8 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._protocol = StepProtocol(self._engine, first_step=0, rank=runtime.rank, replay=self._replay,
                                       load_state=self._load_state)
         self._straggler = parse_straggler(settings.straggler, settings.seed)
-        self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None)
+        self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None,
+                                noise=(self._fused, batch_size) if batch_size is not None else None)
         self._timing = StepTiming()  # this rank's clock for the step being synchronized
         self._compute_start = time.perf_counter()  # since the previous step (or skip_missed's latest batch)
         self._decision: Decision | None = None  # synchronized, not yet applied
@@ -250,7 +251,7 @@ def straggle(straggler: StragglerModel, step: int, runtime: Runtime, compute_sta
 
 def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None, compression=Compression.none,
                          backward_passes_per_step: int = 1, op: int = Average, gradient_predivide_factor: float = 1.0,
-                         max_grad_norm: float | None = None) -> _DistributedOptimizer:
+                         max_grad_norm: float | None = None, batch_size: int | None = None) -> _DistributedOptimizer:
     """Wrap `optimizer` so that each `step()` applies the average of the first N = P - b gradients of the step.
 
     Horovod's signature and semantics, plus `max_grad_norm` (clip the averaged gradient to this norm on every
@@ -259,7 +260,13 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None
     DistributedOptimizer doing every step, recorded and straggled like backupsgd's (the baseline in sweeps). `backward_passes_per_step` is accepted for Horovod scripts:
     gradients accumulate in `.grad` across the backward passes and the exchange runs at `step()` anyway.
     `gradient_predivide_factor` only splits Horovod's averaging into two scalings; the average is the same.
+    `batch_size` (examples per rank per step, the loss a mean over them) makes rank 0's run directory record the
+    gradient noise scale per step, as `backupsgd train` does (`grad_sq`, `trace_cov`, `noise_scale` in
+    steps.jsonl; backupsgd/noise.py): the members' own squared gradient norms against their mean's.
     """
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be the examples each rank's gradient averages per step, an integer >= 1 "
+                         f"(or None: no noise scale), got {batch_size!r}")
     runtime = current()
     if runtime.settings.mode == "horovod":  # the baseline: horovod.torch's own optimizer, recorded like ours
         from backupsgd.torch.baseline import HorovodBaseline
@@ -268,7 +275,7 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None
     else:
         kind = _DistributedOptimizer
     wrapped = kind(optimizer, runtime, named_parameters, compression, backward_passes_per_step, op,
-                   gradient_predivide_factor, max_grad_norm)
+                   gradient_predivide_factor, max_grad_norm, batch_size)
     runtime.optimizers.append(wrapped)
     return wrapped
 

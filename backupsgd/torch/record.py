@@ -17,6 +17,8 @@ from mpi4py import MPI
 
 from backupsgd.clock import run_clock_offset
 from backupsgd.engine import Decision
+from backupsgd.fused import FusedGradients
+from backupsgd.noise import NoiseScale, step_fields
 from backupsgd.replica import flat_params, optimizer_digest, param_digest
 from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
 from backupsgd.torch.runtime import Runtime
@@ -25,7 +27,10 @@ from backupsgd.torch.runtime import Runtime
 class ScriptRun:
     """Collective to create and to finish (every rank); `step` and `evaluation` are local calls."""
 
-    def __init__(self, runtime: Runtime, path: str | Path | None) -> None:
+    def __init__(self, runtime: Runtime, path: str | Path | None,
+                 noise: tuple[FusedGradients, int] | None = None) -> None:
+        """`noise`: the fused layout whose sums decisions carry and the per-rank batch size, to record the
+        gradient noise scale per step (as train.py does)."""
         settings = runtime.settings
         self.rank, self.size, self.quorum, self._comm = runtime.rank, runtime.size, runtime.quorum, runtime.collectives
         self._settings = settings
@@ -34,16 +39,24 @@ class ScriptRun:
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []
         self._last_eval: dict[str, float] = {}
+        self._noise, self._smoother = noise, NoiseScale()
         config = {"mode": settings.mode, "backups": settings.backups,
                   "workers": self.size, "quorum": self.quorum, "seed": settings.seed, "straggler": settings.straggler,
                   "reducer": settings.reducer, "model": Path(sys.argv[0]).stem, "script": sys.argv[0],
                   "script_args": sys.argv[1:], "eval_every": 0}
+        if noise is not None:
+            config["batch_size"] = noise[1]
         self._writer = RunWriter(Path(path), config) if path and self.rank == 0 else None
 
     def step(self, decision: Decision, timing: StepTiming) -> None:
         self.timings[decision.step] = timing
         if self._writer is not None:
-            self._writer.step(step_record(decision, self.elapsed(), None, timing, list(range(self.size))))
+            record = step_record(decision, self.elapsed(), None, timing, list(range(self.size)))
+            if self._noise is not None:  # the members' own squared norms (summed in a slot) against their mean's
+                fused, batch = self._noise
+                record.update(step_fields(float(decision.total[fused.sq_norm]), len(decision.members), batch,
+                                          fused.squared_norm(decision.total, decision.scale), self._smoother))
+            self._writer.step(record)
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, "time": self.elapsed()}
