@@ -106,7 +106,7 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
             samples["backup"].append(_exchange_time(comm, "backup", backups, buf, iters))
             # backup with the members-only reducer: N ranks reduce, b receive the result by message
             samples["members"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="members"))
-            # the same without the member timeout: what its deadline machinery (a worker thread per part) costs
+            # the same without the member timeout: what its deadline machinery (standby.py) costs
             samples["members_off"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="members",
                                                          deadline=False))
             # backup with the shared-memory reducer: members' buffers summed slice by slice in place

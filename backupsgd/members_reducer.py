@@ -1,8 +1,8 @@
 """The members-only reducer: each step's members reduce among themselves, the others get the result by message.
 
-Nothing here ever waits on a rank outside the step's members, and nothing a member does with the other
-members blocks the engine thread: the reduction runs on a worker thread that the engine waits for with the
-member timeout, and the communicators it runs on all exist before the first step. Communicator creation
+Nothing here ever waits on a rank outside the step's members. A member's part runs on the calling thread (the
+engine's, which a standby thread replaces if the part overruns the member timeout: standby.py), and the
+communicators it runs on all exist before the first step. Communicator creation
 (`MPI_Comm_create_group`) is collective over the new communicator's ranks and cannot be abandoned, so it
 is never done while training runs: a member frozen at that moment would hold the others until it answered.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import queue
 import threading
 import time
 from typing import Callable
@@ -23,44 +22,14 @@ from backupsgd import polling
 from backupsgd.reducers import TAG_RESULT, BufferPool, SendPool
 
 
-class _Worker:
-    """A thread that runs member reductions one at a time, so the engine thread can stop waiting for one.
-
-    A blocking MPI call cannot be abandoned; a thread blocked in one can be left there. It returns when the
-    member that stopped answering makes its own call (every member of an abandoned step still makes it, see
-    MembersReducer), and the worker is then free again. Its calls are Open MPI's tuned blocking collectives,
-    the ones the reducer always used: a nonblocking MPI_Iallreduce polled with a deadline was 1.7x slower at
-    1 MiB here (libnbc's schedule, advanced only while polled).
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.busy = False
-        self._thread = threading.Thread(target=self._run, name="backupsgd-members", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: "_Job") -> None:
-        self.busy = True
-        self._jobs.put(job)
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job.run_here()
-            self.busy = False
-
-    def stop(self, timeout: float) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout)  # one still blocked in an abandoned reduction is left (a daemon thread)
-
-
 class _Job:
     def __init__(self, run: Callable[[], None]) -> None:
-        self.run, self.done, self.error = run, threading.Event(), None
+        self._run, self.done, self.error = run, threading.Event(), None
 
-    def run_here(self) -> None:
+    def run(self) -> None:
         try:
-            self.run()
-        except BaseException as exc:  # raised on the engine thread by Pending.result()
+            self._run()
+        except BaseException as exc:  # raised by Pending.result(), on whichever thread takes the step on
             self.error = exc
         self.done.set()
 
@@ -104,14 +73,19 @@ def ring_allreduce(comm: MPI.Comm, members: tuple[int, ...], rank: int, local: n
 
 
 class Pending:
-    """This rank's part of one step's reduction, under way: wait for it with a deadline, then take the
-    result or abandon it. A member's part runs on a worker thread; a non-member's is a receive."""
+    """This rank's part of one step's reduction: run it (a member's; a non-member's is a receive, already
+    posted), wait for it with a deadline, then take the result or abandon it."""
 
     def __init__(self, reducer: "MembersReducer", out: np.ndarray, job: _Job | None = None,
                  request: MPI.Request | None = None, sender: int = -1, sends: list[int] = (),
                  tag: int = 0) -> None:
         self._reducer, self.out, self._job, self._request = reducer, out, job, request
         self.sender, self._sends, self._tag = sender, sends, tag  # non-member: who sends; member: whom to send to
+
+    def run(self) -> None:
+        """A member's part, on this thread (blocking); nothing for a non-member."""
+        if self._job is not None:
+            self._job.run()
 
     def wait(self, timeout: float | None, stopping: Callable[[], bool]) -> bool:
         """True once this rank's part is done; False if `timeout` seconds passed first."""
@@ -140,8 +114,8 @@ class Pending:
         return self.out
 
     def abandon(self, sender_may_send: bool) -> None:
-        """Stop waiting. A member's reduction runs on in its worker (the member that stopped answering makes
-        its call when it answers again); a non-member's receive is cancelled, unless its sender may have
+        """Stop waiting. A member's reduction runs on in the thread blocked in it (the member that stopped
+        answering makes its call when it answers again); a non-member's receive is cancelled, unless its sender may have
         accepted the step and sent the result (`sender_may_send`): then it is kept until closing, so that
         send completes."""
         self._reducer._abandoned(self, sender_may_send)
@@ -157,9 +131,9 @@ class MembersReducer:
     step decided again with fewer members, or too many sets to make) reduces point-to-point, by a ring over
     a communicator of all ranks with a tag per (step, round). So no communicator is made while training runs.
 
-    A member that stops answering inside the reduction is bounded by the engine's member timeout: each
-    member's part runs on a worker thread (see _Worker) that the engine thread waits for with a deadline,
-    and abandons when the step is decided again. Every member of a step still makes its call (decisions are
+    A member that stops answering inside the reduction is bounded by the engine's member timeout: a part that
+    overruns it is left blocked in its thread (a standby thread takes the engine's place, standby.py) and
+    abandoned when the step is decided again. Every member of a step still makes its call (decisions are
     taken in order), so an abandoned reduction ends when the late member answers.
     """
 
@@ -177,7 +151,6 @@ class MembersReducer:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self._sets: dict[tuple[int, ...], _SetComm] = {}
         self._pool = SendPool(length, BufferPool.SPARES)  # every rank takes one every step, member or not
-        self._workers: list[_Worker] = []
         self._kept: list[MPI.Request] = []  # receives of abandoned steps whose sender may still send
 
     def prepare(self, quorum: int) -> None:
@@ -203,17 +176,16 @@ class MembersReducer:
 
     def reduce(self, members: tuple[int, ...], local: np.ndarray | None, *, step: int = 0,
                skip: tuple[int, ...] = (), stopping: Callable[[], bool] = lambda: False) -> np.ndarray:
-        """The blocking form: start() on this thread and wait without a deadline."""
-        pending = self.start(members, local, step=step, skip=skip, inline=True)
+        """The blocking form: start(), run and wait without a deadline."""
+        pending = self.start(members, local, step=step, skip=skip)
+        pending.run()
         pending.wait(None, stopping)
         return pending.result()
 
     def start(self, members: tuple[int, ...], local: np.ndarray | None, *, step: int = 0, round_: int = 0,
-              skip: tuple[int, ...] = (), hold: threading.Event | None = None, inline: bool = False) -> Pending:
-        """Begin this rank's part of the reduction of (`step`, `round_`) over `members` (`skip`: ranks marked
-        behind, sent nothing). A member's part runs on a worker thread, or here (`inline`, for a caller that
-        waits without a deadline: no hand-over to a thread); `hold`, if given, keeps it from entering the
-        reduction until it is set (an injected freeze)."""
+              skip: tuple[int, ...] = ()) -> Pending:
+        """This rank's part of the reduction of (`step`, `round_`) over `members` (`skip`: ranks marked behind,
+        sent nothing): a non-member's receive is posted; a member's part runs at Pending.run()."""
         self._kept = [r for r in self._kept if not r.Test()]
         out = self._pool.take()  # out of place: `local` is the training thread's, reused once decided
         others = [r for r in range(self.size) if r not in members]
@@ -223,27 +195,15 @@ class MembersReducer:
             return Pending(self, out, request=self._comm.Irecv(out, sender, tag), sender=sender)
         me = members.index(self.rank)
         sends = [peer for i, peer in enumerate(others) if i % len(members) == me and peer not in skip]
-        job = self._job(members, local, out, tag, hold)
-        if inline:
-            job.run_here()
-        else:
-            worker = next((w for w in self._workers if not w.busy), None)
-            if worker is None:  # the first step, or a worker still blocked in an abandoned reduction
-                worker = _Worker()
-                self._workers.append(worker)
-            worker.submit(job)
-        return Pending(self, out, job=job, sends=sends, tag=tag)
+        return Pending(self, out, job=self._job(members, local, out, tag), sends=sends, tag=tag)
 
-    def _job(self, members: tuple[int, ...], local: np.ndarray, out: np.ndarray, tag: int,
-             hold: threading.Event | None) -> _Job:
+    def _job(self, members: tuple[int, ...], local: np.ndarray, out: np.ndarray, tag: int) -> _Job:
         premade = self._sets.get(members)
         before = premade.last if premade is not None else None
 
         def run() -> None:
-            if before is not None:
+            if before is not None:  # on a thread replaced while blocked in it (that set's member froze)
                 before.done.wait()
-            if hold is not None:
-                hold.wait()
             if premade is not None:
                 premade.comm.Allreduce(local, out, op=MPI.SUM)
             else:
@@ -269,15 +229,12 @@ class MembersReducer:
     def reset(self) -> None:
         """This rank was resynchronised: nothing to drop (a set's communicator lives as long as the run)."""
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self) -> None:
         polling.wait_all(self._pool.pending())
         for request in self._kept:  # a sender that never accepted its step never sends
             request.Cancel()
             request.Wait()
         self._kept = []
-        deadline = time.perf_counter() + timeout
-        for worker in self._workers:
-            worker.stop(max(0.0, deadline - time.perf_counter()))
         for sub in self._sets.values():
             if sub.idle():  # one still in an abandoned reduction that never ended is left to MPI_Finalize
                 sub.comm.Free()

@@ -151,9 +151,9 @@ def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     # lr 0.05, not the default 0.1: at 0.1 (momentum 0.9) this MLP's training is chaotic, and two replays of one
     # member sequence that differ only in float32 summation order end 2e-2 apart in the loss and 6e-2 in the
     # weights (a step's loss 2e-4 apart by step 91 in one run). At 0.05 they stay within 5e-7, so a replica that
-    # missed or misapplied a step shows as what it is.
+    # missed or misapplied a step shows as what it is (the weights: within 1.4e-5 of the replay in one run).
     _losses_replayed(out, steps)
-    _identical_and_replayed(out, steps)
+    _identical_and_replayed(out, steps, atol=1e-4)
 
 
 def test_freeze_spec_and_member_timeout_name_the_fix():
