@@ -103,8 +103,9 @@ def _rank_pids(session: int) -> dict[int, int]:
     return pids
 
 
-# Not in `make test`: it fails about one run in ten (a 3.4 s stall with a 0.5 s member timeout was seen), so a
-# window is still open (issue 17). `make stress` runs it; CI must not go red at random meanwhile.
+# Not in `make test` yet: with communicators made before training and a standby taking over past the deadline,
+# 13 of 14 runs kept every step gap near 1 s at load averages of 20-27 (2 cores); one stalled 8.7 s at step 194 (rank 2 stopped twice in
+# a row, then rank 3; a step's first form re-decided only as rank 2's second stop ended), not yet understood.
 @pytest.mark.stress
 def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     """As a user would: three times, a random worker (never rank 0, the coordinator) is stopped with SIGSTOP at a
