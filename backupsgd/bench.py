@@ -14,6 +14,7 @@ from backupsgd.engine import GradientEngine
 from backupsgd.modes import MODES
 
 MIB = 1 << 20
+MEMBER_TIMEOUT_S = 30.0
 
 
 def _timed(comm: MPI.Comm, iters: int, one_step: Callable[[int], None]) -> float:
@@ -26,11 +27,15 @@ def _timed(comm: MPI.Comm, iters: int, one_step: Callable[[int], None]) -> float
 
 
 def _exchange_time(comm: MPI.Comm, mode: str, backups: int, buf: np.ndarray, iters: int,
-                   reducer: str = "dense") -> float:
+                   reducer: str = "dense", deadline: bool = True) -> float:
     quorum = MODES[mode].quorum(comm.size, backups)
-    # A snapshot source on rank 0 turns the members reducer's member timeout on, as in training (none is taken).
-    snapshot = (lambda: b"") if reducer == "members" and comm.rank == 0 else None
-    with MODES[mode].open_exchange(comm, len(buf), quorum, reducer, snapshot=snapshot) as engine:
+    # A snapshot source on rank 0 turns the members reducer's member timeout on, as in training (none is taken);
+    # without one (`deadline` off) each member's part runs on its engine thread, waited for without a deadline.
+    # Its deadline is set far beyond any scheduling stall of a loaded machine: the machinery runs every step,
+    # and no step is decided again (a rank brought back would end the benchmark).
+    snapshot = (lambda: b"") if reducer == "members" and deadline and comm.rank == 0 else None
+    with MODES[mode].open_exchange(comm, len(buf), quorum, reducer, snapshot=snapshot,
+                                   member_timeout=MEMBER_TIMEOUT_S) as engine:
         buf = _as_training_offers(engine, buf)
         engine.submit(0, buf).wait()  # warm-up: MPI's first use of this size, the members reducer's first communicator
         engine.pop(0)
@@ -93,13 +98,17 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
         # grow P-fold per step to inf within a few dozen steps. Adding floats costs the same whatever
         # their values (short of denormals, which zeros never become).
         buf = np.zeros(int(size * MIB) // 4, dtype=np.float32)
-        samples: dict[str, list[float]] = {"mpi": [], "backup": [], "members": [], "shm": [], "sync": []}
+        samples: dict[str, list[float]] = {"mpi": [], "backup": [], "members": [], "members_off": [], "shm": [],
+                                           "sync": []}
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)  # warm-up
         for _ in range(repeats):  # interleaved, so drift on a shared machine hits every variant alike
             samples["mpi"].append(_timed(comm, iters, lambda i: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)))
             samples["backup"].append(_exchange_time(comm, "backup", backups, buf, iters))
             # backup with the members-only reducer: N ranks reduce, b receive the result by message
             samples["members"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="members"))
+            # the same without the member timeout: what its deadline machinery (standby.py) costs
+            samples["members_off"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="members",
+                                                         deadline=False))
             # backup with the shared-memory reducer: members' buffers summed slice by slice in place
             samples["shm"].append(_exchange_time(comm, "backup", backups, buf, iters, reducer="shm"))
             samples["sync"].append(_exchange_time(comm, "sync", 0, buf, iters))
@@ -115,6 +124,8 @@ def bench_exchange(comm: MPI.Comm, sizes_mib: list[float], repeats: int, iters: 
         med = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
         rows.append({"size_mib": size, "ranks": comm.size, "backups": backups, "mpi_ms": med["mpi"],
                      "backup_ms": med["backup"], "members_ms": med["members"], "shm_ms": med["shm"],
+                     "members_no_deadline_ms": med["members_off"],
+                     "deadline_cost": med["members"] / med["members_off"],
                      "sync_ms": med["sync"],
                      "backup_over_mpi": med["backup"] / med["mpi"], "members_over_mpi": med["members"] / med["mpi"],
                      "shm_over_mpi": med["shm"] / med["mpi"],
@@ -152,15 +163,19 @@ def format_rows(rows: list[dict], straggler: dict | None) -> str:
     """Two tables: the median time of each exchange, then each as a multiple of raw MPI and of Horovod."""
     hvd = bool(rows) and rows[0]["hvd_ms"] is not None
     times = [("mpi", "mpi_ms"), ("hvd", "hvd_ms"), ("backup", "backup_ms"), ("backup shm", "shm_ms"),
-             ("backup members", "members_ms"), ("backup hvd", "backup_hvd_ms"), ("sync", "sync_ms")]
+             ("backup members", "members_ms"), ("members, no deadline", "members_no_deadline_ms"),
+             ("backup hvd", "backup_hvd_ms"), ("sync", "sync_ms")]
     ratios = [("backup/mpi", "backup_over_mpi"), ("shm/mpi", "shm_over_mpi"), ("members/mpi", "members_over_mpi"),
-              ("sync/mpi", "sync_over_mpi"), ("backup/hvd", "backup_over_hvd"), ("shm/hvd", "shm_over_hvd")]
+              ("sync/mpi", "sync_over_mpi"), ("members deadline/none", "deadline_cost"),
+              ("backup/hvd", "backup_over_hvd"), ("shm/hvd", "shm_over_hvd")]
     if rows and "auto_ms" in rows[0]:
         times.insert(5, ("backup auto", "auto_ms"))
         ratios.insert(3, ("auto/mpi", "auto_over_mpi"))
     if not hvd:
         times = [(label, key) for label, key in times if "hvd" not in label]
         ratios = [(label, key) for label, key in ratios if "hvd" not in label]
+    if rows:  # json written before a variant joined has no column for it
+        times, ratios = ([(label, key) for label, key in columns if key in rows[0]] for columns in (times, ratios))
     lines = ["exchange time, ms (median over repeats; backup: b = "
              f"{rows[0]['backups'] if rows else '-'}, reducer dense unless named)" if rows else "no sizes measured",
              _table(rows, times, "{:.2f}")]

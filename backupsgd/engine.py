@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from backupsgd.polling import Backoff, Stopped
 from backupsgd.reducers import Reducer
+from backupsgd.standby import Resume, Standby, Superseded
 from backupsgd.survivors import name_the_dead, revoke
 from backupsgd.vote import COORDINATOR, REJECTED, STANDS, Coordinator, Follower, QuorumPolicy, Vote
 
@@ -94,8 +95,10 @@ class GradientEngine:
     With such a reducer and a snapshot on rank 0, no rank waits on a step's reduction longer than
     `member_timeout` seconds (0: the reducer's default, scaled with the buffer; None: wait forever): a rank
     whose part has not ended by then asks the coordinator for a verdict, and the step is decided again
-    without the ranks that stopped answering (see vote.py). `freeze(step)` gives the seconds to stop this
-    rank inside `step`'s reduction (injected faults; members hold their part of the reduction back as long).
+    without the ranks that stopped answering (see vote.py). A member's part runs on the engine thread itself;
+    one that overruns the deadline is left blocked there and a standby thread carries on as the engine thread
+    (standby.py). `freeze(step)` gives the seconds to stop this rank's engine thread at `step`'s reduction,
+    before its part (injected faults: the rank is silent meanwhile, as a stopped process is).
     """
 
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
@@ -107,6 +110,8 @@ class GradientEngine:
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
         self._p2p = bool(getattr(reducer, "point_to_point", False))
         self._role: Coordinator | Follower | None = None  # None: sync, every rank is a member of every step
+        if (prepare := getattr(reducer, "prepare", None)) is not None:
+            prepare(quorum)  # collective, now that every rank is here (the members reducer's communicators)
         self._timeout: float | None = None  # the member timeout, when on (every rank agrees)
         if quorum < self.size:
             # Without a snapshot to bring a laggard back with, nobody is marked behind (sends to it pile up).
@@ -130,6 +135,8 @@ class GradientEngine:
         self._snapshot_ready: tuple[int, bytes] | None = None
         self._phase = "starting"
         self._freeze = freeze or (lambda step: 0.0)  # injected faults: seconds to stop inside a step's reduction
+        # With a member timeout, a standby thread replaces the engine thread if a member's part overruns it.
+        self._standby = Standby(self._timeout, self._take_over) if self._timeout is not None else None
         self._thread = threading.Thread(target=self._run, name="backupsgd-engine", daemon=True)
         self._thread.start()
 
@@ -214,7 +221,9 @@ class GradientEngine:
                     break
                 if self._snapshot_wanted is None:
                     self._cv.wait(0.1)
-        self._thread.join()
+        self._join_engine_thread(None)
+        if self._standby is not None:
+            self._standby.close()
         self._reducer.close()
         with self._cv:
             self._raise_if_failed()
@@ -236,7 +245,16 @@ class GradientEngine:
             self._stop = True
             self._cv.notify_all()
         revoke(self._comm, self._reduce_comm)
-        self._thread.join(timeout)
+        self._join_engine_thread(timeout)
+
+    def _join_engine_thread(self, timeout: float | None) -> None:
+        """Join the engine thread, whichever thread it is by now (a standby may have taken its place)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            thread = self._thread
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if thread is self._thread or (deadline is not None and time.monotonic() >= deadline):
+                return
 
     def held(self, step: int) -> list[Decision]:
         """After abandon(): the decided steps from `step` on that this rank holds and has not applied, in order
@@ -291,18 +309,27 @@ class GradientEngine:
             return None
 
     # --- engine-thread side -----------------------------------------------------------------
-    def _run(self) -> None:
+    def _take_over(self, resume: Resume) -> None:
+        """On a standby thread: become the engine thread, from the step whose part the old one is blocked in."""
+        self._thread = threading.current_thread()
+        self._run(resume)
+
+    def _run(self, resume: Resume | None = None) -> None:
+        replaced = False
         try:
-            step_start = time.perf_counter()
+            step_start = resume.step_start if resume is not None else time.perf_counter()
             while True:
                 step = self._next_step
-                self._phase = (f"voting on step {step}" if self._role is not None
-                               else f"waiting for this rank's own gradient for step {step}")
-                vote = self._vote_all(step) if self._role is None else self._role.vote(step, self, step_start)
-                if vote is None:
-                    break
-                if self.rank not in vote.behind:
-                    vote = self._decide(vote, step_start)  # None, or a decision of it again marking this rank behind
+                if resume is not None:  # a standby taking over: this step's part is blocked in the old thread
+                    vote, resume = self._decide(resume.vote, step_start, resume), None
+                else:
+                    self._phase = (f"voting on step {step}" if self._role is not None
+                                   else f"waiting for this rank's own gradient for step {step}")
+                    vote = self._vote_all(step) if self._role is None else self._role.vote(step, self, step_start)
+                    if vote is None:
+                        break
+                    if self.rank not in vote.behind:
+                        vote = self._decide(vote, step_start)  # None, or a decision of it again marking this rank behind
                 if vote is not None and self._stop:
                     raise RuntimeError(f"rank {self.rank} applied step {vote.step} as first decided, and it was "
                                        "decided again without this rank after its training had ended, so its replica "
@@ -317,6 +344,8 @@ class GradientEngine:
             self._phase = "shutting down"
             if self._role is not None:
                 self._role.shutdown(self, self._next_step)
+        except Superseded:  # a standby thread carried on while this one was blocked: it touches nothing more
+            replaced = True
         except BaseException as exc:  # surfaced to the training thread by decided()/wait()
             error = name_the_dead(self._comm, exc)
             if error is not exc:  # a rank died: make every survivor's engine fail now, not hang
@@ -325,14 +354,16 @@ class GradientEngine:
                 self._error = error
                 self._cv.notify_all()
         finally:
-            with self._cv:
-                self._done = True
-                self._cv.notify_all()
+            if not replaced:
+                with self._cv:
+                    self._done = True
+                    self._cv.notify_all()
 
-    def _decide(self, vote: Vote, step_start: float) -> Vote | None:
+    def _decide(self, vote: Vote, step_start: float, resume: Resume | None = None) -> Vote | None:
         """Reduce `vote`'s step and hand the result over; a step decided again is reduced again. Returns a
-        decision that marks this rank behind, if one came instead, else None."""
-        t_dec = time.perf_counter()
+        decision that marks this rank behind, if one came instead, else None. `resume`: continue from the part
+        an engine thread replaced by this one is blocked in."""
+        t_dec = resume.t_dec if resume is not None else time.perf_counter()
         while True:
             member = self.rank in vote.members
             local = self.local(vote.step) if member else None
@@ -340,20 +371,21 @@ class GradientEngine:
                 raise RuntimeError(f"rank {self.rank} chosen for step {vote.step} without having offered a gradient")
             buf, t_sub = local if member else (None, None)
             self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
-            freeze_s = self._freeze(vote.step)
+            if (freeze_s := self._freeze(vote.step)) > 0:  # this rank stops before its part, as if stopped
+                time.sleep(freeze_s)
             if not self._p2p:
-                if freeze_s > 0:
-                    time.sleep(freeze_s)
                 total = self._reducer.reduce(vote.members, buf)
                 break
-            hold = threading.Event() if freeze_s > 0 and member else None
-            pending = self._reducer.start(vote.members, buf, step=vote.step, round_=vote.round, skip=vote.behind,
-                                          epoch=vote.epoch, hold=hold)
-            if freeze_s > 0:  # this rank's engine thread, and its part of the reduction, stop here
-                time.sleep(freeze_s)
-                if hold is not None:
-                    hold.set()
-            outcome = self._await(pending, vote)
+            if resume is not None:
+                pending, started, resume = resume.pending, resume.started, None
+            else:
+                pending = self._reducer.start(vote.members, buf, step=vote.step, round_=vote.round, skip=vote.behind)
+                started = time.perf_counter()
+                if self._standby is not None and not self._poisoned:
+                    self._standby.run(Resume(vote, step_start, t_dec, pending, started), pending.run)
+                else:
+                    pending.run()
+            outcome = self._await(pending, vote, started)
             if isinstance(outcome, np.ndarray):
                 total = outcome
                 break
@@ -380,13 +412,15 @@ class GradientEngine:
             self._cv.notify_all()
         return None
 
-    def _await(self, pending, vote: Vote):
+    def _await(self, pending, vote: Vote, started: float):
         """This rank's part of the reduction's result (an array), or the coordinator's verdict once the member
-        timeout passed: the step decided again (a Vote), or STANDS."""
+        timeout passed: the step decided again (a Vote), or STANDS. A member's part has run (or is blocked in a
+        replaced thread); a non-member's receive is waited for here."""
         if self._timeout is None or self._poisoned:  # a rank waiting to be brought back holds nobody up
             pending.wait(None, self.stopping)
             return pending.result()
-        if pending.wait(self._timeout, self.stopping):
+        remaining = max(0.0, self._timeout - (time.perf_counter() - started))
+        if pending.wait(remaining, self.stopping) and not self._late(vote, started):
             return pending.result()
         # From here this rank never takes this round's result itself: the coordinator may have decided the
         # step again without it, and only its verdict says which form every rank applies.
@@ -399,6 +433,14 @@ class GradientEngine:
                 raise Stopped
             backoff.pause()
         return outcome
+
+    def _late(self, vote: Vote, started: float) -> bool:
+        """Whether a follower whose part of the reduction ended must still ask for the verdict instead of taking
+        the result: the step was decided again already (a rank stopped before it read the first decision finds
+        both queued), or its part ended past the deadline (a rank stopped while waiting can see it end on
+        waking). Rank 0's own result always stands: it is the arbiter."""
+        return isinstance(self._role, Follower) and \
+            (time.perf_counter() - started > self._timeout or self._role.superseded(vote))
 
     def _vote_all(self, step: int) -> Vote | None:
         """Sync: every rank is a member; wait for the local buffer."""

@@ -377,6 +377,11 @@ class Follower:
         raise RuntimeError(f"decision for step {nxt.step} (round {nxt.round}) arrived while waiting for the "
                            f"verdict on step {vote.step} (round {vote.round})")
 
+    def superseded(self, vote: Vote) -> bool:
+        """Whether `vote`'s step was already decided again (that decision waits unread): take no result of it."""
+        nxt = self._peek()
+        return nxt is not None and nxt.step == vote.step and nxt.round > vote.round
+
     def ack(self, step: int) -> None:
         self._ctrl(ACK, step)
 

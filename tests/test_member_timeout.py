@@ -51,7 +51,7 @@ def _losses_replayed(out: Path, steps: list[dict]) -> None:
             loss.backward()
             losses.append(loss.item())
             grads.append([p.grad.clone() for p in params])
-        assert abs(np.mean(losses) - s["loss"]) < 1e-4, (s["step"], np.mean(losses), s)
+        assert abs(np.mean(losses) - s["loss"]) < 1e-5, (s["step"], np.mean(losses), s)
         for i, p in enumerate(params):
             p.grad = torch.stack([g[i] for g in grads]).mean(0)
         opt.step()
@@ -80,6 +80,15 @@ def test_a_member_frozen_inside_the_reduction_is_decided_away_within_the_deadlin
     _identical_and_replayed(out, steps)
 
 
+@pytest.mark.parametrize("ranks", [4, 5])
+def test_the_point_to_point_ring_sums_every_member_subset_identically(ranks):
+    """Steps decided again (fewer members) reduce by a ring of messages, not a communicator made mid-run:
+    numpy's sum of the same buffers is the oracle, for every subset and for lengths below and above its size."""
+    result = mpirun(ranks, ["tests/mpi/ring_oracle.py"], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert f"ring reductions on {ranks} ranks" in result.stdout
+
+
 def _rank_pids(session: int) -> dict[int, int]:
     """MPI rank -> pid of the job's Python ranks, read from their environment."""
     pids = {}
@@ -94,8 +103,9 @@ def _rank_pids(session: int) -> dict[int, int]:
     return pids
 
 
-# Not in `make test`: it fails about one run in ten (a 3.4 s stall with a 0.5 s member timeout was seen), so a
-# window is still open (issue 17). `make stress` runs it; CI must not go red at random meanwhile.
+# Not in `make test` yet: with communicators made before training and a standby taking over past the deadline,
+# 13 of 14 runs kept every step gap near 1 s at load averages of 20-27 (2 cores); one stalled 8.7 s at step 194 (rank 2 stopped twice in
+# a row, then rank 3; a step's first form re-decided only as rank 2's second stop ended), not yet understood.
 @pytest.mark.stress
 def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     """As a user would: three times, a random worker (never rank 0, the coordinator) is stopped with SIGSTOP at a
@@ -107,7 +117,8 @@ def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     cmd = [str(BIN / "mpirun"), "--oversubscribe", "-n", "4", sys.executable, "-m", "backupsgd", "train",
            "--no-progress", "--out", str(out), "--mode", "backup", "--backups", "1", "--reducer", "members",
            "--member-timeout", TIMEOUT, "--lag-limit", "5", "--steps", "600", "--straggler", "exp:mean=0.02",
-           "--eval-every", "0", "--check-every", "25", "--stall-timeout", "8"]
+           "--eval-every", "0", "--check-every", "25", "--stall-timeout", "8", "--lr", "0.05",
+           "--momentum", "0"]
     with launcher_tmpdir() as tmp_env:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**mpi_env(), **tmp_env}, cwd=REPO, start_new_session=True)
@@ -139,10 +150,12 @@ def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     worst = int(np.argmax(gaps))
     assert gaps[worst] < stop_s - 1.0, (f"step {worst + 1} waited {gaps[worst]:.2f} s (stopped: {stopped})",
                                         steps[worst - 2: worst + 2], stderr[-3000:])
+    # lr 0.05 and no momentum, not the defaults (0.1, 0.9): with momentum this MLP's training can be chaotic, and
+    # two replays of one run's members that differ only in float32 summation order ended 2e-2 apart in the loss
+    # at lr 0.1 and 8e-4 at lr 0.05 (5e-3 in the weights), failing runs whose replicas were all identical. Without
+    # momentum they stay within 2e-7 over the 600 steps, so a replica that missed or misapplied a step shows.
     _losses_replayed(out, steps)
-    # 600 steps of varying member sets: float32 summation order (MPI's sum, the replay's mean) drifts the two
-    # apart by up to ~3e-4 in the weights (the per-step losses above stay within 1e-5: no step is wrong).
-    _identical_and_replayed(out, steps, atol=2e-3)
+    _identical_and_replayed(out, steps)
 
 
 def test_freeze_spec_and_member_timeout_name_the_fix():

@@ -2,6 +2,7 @@
 with backup workers, and the engine's fault guarantees, each run of the examples under a timeout."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -45,11 +46,79 @@ def test_single_rank_equals_plain_torch_and_refuses_what_cannot_work():
 
 
 @pytest.mark.parametrize("setting,value,words", [("BACKUPSGD_BACKUPS", "2", "0 <= b < 2"),
-                                                 ("BACKUPSGD_REDUCER", "ring", "unknown reducer 'ring'")])
+                                                 ("BACKUPSGD_REDUCER", "ring", "unknown reducer 'ring'"),
+                                                 ("BACKUPSGD_MEMBER_TIMEOUT", "-1", "BACKUPSGD_MEMBER_TIMEOUT = '-1': "
+                                                  "the member timeout must be a number of seconds > 0")])
 def test_bad_settings_raise_at_init_on_every_rank(setting, value, words):
     result = run_script(2, SYNTHETIC, "--num-iters", "1", env={setting: value}, timeout=120)
     assert result.returncode != 0
     assert result.stderr.count(words) >= 2, result.stderr[-3000:]  # every rank says it, none is left waiting
+
+
+def test_member_timeout_setting_reads_seconds_or_auto_and_names_the_fix(monkeypatch):
+    """Function level: init()'s argument wins over the environment; "auto" is the engine's 0 (scaled with the
+    buffer); anything but seconds > 0 raises naming both ways to set it."""
+    from backupsgd.errors import ConfigError
+    from backupsgd.torch.runtime import ENV_MEMBER_TIMEOUT, _member_timeout
+
+    monkeypatch.delenv(ENV_MEMBER_TIMEOUT, raising=False)
+    assert _member_timeout(None) == 0.0
+    monkeypatch.setenv(ENV_MEMBER_TIMEOUT, "0.25")
+    assert (_member_timeout(None), _member_timeout(1.5), _member_timeout("auto"), _member_timeout(" AUTO ")) == \
+        (0.25, 1.5, 0.0, 0.0)
+    for bad in (0, -1, "soon", float("inf"), True):
+        with pytest.raises(ConfigError, match=r"init\(member_timeout=...\) = .*or 'auto'"):
+            _member_timeout(bad)
+    monkeypatch.setenv(ENV_MEMBER_TIMEOUT, "0")
+    with pytest.raises(ConfigError, match=f"{ENV_MEMBER_TIMEOUT} = '0': the member timeout must be"):
+        _member_timeout(None)
+
+
+def test_member_timeout_from_the_environment_bounds_a_frozen_member(tmp_path):
+    """BACKUPSGD_MEMBER_TIMEOUT=1.5 reaches the engine: rank 2 (a member: rank 3 is slow) stops inside step 5's
+    reduction for 8 s. Step 5 is decided again without it no sooner than 1.5 s (the automatic deadline, 0.5 s,
+    re-decides after about 1 s) and well before the 8 s are over; every replica ends identical."""
+    env = {"BACKUPSGD_BACKUPS": "1", "BACKUPSGD_REDUCER": "members", "BACKUPSGD_LAG_LIMIT": "5",
+           "BACKUPSGD_MEMBER_TIMEOUT": "1.5", "BACKUPSGD_FAULT": "freeze:rank=2,step=5,phase=reduce,seconds=8",
+           "BACKUPSGD_RUN_DIR": str(tmp_path / "run")}
+    result = run_script(4, DIGITS, "--epochs", "2", "--slow-rank", "3", "--slow-sleep", "0.2",
+                        "--save", str(tmp_path / "saved"), env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_identical(*saved(tmp_path / "saved", 4))
+    steps = [json.loads(line) for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(len(steps))), "each step recorded once"
+    (record,) = steps[5]["redecided"]
+    assert record["timed_out"] == [2] and 2 not in steps[5]["members"], steps[5]
+    assert 1.5 <= record["waited_s"] < 8.0, record
+
+
+def test_batch_size_records_the_noise_scale_in_its_closed_form(tmp_path):
+    """DistributedOptimizer(batch_size=8): rank 0's steps.jsonl carries each step's |G|^2 and tr(Sigma) estimates
+    and the smoothed noise scale. Each rank's gradient is a fixed known vector, so the oracle is noise.estimate's
+    closed form on the recorded members' vectors, and NoiseScale folded over those estimates."""
+    sys.path.insert(0, str(REPO / "tests" / "mpi"))
+    from library_noise import BATCH, STEPS, direction
+
+    from backupsgd.noise import NoiseScale, estimate
+
+    run = tmp_path / "run"
+    result = run_script(4, str(REPO / "tests" / "mpi" / "library_noise.py"), timeout=180,
+                        env={"BACKUPSGD_BACKUPS": "1", "BACKUPSGD_STRAGGLER": "exp:mean=0.01",
+                             "BACKUPSGD_RUN_DIR": str(run)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(STEPS))
+    smoother = NoiseScale()
+    for s in steps:
+        grads = np.array([direction(r) for r in s["members"]], dtype=np.float64)
+        expected = estimate(float((grads ** 2).sum()), len(grads), BATCH, float((grads.mean(0) ** 2).sum()))
+        assert s["grad_sq"] == pytest.approx(expected.grad_sq, rel=1e-4, abs=1e-4), s
+        assert s["trace_cov"] == pytest.approx(expected.trace_cov, rel=1e-4, abs=1e-4), s
+        smoothed = smoother.update(expected).b_simple  # nan (written as null) while the smoothed |G|^2 <= 0
+        assert s["noise_scale"] is None if math.isnan(smoothed) else s["noise_scale"] == pytest.approx(smoothed,
+                                                                                                      rel=1e-3), s
+    assert len({tuple(s["members"]) for s in steps}) > 1, "random stragglers should vary the members"
+    assert steps[-1]["noise_scale"] > 0, steps[-1]
 
 
 @needs_horovod

@@ -32,7 +32,9 @@ class HorovodBaseline(WrappedOptimizer):
 
     def __init__(self, optimizer: torch.optim.Optimizer, runtime: Runtime, named_parameters, compression,
                  backward_passes_per_step: int, op: int, gradient_predivide_factor: float,
-                 max_grad_norm: float | None) -> None:
+                 max_grad_norm: float | None, batch_size: int | None = None) -> None:
+        # batch_size is accepted and unused: Horovod's allreduce gives no per-rank squared norms to estimate
+        # the noise scale from, so the baseline's record has none
         check_op(op)
         hvd = horovod_init(runtime.world)
         self._runtime, self.max_grad_norm = runtime, max_grad_norm

@@ -56,7 +56,7 @@ class _DistributedOptimizer(WrappedOptimizer):
 
     def __init__(self, optimizer: torch.optim.Optimizer, runtime: Runtime, named_parameters, compression,
                  backward_passes_per_step: int, op: int, gradient_predivide_factor: float,
-                 max_grad_norm: float | None) -> None:
+                 max_grad_norm: float | None, batch_size: int | None = None) -> None:
         _check_arguments(optimizer, named_parameters, backward_passes_per_step, op, gradient_predivide_factor,
                          max_grad_norm, compression)
         self.optimizer, self._runtime = optimizer, runtime
@@ -66,22 +66,25 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._fused = FusedGradients(self._params)  # its loss slot stays 0: a script's loss is its own
         settings = runtime.settings
         self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout)
+        self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
         # backups="auto": rank 0 chooses each step's N from the arrivals and the noise scale it measures here
-        self._auto = AutoQuorum(parse_auto(settings.backups), runtime.size, settings.batch_size or 1) \
+        self._batch_size = batch_size
+        self._auto = AutoQuorum(parse_auto(settings.backups), runtime.size, batch_size or 1) \
             if isinstance(settings.backups, str) and runtime.rank == 0 else None
         self._noise = NoiseScale()
         self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
             runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=0,
-            lag_limit=settings.lag_limit, snapshot=self._snapshot if runtime.rank == 0 else None,
+            lag_limit=settings.lag_limit, member_timeout=settings.member_timeout,
+            snapshot=self._snapshot if runtime.rank == 0 else None, freeze=self._faults.reduce_freeze,
             quorum_policy=self._auto)
         self._watchdog.describe = self._engine.describe
         staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
         self._buf = staging if staging is not None else self._fused.new_buffer()
         self._protocol = StepProtocol(self._engine, first_step=0, rank=runtime.rank, replay=self._replay,
                                       load_state=self._load_state)
-        self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
         self._straggler = parse_straggler(settings.straggler, settings.seed)
-        self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None)
+        self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None,
+                                batch_size=batch_size)
         self._timing = StepTiming()  # this rank's clock for the step being synchronized
         self._compute_start = time.perf_counter()  # since the previous step (or skip_missed's latest batch)
         self._decision: Decision | None = None  # synchronized, not yet applied
@@ -219,7 +222,7 @@ class _DistributedOptimizer(WrappedOptimizer):
         """Rank 0: the step's noise-scale fields and, under auto, the N chosen and the estimates behind it; the
         noise scale goes to the coordinator for its next choices (as in train.py)."""
         fields = step_fields(float(decision.total[self._fused.sq_norm]), len(decision.members),
-                             self._runtime.settings.batch_size or 1,
+                             self._batch_size or 1,
                              self._fused.squared_norm(decision.total, decision.scale), self._noise)
         if self._auto is not None:
             self._auto.post_noise(fields["noise_scale"])
@@ -269,7 +272,7 @@ def straggle(straggler: StragglerModel, step: int, runtime: Runtime, compute_sta
 
 def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None, compression=Compression.none,
                          backward_passes_per_step: int = 1, op: int = Average, gradient_predivide_factor: float = 1.0,
-                         max_grad_norm: float | None = None) -> _DistributedOptimizer:
+                         max_grad_norm: float | None = None, batch_size: int | None = None) -> _DistributedOptimizer:
     """Wrap `optimizer` so that each `step()` applies the average of the first N = P - b gradients of the step.
 
     Horovod's signature and semantics, plus `max_grad_norm` (clip the averaged gradient to this norm on every
@@ -278,7 +281,15 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None
     DistributedOptimizer doing every step, recorded and straggled like backupsgd's (the baseline in sweeps). `backward_passes_per_step` is accepted for Horovod scripts:
     gradients accumulate in `.grad` across the backward passes and the exchange runs at `step()` anyway.
     `gradient_predivide_factor` only splits Horovod's averaging into two scalings; the average is the same.
+    Rank 0's run directory records the gradient noise scale per step, as `backupsgd train` does (`grad_sq`,
+    `trace_cov`, `noise_scale` in steps.jsonl; backupsgd/noise.py: the members' own squared gradient norms against
+    their mean's), in examples when `batch_size` (examples per rank per step, the loss a mean over them) is
+    given, else in per-rank batches; `backups="auto"` weighs it in the same unit, so its choices do not depend
+    on it.
     """
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be the examples each rank's gradient averages per step, an integer >= 1 "
+                         f"(or None: the noise scale in per-rank batches), got {batch_size!r}")
     runtime = current()
     if runtime.settings.mode == "horovod":  # the baseline: horovod.torch's own optimizer, recorded like ours
         from backupsgd.torch.baseline import HorovodBaseline
@@ -287,7 +298,7 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None
     else:
         kind = _DistributedOptimizer
     wrapped = kind(optimizer, runtime, named_parameters, compression, backward_passes_per_step, op,
-                   gradient_predivide_factor, max_grad_norm)
+                   gradient_predivide_factor, max_grad_norm, batch_size)
     runtime.optimizers.append(wrapped)
     return wrapped
 

@@ -26,7 +26,8 @@ from backupsgd.torch.runtime import Runtime
 class ScriptRun:
     """Collective to create and to finish (every rank); `step` and `evaluation` are local calls."""
 
-    def __init__(self, runtime: Runtime, path: str | Path | None) -> None:
+    def __init__(self, runtime: Runtime, path: str | Path | None, batch_size: int | None = None) -> None:
+        """`batch_size`: the per-rank minibatch, recorded in config.json so the noise scale reads in examples."""
         settings = runtime.settings
         self.rank, self.size, self.quorum, self._comm = runtime.rank, runtime.size, runtime.quorum, runtime.collectives
         self._settings = settings
@@ -43,6 +44,8 @@ class ScriptRun:
                   "straggler": settings.straggler,
                   "reducer": settings.reducer, "model": Path(sys.argv[0]).stem, "script": sys.argv[0],
                   "script_args": sys.argv[1:], "eval_every": 0}
+        if batch_size is not None:
+            config["batch_size"] = batch_size
         self._writer = RunWriter(Path(path), config) if path and self.rank == 0 else None
 
     def step(self, decision: Decision, timing: StepTiming, fields: dict | None = None) -> None:

@@ -8,6 +8,7 @@ made by `init()` and ended by `shutdown()`. It is the only place `backupsgd.torc
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import sys
 import traceback
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 ENV_BACKUPS, ENV_REDUCER = "BACKUPSGD_BACKUPS", "BACKUPSGD_REDUCER"
 ENV_STALL_TIMEOUT, ENV_LAG_LIMIT, ENV_FAULT = "BACKUPSGD_STALL_TIMEOUT", "BACKUPSGD_LAG_LIMIT", "BACKUPSGD_FAULT"
 ENV_STRAGGLER, ENV_SEED, ENV_RUN_DIR = "BACKUPSGD_STRAGGLER", "BACKUPSGD_SEED", "BACKUPSGD_RUN_DIR"
-ENV_MODE = "BACKUPSGD_MODE"
+ENV_MODE, ENV_MEMBER_TIMEOUT = "BACKUPSGD_MODE", "BACKUPSGD_MEMBER_TIMEOUT"
 MODES = ("sync", "backup", "horovod")
 
 
@@ -39,11 +40,13 @@ class Settings:
     reducer: str  # how a step's members sum their gradients (dense, members, shm, horovod)
     stall_timeout: float  # seconds without progress before every rank says whom it waits for and the job aborts
     lag_limit: int  # members reducer: steps a frozen rank may fall behind before it is resynchronised
+    # members reducer: seconds a step's reduction waits for a member before the step is decided again without
+    # it; 0.0: automatic (0.5 s + 20 ms per MiB of fused gradients), as the CLI's --member-timeout
+    member_timeout: float
     fault: str  # injected faults, as the CLI's --fault (for tests)
     straggler: str  # injected delays, as the CLI's --straggler: the same seeded draws per (seed, step)
     seed: int  # seeds the straggler draws (the script seeds its own model and data)
     run_dir: str  # where rank 0 writes what `backupsgd train` writes; empty: nothing is written
-    batch_size: int | None = None  # per-rank minibatch, for auto (only the noise scale's unit: see init)
 
 
 class Runtime:
@@ -80,22 +83,25 @@ def current() -> Runtime:
     return _runtime
 
 
-def init(backups: int | str | None = None, reducer: str | None = None, batch_size: int | None = None) -> None:
+def init(backups: int | str | None = None, reducer: str | None = None, member_timeout: float | str | None = None) -> None:
     """Start backupsgd on every rank of MPI_COMM_WORLD: b from `backups`, else $BACKUPSGD_BACKUPS (default 0,
-    plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense).
+    plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense); the members
+    reducer's member timeout from `member_timeout` (seconds, or "auto"), else $BACKUPSGD_MEMBER_TIMEOUT
+    (default auto: 0.5 s + 20 ms per MiB of fused gradients).
 
     `backups="auto"` (or "auto:min=0,max=4,rule=dbw", see `backupsgd train --backups`): rank 0 chooses N for
     every step from the READY arrivals it sees and the gradient noise scale it measures from the members'
-    gradients; `hvd.quorum()` and `hvd.backups()` then report the latest step's. `batch_size` (the per-rank
-    minibatch) is optional: it only puts the recorded noise scale in examples; without it the noise scale is
-    measured in per-rank batches, and since the rule weighs N B against it in the same unit, N comes out the same.
+    gradients; `hvd.quorum()` and `hvd.backups()` then report the latest step's. `DistributedOptimizer(batch_size=)`
+    (the per-rank minibatch) is optional: it only puts the recorded noise scale in examples; without it the noise
+    scale is measured in per-rank batches, and since the rule weighs N B against it in the same unit, N comes out
+    the same.
 
     Collective: every rank must call it. Bad settings raise ConfigError (a ValueError) on every rank
     alike, so none is left waiting for the others. Calling it again with the same settings does nothing.
     """
     global _runtime
     world = MPI.COMM_WORLD
-    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer, batch_size))
+    settings = agreed(world, lambda: _settings(world.Get_size(), backups, reducer, member_timeout))
     if _runtime is not None:
         if _runtime.settings != settings:
             raise ConfigError(f"backupsgd.torch is already initialised with {_runtime.settings}; "
@@ -118,13 +124,11 @@ def is_initialized() -> bool:
     return _runtime is not None
 
 
-def _settings(size: int, backups: int | str | None, reducer: str | None, batch_size: int | None = None) -> Settings:
+def _settings(size: int, backups: int | str | None, reducer: str | None, member_timeout: float | str | None) -> Settings:
     check_thread_level()
     if backups is None:
         text = os.environ.get(ENV_BACKUPS, "0")
         backups = text.strip() if is_auto(text) else _env_number(ENV_BACKUPS, "0", int, "an integer such as 1, or auto")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(f"batch_size = {batch_size!r}: pass the per-rank minibatch size (an integer >= 1), or None")
     if isinstance(backups, str) and is_auto(backups):
         parse_auto(backups).bounds(size)  # a bad spec or bounds beyond this world: ConfigError naming the fix
     elif not isinstance(backups, int) or isinstance(backups, bool) or not 0 <= backups < size:
@@ -168,7 +172,25 @@ def _settings(size: int, backups: int | str | None, reducer: str | None, batch_s
         from backupsgd.rundir import choose_run_dir
 
         choose_run_dir(run_dir, "script")  # refuses a directory that already holds a run
-    return Settings(mode, backups, reducer, stall_timeout, lag_limit, fault, straggler, seed, run_dir, batch_size)
+    return Settings(mode, backups, reducer, stall_timeout, lag_limit, _member_timeout(member_timeout), fault,
+                    straggler, seed, run_dir)
+
+
+def _member_timeout(value: float | str | None) -> float:
+    """Seconds > 0, or 0.0 for "auto" (the engine then scales it with the buffer)."""
+    where = "init(member_timeout=...)" if value is not None else ENV_MEMBER_TIMEOUT
+    if value is None:
+        value = os.environ.get(ENV_MEMBER_TIMEOUT, "auto")
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0.0
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{where} = {value!r}: the member timeout must be a number of seconds > 0 (e.g. 0.5) or "
+                          "'auto' (0.5 s + 20 ms per MiB of gradients); fix it or leave it unset")
+    return seconds
 
 
 def _env_number(name: str, default: str, kind: type, example: str):
