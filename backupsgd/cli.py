@@ -43,8 +43,8 @@ def _train_options(fn):
         click.option("--reducer", type=str, help="dense (default): allreduce over all ranks, non-members adding "
                      "zeros | members: only each step's members reduce, so a frozen worker blocks nobody | "
                      "horovod: as dense, through Horovod's allreduce | shm: members' buffers summed in the node's "
-                     "shared memory (fastest on one machine; hierarchical across machines) | auto: shm where "
-                     "/dev/shm has room for it, else dense."),
+                     "shared memory (fastest on one machine; hierarchical across machines) | auto: shm on one "
+                     "machine whose /dev/shm has room for it, else dense."),
         click.option("--lag-limit", type=int, help="members reducer: steps a frozen worker may fall behind before "
                      "it is sent the current state instead of a backlog (default 20)."),
         click.option("--member-timeout", type=float, help="members reducer: seconds a step's reduction may wait for a "

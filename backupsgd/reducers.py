@@ -187,7 +187,7 @@ def _shared_memory(comm: MPI.Comm, length: int, partial: bool = False) -> Reduce
 
 
 def _auto(comm: MPI.Comm, length: int, partial: bool = False) -> Reducer:
-    from backupsgd.shm_reducer import auto_reducer  # shm where /dev/shm has room, else dense
+    from backupsgd.shm_reducer import auto_reducer  # shm on one node with room in /dev/shm, else dense
 
     return auto_reducer(comm, length, partial)
 

@@ -194,25 +194,28 @@ class SharedMemoryReducer:
 
 def auto_reducer(comm: MPI.Comm, length: int, partial: bool = False,
                  ranks_per_node: int | None = None) -> SharedMemoryReducer | DenseReducer:
-    """`--reducer auto`: shm where /dev/shm on every node holds the window (in shared memory within a node,
-    hierarchical across nodes), else dense, with one line on rank 0 saying why. Collective: every rank takes
-    the same reducer.
+    """`--reducer auto`: shm where every rank is on one node and /dev/shm holds the window, else dense, with
+    one line on rank 0 saying why. Collective: every rank takes the same reducer.
 
-    Within a node shm took 0.13-0.35x Horovod's allreduce (make bench). Across nodes the link sets the time
-    and the hierarchical exchange measured 0.47-1.34x the dense one's on the namespace cluster
-    (results/cluster, loaded machine): which is the default is decided there, from the bench's auto column.
+    Why not shm across nodes too: there the link, not the copies, sets the time, and on the namespace
+    cluster the hierarchical exchange took 0.47-1.34x the dense one's in three rounds (results/cluster):
+    no win to pay its /dev/shm for. Within a node it took 0.13-0.35x Horovod's allreduce (make bench).
+    (Taking shm across real nodes through this function also stalled the cluster bench's exchange on
+    2026-12-01, cause not found; the shm reducer chosen by name did not.)
     """
     if ranks_per_node is None:  # ranks_per_node: pretend nodes, as SharedMemoryReducer's (tests)
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
     else:
         node = comm.Split(comm.rank // ranks_per_node, key=comm.rank)
     try:
+        one_node = node.size == comm.size
         shortfall = shm_shortfall(SharedMemoryReducer.window_bytes(length, node.size)) if node.rank == 0 else None
     finally:
         node.Free()
     reasons = [r.split(";")[0] for r in comm.allgather(shortfall) if r]
-    if not reasons:
-        return SharedMemoryReducer(comm, length, partial, ranks_per_node)
+    if one_node and not reasons:
+        return SharedMemoryReducer(comm, length, partial)
     if comm.rank == 0:
-        print(f"backupsgd: note: --reducer auto takes dense: {reasons[0]}", file=sys.stderr, flush=True)
+        why = reasons[0] if reasons else "the ranks span nodes, where shm measured no faster than dense"
+        print(f"backupsgd: note: --reducer auto takes dense: {why}", file=sys.stderr, flush=True)
     return DenseReducer(comm, length, partial)

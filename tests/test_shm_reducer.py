@@ -74,8 +74,8 @@ def test_backup_training_with_shm_reducer_is_the_replay_of_its_members(tmp_path)
 
 
 @pytest.mark.parametrize("small,per_node", [(False, None), (True, None), (False, 2)],
-                         ids=["one-node-takes-shm", "full-dev-shm-takes-dense", "two-nodes-take-shm"])
-def test_auto_reducer_takes_shm_where_dev_shm_has_room_else_dense_and_sums_the_members(small, per_node):
+                         ids=["one-node-takes-shm", "full-dev-shm-takes-dense", "two-nodes-take-dense"])
+def test_auto_reducer_takes_shm_on_one_node_with_room_else_dense_and_sums_the_members(small, per_node):
     # Oracle: each rank's buffer is its rank + 1, so members (0, 2) sum to 1 + 3 = 4 in every element.
     code = ("import os\n"
             "real = os.statvfs\n"
@@ -92,9 +92,11 @@ def test_auto_reducer_takes_shm_where_dev_shm_has_room_else_dense_and_sums_the_m
             "if comm.rank == 0: print('OK', ok, flush=True)\n")
     result = mpirun(3, ["-c", code], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    dense = small
+    dense = small or per_node is not None
     assert f"OK {[('dense' if dense else 'shm', True)] * 3}" in result.stdout, result.stdout + result.stderr[-2000:]
     notes = [line for line in result.stderr.splitlines() if "--reducer auto takes dense" in line]
     assert len(notes) == (1 if dense else 0), result.stderr
     if small:
         assert "MiB of /dev/shm on this node, 0 MiB is free" in notes[0], notes
+    elif dense:
+        assert "the ranks span nodes" in notes[0], notes
