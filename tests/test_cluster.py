@@ -233,3 +233,18 @@ def test_the_exchange_table_has_an_auto_column_only_when_auto_was_measured():
     lines = format_rows([{**row, "auto_ms": 1.0, "auto_over_mpi": 0.5}], None).splitlines()
     assert "backup auto" in lines[1] and lines[2].split()[-2] == "1.00"  # before sync's column
     assert "auto/mpi" in lines[5] and "0.50x" in lines[6]
+
+
+def test_a_time_to_target_row_reads_a_run_directory(tmp_path):
+    """The cluster bench's time-to-target row, from a run directory as train writes it (no cluster needed): seed 0 of
+    test_report's fixture reaches 90% at its evaluation of step 8, 2.0 s in, and ends at 93%."""
+    from test_report import write_run
+
+    from backupsgd.cluster.target import _row
+    from backupsgd.report.runs import load_runs
+
+    write_run(tmp_path, "s0", mode="sync", backups=0, seed=0, evals=[(4, 1.0, 0.80), (8, 2.0, 0.91), (12, 3.0, 0.93)],
+              final_acc=0.93, steps_per_s=10.0, step_s=0.006)
+    run = load_runs(tmp_path)[0][0]
+    row = _row(run, "sync", 0, 0.9)
+    assert (row["time_to_target_s"], row["steps_to_target"], row["final_accuracy"]) == (2.0, 8, 0.93)

@@ -22,6 +22,7 @@ from backupsgd.cluster import ClusterSpec, running_cluster
 from backupsgd.cluster.calibrate import WITHIN, network
 from backupsgd.cluster.launch import run
 from backupsgd.report.runs import load_runs
+from backupsgd.report.target import accuracy
 from backupsgd.sim.calibrate import FIT_SEEDS, as_measured
 from backupsgd.sim.model import compute_times, logged_times
 from backupsgd.straggler import parse_straggler
@@ -66,9 +67,9 @@ def measure(rate: str, out: Path, name: str, workers: int, seeds: list[int], ste
 
 
 def _row(r, mode: str, seed: int, target: float) -> dict:
-    step_s, compute_s = r.mean_step_s(), r.median_compute_s()
-    return {"mode": mode, "seed": seed, "time_to_target_s": r.time_to(target), "steps_to_target": r.steps_to(target),
-            "final_accuracy": r.final_accuracy, "step_ms": step_s * 1e3, "compute_ms": compute_s * 1e3,
+    step_s, compute_s, goal = r.mean_step_s(), r.median_compute_s(), accuracy(target)
+    return {"mode": mode, "seed": seed, "time_to_target_s": r.time_to(goal), "steps_to_target": r.steps_to(goal),
+            "final_accuracy": r.final_value(goal), "step_ms": step_s * 1e3, "compute_ms": compute_s * 1e3,
             "hosts": r.summary.get("hosts"), "model_mb": np.load(r.path / "params.npy").size * 4 / MIB}
 
 
