@@ -72,16 +72,26 @@ def venv_mpirun() -> Path:
     return mpirun
 
 
-def run_launcher(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+class LauncherTimeout(TimeoutError):
+    """A launcher that ran past its limit; every process of its job was killed. Carries what the job had printed,
+    since that is what says where it hung."""
+
+    def __init__(self, cmd: list[str], timeout: float, stdout: str, stderr: str):
+        super().__init__(f"timed out after {timeout:g} s: {' '.join(cmd)}")
+        self.stdout, self.stderr = stdout, stderr
+
+
+def run_launcher(cmd: list[str], env: dict[str, str], timeout: float,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run a launcher (mpirun, horovodrun) in a session of its own and a TMPDIR of its own; on timeout every
-    process of the job is killed and TimeoutError raised, so no benchmark or sweep is left hanging."""
+    process of the job is killed and LauncherTimeout raised, so no benchmark, sweep or test is left hanging."""
     with launcher_tmpdir() as tmp_env:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**env, **tmp_env}, start_new_session=True)
+                                env={**env, **tmp_env}, cwd=cwd, start_new_session=True)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             kill_session(proc.pid)
-            proc.communicate()
-            raise TimeoutError(f"timed out after {timeout:g} s: {' '.join(cmd)}") from None
+            out, err = proc.communicate()
+            raise LauncherTimeout(cmd, timeout, out, err) from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

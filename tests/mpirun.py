@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from backupsgd.jobs import kill_session, launcher_tmpdir
+from backupsgd.jobs import LauncherTimeout, run_launcher
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -31,16 +30,11 @@ def mpi_env() -> dict[str, str]:
 
 def launch(cmd: list[str], timeout: float = 180, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
     """Run a launcher command (mpirun, horovodrun); on timeout every process of the job is killed and the test fails."""
-    with launcher_tmpdir() as tmp_env:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**mpi_env(), **tmp_env, **(env or {})}, cwd=cwd or REPO, start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_session(proc.pid)
-            out, err = proc.communicate()
-            raise AssertionError(f"timed out after {timeout} s: {' '.join(cmd)}\n{out[-2000:]}\n{err[-4000:]}")
-    return Result(proc.returncode, out, err)
+    try:
+        done = run_launcher(cmd, {**mpi_env(), **(env or {})}, timeout, cwd=cwd or REPO)
+    except LauncherTimeout as hung:
+        raise AssertionError(f"{hung}\n{hung.stdout[-2000:]}\n{hung.stderr[-4000:]}") from None
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 # A fault-tolerant launch: a dead rank fails the MPI calls that involve it instead of ending the job.
