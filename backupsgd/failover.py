@@ -34,6 +34,7 @@ from mpi4py import MPI
 
 from backupsgd.faults import say
 from backupsgd.rundir import RunWriter
+from backupsgd.survivors import ProcessFailure, dead_names, shrink, world_ranks
 
 RECORDS_KEPT = 4096  # per rank: far more steps than a writer leaves unflushed (it flushes every second)
 NO_NOISE = {"grad_sq": None, "trace_cov": None, "noise_scale": None}  # a copy's noise fields (see above)
@@ -64,25 +65,58 @@ class StepLog:
                 {s: r for s, r in self.evals.items() if evals[0] < s <= evals[1]})
 
 
+def survivors(comm: MPI.Comm, living: list[int], quorum: int, fix: str) -> tuple[MPI.Comm, list[int], list[int]]:
+    """Shrink `comm` (whose rank r is world rank `living[r]`) to the survivors (collective over them).
+
+    Returns the shrunk communicator, its world ranks and the dead's; raises ProcessFailure, one line naming the
+    dead, when fewer than `quorum` (N) remain. `fix`: how the user allows more ranks to be lost, for that line.
+    """
+    shrunk = shrink(comm)  # revokes `comm` first: a survivor blocked on it fails now
+    now = world_ranks(shrunk)
+    dead = [r for r in living if r not in now]
+    if len(now) < quorum:
+        raise ProcessFailure(dead, f"{dead_names(dead)} died; {len(now)} workers remain, fewer than the "
+                                   f"N = {quorum} every step needs ({fix} sets how many may be lost)")
+    return shrunk, now, dead
+
+
+def announce(dead: list[int], step: int, living: list[int], quorum: int, rank: int, took_over: bool) -> None:
+    """The one line the new communicator's rank 0 prints once the survivors agreed where to go on from."""
+    took = f"; rank {rank} takes over as the vote's coordinator and the writer of the run directory" if took_over \
+        else ""
+    say(f"{dead_names(dead)} died{took}; going on from step {step} with {len(living)} workers (ranks "
+        f"{', '.join(map(str, living))}), N = {quorum}, b = {len(living) - quorum}", rank)
+
+
+def dropped_gradients(first: int, workers: int, shrinks: list[dict], quorum: int, steps: int) -> int:
+    """Gradients dropped by steps first..steps-1 with a fixed N: each segment of steps ran on its living
+    workers (`workers`, then each shrink's `living` from its `step` on), all but N of whom were dropped."""
+    segments = [(first, workers)] + [(s["step"], len(s["living"])) for s in shrinks]
+    ends = [begin for begin, _ in segments[1:]] + [steps]
+    return sum((n - quorum) * (end - begin) for (begin, n), end in zip(segments, ends))
+
+
 def go_on_from(comm: MPI.Comm, applied: int, state: Callable[[], bytes], log: StepLog,
-               writer: RunWriter | None, take_over: Callable[[int], RunWriter],
+               writer: RunWriter | None, take_over: Callable[[int], RunWriter] | None,
                name: int) -> tuple[int, bytes | None, RunWriter | None]:
     """Collective over the survivors (`comm`, just shrunk), once each has applied what its engine holds.
 
     Returns the step to go on from, the state to load there (None on the rank whose state it is) and this
     rank's writer: `writer` as it was, or on rank 0 of `comm` (the writer from now on) if it had none, a new one
-    from `take_over(step)` continuing the dead writer's files. `name`: this rank's world rank, for messages.
+    from `take_over(step)` continuing the dead writer's files. `take_over` None: the run writes no run
+    directory (a script without BACKUPSGD_RUN_DIR). `name`: this rank's world rank, for messages.
     """
     positions = comm.allgather(applied)
     step = max(positions)
     source = positions.index(step)
-    if comm.rank == 0 and writer is None:
+    if comm.rank == 0 and writer is None and take_over is not None:
         writer = take_over(step)
     # the writer's files end where they end; every survivor sends its copies of the records from there on
-    need = comm.bcast(((writer.next_step, step), (writer.last_eval, step)) if comm.rank == 0 else None, root=0)
-    copies = comm.gather(log.between(*need), root=0)
+    need = comm.bcast(((writer.next_step, step), (writer.last_eval, step)) if comm.rank == 0 and writer else None,
+                      root=0)
+    copies = comm.gather(log.between(*need), root=0) if need is not None else None
     payload = comm.bcast(state() if comm.rank == source else None, root=source)
-    if comm.rank == 0:
+    if comm.rank == 0 and need is not None:
         if lost := _append(writer, need, copies):
             say(f"no survivor kept the records of steps {lost[0]}..{lost[-1]}; they are logged as lost", name)
     return step, None if comm.rank == source else payload, writer

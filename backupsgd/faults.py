@@ -182,7 +182,8 @@ def say(message: str, rank: int) -> None:
     print(f"backupsgd: rank {rank}: {message}", file=sys.stderr, flush=True)
 
 
-def _fault_in(exc: BaseException | None) -> RunFault | None:
+def fault_in(exc: BaseException | None) -> RunFault | None:
+    """The RunFault behind `exc` (following its causes), if there is one."""
     while exc is not None:
         if isinstance(exc, RunFault):
             return exc
@@ -196,7 +197,7 @@ def stop_on_fault(comm: MPI.Comm) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        fault = _fault_in(exc)
+        fault = fault_in(exc)
         if fault is None:
             raise
         say(f"stopping the run: {fault}", comm.rank)

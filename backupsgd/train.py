@@ -16,8 +16,8 @@ from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
-from backupsgd.failover import NO_NOISE, StepLog, go_on_from
-from backupsgd.faults import FaultInjector, parse_faults, say as _say, stop_on_fault
+from backupsgd.failover import NO_NOISE, StepLog, announce, dropped_gradients, go_on_from, survivors
+from backupsgd.faults import FaultInjector, parse_faults, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.noise import NoiseScale, step_fields
 from backupsgd.mpi_env import agree, local_rank
@@ -27,7 +27,7 @@ from backupsgd.replica import Replica, pick_device
 from backupsgd.replicacheck import ReplicaCheck
 from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
 from backupsgd.straggler import parse_straggler, rank_delay
-from backupsgd.survivors import ProcessFailure, dead_names, failure_in, shrink, world_ranks
+from backupsgd.survivors import failure_in
 from backupsgd.vote import COORDINATOR
 from backupsgd.watchdog import Watchdog
 
@@ -219,14 +219,7 @@ class _Run:
         writes the run directory, taking over the dead writer's files if rank 0 died. Raises the failure when
         fewer than N workers remain.
         """
-        before = self.living
-        self.comm = shrink(self.comm)  # revokes the old one first: a survivor blocked on it fails now
-        self.living = world_ranks(self.comm)
-        dead = [r for r in before if r not in self.living]
-        names = dead_names(dead)
-        if len(self.living) < self.quorum:
-            raise ProcessFailure(dead, f"{names} died; {len(self.living)} workers remain, fewer than the "
-                                       f"N = {self.quorum} every step needs (--backups sets how many may be lost)")
+        self.comm, self.living, dead = survivors(self.comm, self.living, self.quorum, "--backups")
         was_writer = self.writer is not None
         step, state, self.writer = go_on_from(
             self.comm, self.applied, lambda: encode(self.replica.state()), self.log, self.writer,
@@ -238,11 +231,7 @@ class _Run:
             self.checkpoints = Checkpointer(self.run_dir, self.ft.checkpoint_every, self.settings)
         self.shrinks.append({"step": step, "dead": dead, "living": self.living})
         if self.writer is not None:
-            took = "" if was_writer else (f"; rank {self.rank} takes over as the vote's coordinator and the writer "
-                                          "of the run directory")
-            _say(f"{names} died{took}; going on from step {step} with {len(self.living)} workers (ranks "
-                 f"{', '.join(map(str, self.living))}), N = {self.quorum}, b = {len(self.living) - self.quorum}",
-                 self.rank)
+            announce(dead, step, self.living, self.quorum, self.rank, took_over=not was_writer)
         return step
 
     # --- the summary -----------------------------------------------------------------------
@@ -258,12 +247,8 @@ class _Run:
         wall_s = time.perf_counter() - self.start
         metrics = replica.evaluate(self.data)
         steps, first = self.wl.steps, self.first
-        # each segment of steps ran on its living workers, all but N of whom were dropped every step
-        segments = [(first, self.workers)] + [(s["step"], len(s["living"])) for s in self.shrinks]
-        bounds = [begin for begin, _ in segments[1:]] + [steps]
-        dropped = sum((n - self.quorum) * (end - begin) for (begin, n), end in zip(segments, bounds))
-        if self.auto is not None:
-            dropped = self.dropped
+        dropped = self.dropped if self.auto is not None else \
+            dropped_gradients(first, self.workers, self.shrinks, self.quorum, steps)
         summary = {
             "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups,
             # under auto, the mean N chosen (and its bounds); else the fixed N

@@ -44,10 +44,12 @@ ULFM = ("--with-ft", "ulfm")
 
 
 def mpirun(ranks: int, argv: list[str], timeout: float = 180, cwd: Path | None = None,
-           launcher: tuple[str, ...] = ()) -> Result:
-    """Run `python argv...` on `ranks` ranks under a timeout (`launcher`: more mpirun options)."""
-    return launch([str(BIN / "mpirun"), "--oversubscribe", *launcher, "-n", str(ranks), sys.executable, *argv],
-                  timeout, cwd=cwd)
+           launcher: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Result:
+    """Run `python argv...` on `ranks` ranks under a timeout (`launcher`: more mpirun options; `env`: variables
+    exported to every rank, such as a script's BACKUPSGD_* settings)."""
+    exports = [x for name in (env or {}) for x in ("-x", name)]
+    return launch([str(BIN / "mpirun"), "--oversubscribe", *launcher, *exports, "-n", str(ranks), sys.executable,
+                   *argv], timeout, env=env, cwd=cwd)
 
 
 def train(ranks: int, out: Path, *options: str, timeout: float = 180) -> dict:

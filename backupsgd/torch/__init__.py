@@ -24,12 +24,13 @@ __all__ = ["Adasum", "Average", "Compression", "DistributedOptimizer", "StepRepo
 
 
 def rank() -> int:
-    """This process's rank in MPI_COMM_WORLD."""
+    """This process's rank in MPI_COMM_WORLD; under `mpirun --with-ft ulfm`, after ranks died, its place among the
+    survivors (renumbered 0.. in world order, as Horovod elastic does; backupsgd.torch.failover)."""
     return _current().rank
 
 
 def size() -> int:
-    """P: the number of ranks, every one a worker."""
+    """P: the number of ranks, every one a worker; after ranks died under ULFM, the number of survivors."""
     return _current().size
 
 

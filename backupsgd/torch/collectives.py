@@ -3,6 +3,7 @@
 They run on the runtime's own communicator, never the gradient exchange's, and wait by polling: while rank
 0 waits here (say, averaging test metrics at the end of an epoch), it still hands a rank that fell too far
 behind the state it needs to catch up and reach the same collective. A blocking wait would deadlock there.
+Under ULFM a collective that a rank's death fails is run again on the survivors (backupsgd.torch.failover).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from mpi4py import MPI
 
 from backupsgd.polling import Backoff
+from backupsgd.torch.failover import survives
 from backupsgd.torch.ops import Adasum, Average, Sum, check_op
 from backupsgd.torch.runtime import current
 
@@ -37,6 +39,7 @@ def _resolve_op(average: bool | None, op: int | None) -> int:
     return op
 
 
+@survives
 def allreduce(tensor: torch.Tensor, average: bool | None = None, name: str | None = None, compression=None,
               op: int | None = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0) -> torch.Tensor:
     """A new tensor: the sum (op=hvd.Sum) or mean (hvd.Average, the default) of `tensor` over all ranks."""
@@ -63,6 +66,7 @@ def allreduce_(tensor: torch.Tensor, average: bool | None = None, name: str | No
     return tensor
 
 
+@survives
 def allgather(tensor: torch.Tensor, name: str | None = None) -> torch.Tensor:
     """Every rank's `tensor` concatenated along the first dimension (which may differ between ranks)."""
     comm = current().collectives
@@ -78,6 +82,7 @@ def allgather(tensor: torch.Tensor, name: str | None = None) -> torch.Tensor:
     return torch.from_numpy(out).to(tensor.device)
 
 
+@survives
 def broadcast(tensor: torch.Tensor, root_rank: int, name: str | None = None) -> torch.Tensor:
     """A new tensor holding `root_rank`'s `tensor` on every rank."""
     buf = np.ascontiguousarray(tensor.detach().cpu().numpy()).copy()
@@ -120,6 +125,7 @@ def broadcast_optimizer_state(optimizer: torch.optim.Optimizer, root_rank: int, 
     inner.load_state_dict(state)
 
 
+@survives
 def broadcast_object(obj: Any, root_rank: int = 0, name: str | None = None) -> Any:
     """`root_rank`'s picklable `obj`, on every rank."""
     comm = current().collectives
@@ -131,6 +137,7 @@ def broadcast_object(obj: Any, root_rank: int = 0, name: str | None = None) -> A
     return MPI.pickle.loads(buf.tobytes())
 
 
+@survives
 def allgather_object(obj: Any, name: str | None = None) -> list:
     """Every rank's picklable `obj`, as a list indexed by rank."""
     comm = current().collectives
@@ -143,11 +150,13 @@ def allgather_object(obj: Any, name: str | None = None) -> list:
     return [MPI.pickle.loads(out[a:b].tobytes()) for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+@survives
 def barrier() -> None:
     """Wait until every rank has called it."""
     _wait(current().collectives.Ibarrier())
 
 
+@survives
 def join(device: int = -1) -> int:
     """Wait until every rank has joined; returns the rank that joined last (Horovod's return value).
 

@@ -33,10 +33,12 @@ from backupsgd.noise import NoiseScale, step_fields
 from backupsgd.protocol import StepProtocol
 from backupsgd.rundir import StepTiming
 from backupsgd.straggler import StragglerModel, parse_straggler, rank_delay
+from backupsgd.torch.failover import surviving
 from backupsgd.torch.ops import Average, Compression, check_op
 from backupsgd.torch.record import ScriptRun
 from backupsgd.torch.runtime import Runtime, current
 from backupsgd.torch.wrapper import WrappedOptimizer
+from backupsgd.vote import COORDINATOR
 from backupsgd.watchdog import Watchdog
 
 
@@ -65,23 +67,13 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
         self._fused = FusedGradients(self._params)  # its loss slot stays 0: a script's loss is its own
         settings = runtime.settings
-        self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout)
-        self._faults = FaultInjector(parse_faults(settings.fault), runtime.rank)
+        self._faults = FaultInjector(parse_faults(settings.fault), runtime.world_rank)
         # backups="auto": rank 0 chooses each step's N from the arrivals and the noise scale it measures here
         self._batch_size = batch_size
         self._auto = AutoQuorum(parse_auto(settings.backups), runtime.size, batch_size or 1) \
             if isinstance(settings.backups, str) and runtime.rank == 0 else None
         self._noise = NoiseScale()
-        self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
-            runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=0,
-            lag_limit=settings.lag_limit, member_timeout=settings.member_timeout,
-            snapshot=self._snapshot if runtime.rank == 0 else None, freeze=self._faults.reduce_freeze,
-            quorum_policy=self._auto)
-        self._watchdog.describe = self._engine.describe
-        staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
-        self._buf = staging if staging is not None else self._fused.new_buffer()
-        self._protocol = StepProtocol(self._engine, first_step=0, rank=runtime.rank, replay=self._replay,
-                                      load_state=self._load_state)
+        self._open(first_step=0)
         self._straggler = parse_straggler(settings.straggler, settings.seed)
         self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None,
                                 batch_size=batch_size)
@@ -183,7 +175,48 @@ class _DistributedOptimizer(WrappedOptimizer):
         self.record.finish(self._params, self.optimizer, self._protocol.applied)
         self._watchdog.close()
 
+    # --- after a process failure (ULFM; backupsgd.torch.failover) -----------------------------------
+    def abandon_exchange(self) -> None:
+        """Fail every survivor's pending exchange, then apply the decided steps this rank's engine still holds
+        (a decided step is final once any rank holds it; see backupsgd.failover)."""
+        self._engine.abandon()
+        for decision in self._engine.held(self._protocol.applied):
+            self._replay(decision)
+            self._protocol.commit(decision)
+        self._watchdog.close()
+
+    def go_on(self, dead: list[int], owed: bool) -> tuple[int, bool]:
+        """Collective over the survivors (the runtime's world, just shrunk): load the most advanced survivor's
+        state and reopen the exchange on the survivors from its step. `owed`: the steps this applies count as
+        batches skip_missed skips (else the caller, inside step() or catch_up(), counts them itself). Returns
+        the step gone on from and whether this rank took over writing the run directory."""
+        before = self._protocol.applied
+        step, state, took_over = self.record.go_on(before, self._snapshot, dead)
+        if state is not None:
+            self._load_state(step, state)
+        self._open(first_step=step)
+        if owed:
+            self._owed += step - before
+        return step, took_over
+
     # --- inside ----------------------------------------------------------------------------------
+    def _open(self, first_step: int) -> None:
+        """The exchange on the runtime's (living) ranks from `first_step`: engine, watchdog, step protocol."""
+        runtime, settings = self._runtime, self._runtime.settings
+        partial = runtime.quorum < runtime.size
+        self._watchdog = Watchdog(runtime.world.Dup(), settings.stall_timeout, names=runtime.living,
+                                  coordinator=COORDINATOR if partial else None)
+        self._engine = MODES["backup" if settings.backups else "sync"].open_exchange(
+            runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=first_step,
+            lag_limit=settings.lag_limit, member_timeout=settings.member_timeout,
+            snapshot=self._snapshot if runtime.rank == 0 else None, freeze=self._faults.reduce_freeze,
+            quorum_policy=self._auto if runtime.rank == 0 else None)
+        self._watchdog.describe = self._engine.describe
+        staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
+        self._buf = staging if staging is not None else self._fused.new_buffer()
+        self._protocol = StepProtocol(self._engine, first_step=first_step, rank=runtime.world_rank,
+                                      replay=self._replay, load_state=self._load_state)
+
     def _synchronize(self) -> None:
         if self._synchronized:
             return
@@ -191,20 +224,27 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._watchdog.step(step)
         self._faults.at_step_start(step)
         self._timing = straggle(self._straggler, step, self._runtime, self._compute_start, self.record.start)
+        self._decision = surviving(lambda: self._offer(step), caller=self)
+        self._timing.exchange_s = self._protocol.last_wait_s
+        if self._decision is not None:
+            self._fused.unpack(self._decision.total, self._scale(self._decision))
+        self._synchronized = True
+
+    def _offer(self, step: int) -> Decision | None:
+        """Pack this rank's gradient, offer it for `step` and wait for the decision (None: resynchronised, or the
+        survivors of a dead rank went on from past `step`; the step is applied already)."""
+        if self._protocol.applied != step:
+            return None
         self._fused.pack(self._buf)
         if self._compression is not Compression.none:  # what is offered is the rounded gradient, norm included
             self._compression.round(self._buf[: self._fused.size])
             self._buf[self._fused.sq_norm] = self._fused.squared_norm(self._buf)
         self._faults.corrupt(step, self._buf)
         finite = bool(np.isfinite(self._buf.sum()))  # a NaN or Inf anywhere makes the sum non-finite
-        if not finite:
+        if not finite and step not in self.record.nonfinite_steps:
             self.record.nonfinite_steps.append(step)
         self._watchdog.doing(f"waiting for the decision on step {step}")
-        self._decision = self._protocol.exchange(self._buf, finite)
-        self._timing.exchange_s = self._protocol.last_wait_s
-        if self._decision is not None:
-            self._fused.unpack(self._decision.total, self._scale(self._decision))
-        self._synchronized = True
+        return self._protocol.exchange(self._buf, finite)
 
     def _scale(self, decision: Decision) -> float:
         return decision.scale if self._op == Average else 1.0
@@ -231,12 +271,13 @@ class _DistributedOptimizer(WrappedOptimizer):
 
     def _replay(self, decision: Decision) -> None:
         """A step decided without this rank: the same update the members applied."""
+        self._faults.at_step_start(decision.step)  # an injected fault strikes whether this rank computes it or not
         self._fused.unpack(decision.total, self._scale(decision))
         self._update(decision, StepTiming())
 
     def _catch_up(self) -> int:
         before = self._protocol.applied
-        while self._protocol.catch_up():
+        while surviving(lambda: self._protocol.catch_up(), caller=self):
             pass
         return self._protocol.applied - before
 
@@ -265,7 +306,7 @@ def straggle(straggler: StragglerModel, step: int, runtime: Runtime, compute_sta
     """Sleep the injected delay of `step`, drawn from (seed, step) as the CLI draws it, after this rank's compute
     (which began at `compute_start`); returns the step's timing so far."""
     compute_s = time.perf_counter() - compute_start
-    delay_s = rank_delay(straggler, step, runtime.rank, runtime.size, compute_s)
+    delay_s = rank_delay(straggler, step, runtime.world_rank, runtime.workers, compute_s)
     time.sleep(delay_s)
     return StepTiming(compute_s, delay_s, start_s=compute_start - run_start)
 

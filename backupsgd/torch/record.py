@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from backupsgd.clock import run_clock_offset
 from backupsgd.engine import Decision
+from backupsgd.failover import NO_NOISE, StepLog, dropped_gradients, go_on_from
 from backupsgd.replica import flat_params, optimizer_digest, param_digest
 from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
 from backupsgd.torch.runtime import Runtime
@@ -29,10 +30,11 @@ class ScriptRun:
     def __init__(self, runtime: Runtime, path: str | Path | None, batch_size: int | None = None) -> None:
         """`batch_size`: the per-rank minibatch, recorded in config.json so the noise scale reads in examples."""
         settings = runtime.settings
-        self.rank, self.size, self.quorum, self._comm = runtime.rank, runtime.size, runtime.quorum, runtime.collectives
+        # rank and size: this rank's world rank and P, as the run started (the runtime's shrink under ULFM)
+        self.rank, self.size, self.quorum, self._runtime = runtime.world_rank, runtime.workers, runtime.quorum, runtime
         self._settings = settings
         self.start = time.perf_counter()
-        self.clock_offset_s = run_clock_offset(self._comm, self.start)
+        self.clock_offset_s = run_clock_offset(runtime.collectives, self.start)
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []
         self._last_eval: dict[str, float] = {}
@@ -46,18 +48,24 @@ class ScriptRun:
                   "script_args": sys.argv[1:], "eval_every": 0}
         if batch_size is not None:
             config["batch_size"] = batch_size
-        self._writer = RunWriter(Path(path), config) if path and self.rank == 0 else None
+        self._path, self._config = (Path(path) if path else None), config
+        self._writer = RunWriter(Path(path), config) if path and runtime.rank == 0 else None
+        self._log = StepLog()  # a non-writer's copy of the records, should it take over from a dead writer
+        self.shrinks: list[dict] = []  # each time dead ranks were shrunk away: the step gone on from, who
 
     def step(self, decision: Decision, timing: StepTiming, fields: dict | None = None) -> None:
         """`fields`: more of the step's record (rank 0: the noise scale; under auto the N chosen)."""
         self.timings[decision.step] = timing
+        living = self._runtime.living  # decision.members are ranks of the communicator of the living
+        record = step_record(decision, self.elapsed(), None, timing, living)
         if self._writer is not None:
-            record = step_record(decision, self.elapsed(), None, timing, list(range(self.size)))
             record.update(fields or {})
             record.setdefault("quorum", self.quorum)
             self._chosen.append(record["quorum"])
-            self._dropped += self.size - len(decision.members)
+            self._dropped += len(living) - len(decision.members)
             self._writer.step(record)
+        elif self._path is not None:
+            self._log.step(record | NO_NOISE | {"quorum": self.quorum})
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, "time": self.elapsed()}
@@ -66,19 +74,32 @@ class ScriptRun:
         self._last_eval = {k: v for k, v in record.items() if k.startswith("test_")}
         if self._writer is not None:
             self._writer.evaluation(record)
+        elif self._path is not None:
+            self._log.evaluation(record)
+
+    def go_on(self, applied: int, state, dead: list[int]) -> tuple[int, bytes | None, bool]:
+        """Collective over the survivors, just shrunk (backupsgd.failover.go_on_from): the step to go on from,
+        the state to load (None on the rank whose state it is), and whether this rank took over the writing."""
+        was_writer, runtime = self._writer is not None, self._runtime
+        take_over = (lambda upto: RunWriter.take_over(self._path, self._config, upto)) if self._path else None
+        step, payload, self._writer = go_on_from(runtime.world, applied, state, self._log, self._writer, take_over,
+                                                 self.rank)
+        self.shrinks.append({"step": step, "dead": dead, "living": runtime.living})
+        return step, payload, self._writer is not None and not was_writer
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
     def finish(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, steps: int) -> None:
-        digests = self._comm.gather((param_digest(params), optimizer_digest(optimizer)), root=0)
-        hosts = self._comm.gather(MPI.Get_processor_name(), root=0)  # each rank's node, in rank order
-        per_rank = self._comm.gather(rank_record(self.rank, self.timings, self.clock_offset_s,
-                                                 nonfinite_steps=self.nonfinite_steps), root=0)
+        comm = self._runtime.collectives  # the survivors', after a shrink
+        digests = comm.gather((param_digest(params), optimizer_digest(optimizer)), root=0)
+        hosts = comm.gather(MPI.Get_processor_name(), root=0)  # each rank's node, in rank order
+        per_rank = comm.gather(rank_record(self.rank, self.timings, self.clock_offset_s,
+                                           nonfinite_steps=self.nonfinite_steps), root=0)
         if self._writer is None:
             return
         wall_s, s = self.elapsed(), self._settings
-        dropped = self._dropped if self._auto else (self.size - self.quorum) * steps
+        dropped = self._dropped if self._auto else dropped_gradients(0, self.size, self.shrinks, self.quorum, steps)
         summary = {
             "mode": s.mode, "workers": self.size, "backups": s.backups,
             "quorum": float(np.mean(self._chosen)) if self._auto and self._chosen else self.quorum,
@@ -91,5 +112,7 @@ class ScriptRun:
             "nonfinite_gradients": [[r["rank"], st] for r in per_rank for st in r["nonfinite_steps"]],
             "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
             "hosts": hosts, "run_dir": str(self._writer.path),
+            # ranks that died under a fault-tolerant launch, and the step the survivors went on from
+            "shrinks": self.shrinks, "living": self._runtime.living,
         }
         self._writer.finish(summary, flat_params(params), per_rank)

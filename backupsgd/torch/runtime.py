@@ -20,6 +20,7 @@ from mpi4py import MPI
 from backupsgd.adaptive import is_auto, parse_auto
 from backupsgd.config import REDUCERS
 from backupsgd.errors import ConfigError
+from backupsgd.faults import fault_in, say
 from backupsgd.mpi_env import agreed, check_thread_level
 
 if TYPE_CHECKING:
@@ -50,11 +51,19 @@ class Settings:
 
 
 class Runtime:
-    """One per process between init() and shutdown()."""
+    """One per process between init() and shutdown().
+
+    `world` is the communicator of the living ranks: MPI_COMM_WORLD until ranks die under ULFM, then the
+    survivors' (backupsgd.torch.failover); `rank` and `size` are this rank's place in it and its size (what
+    hvd.rank() and hvd.size() say). A rank keeps `world_rank` as its identity (its injected faults and delays,
+    its name in records and messages), and `workers`, the P the run started with.
+    """
 
     def __init__(self, world: MPI.Comm, settings: Settings) -> None:
         self.world, self.settings = world, settings
         self.rank, self.size = world.Get_rank(), world.Get_size()
+        self.world_rank, self.workers = self.rank, self.size
+        self.living = list(range(self.size))  # the world rank of each rank of `world`
         auto = isinstance(settings.backups, str)
         # The engine's N: under auto the least its policy may choose. `n` is the latest step's (hvd.quorum()).
         self.bounds = parse_auto(settings.backups).bounds(self.size) if auto else (self.size - settings.backups,) * 2
@@ -65,6 +74,15 @@ class Runtime:
         self.node = world.Split_type(MPI.COMM_TYPE_SHARED)
         self.local_rank, self.local_size = self.node.Get_rank(), self.node.Get_size()
         self.optimizers: list[_DistributedOptimizer] = []
+
+    def shrunk_to(self, world: MPI.Comm, living: list[int]) -> None:
+        """Go on on `world`, the survivors' communicator (world ranks `living`): the collectives' communicator
+        and the node's are made again on it (the old ones hold the dead, and are revoked)."""
+        self.world, self.living = world, living
+        self.rank, self.size = world.Get_rank(), world.Get_size()
+        self.collectives = world.Dup()
+        self.node = world.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_rank, self.local_size = self.node.Get_rank(), self.node.Get_size()
 
     def close(self) -> None:
         for optimizer in self.optimizers:
@@ -109,6 +127,7 @@ def init(backups: int | str | None = None, reducer: str | None = None, member_ti
         return
     _runtime = Runtime(world, settings)
     _abort_on_uncaught_exception(world)
+    atexit.register(_leave_after_a_shrink, _runtime)  # runs after shutdown(), registered next
     atexit.register(shutdown)  # after mpi4py's own atexit hook was registered, so it runs before MPI_Finalize
 
 
@@ -118,6 +137,16 @@ def shutdown() -> None:
     if _runtime is not None:
         runtime, _runtime = _runtime, None
         runtime.close()
+
+
+def _leave_after_a_shrink(runtime: Runtime) -> None:
+    """At exit, after shutdown(): a survivor of dead ranks (ULFM) leaves without MPI_Finalize, whose fence in Open
+    MPI 5.0 now and then waits forever on the dead (seen under load, with `backupsgd train` too). Everything the
+    run writes is written by then; the exit status is 0, as the script ended normally."""
+    if len(runtime.living) < runtime.workers:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def is_initialized() -> bool:
@@ -210,8 +239,14 @@ def _abort_on_uncaught_exception(world: MPI.Comm) -> None:
         if issubclass(kind, (KeyboardInterrupt, SystemExit)):
             previous(kind, value, tb)
             return
-        text = "".join(traceback.format_exception(kind, value, tb))
-        print(f"backupsgd: rank {world.Get_rank()} failed:\n{text}", file=sys.stderr, flush=True)
-        world.Abort(1)
+        if (fault := fault_in(value)) is not None:  # one line, as `backupsgd train` stops on it
+            say(f"stopping the run: {fault}", _runtime.world_rank if _runtime else world.Get_rank())
+            if fault.exit_without_abort:  # every survivor reaches this verdict itself (see RunFault)
+                sys.stderr.flush()
+                os._exit(1)
+        else:
+            text = "".join(traceback.format_exception(kind, value, tb))
+            print(f"backupsgd: rank {world.Get_rank()} failed:\n{text}", file=sys.stderr, flush=True)
+        (_runtime.world if _runtime is not None else world).Abort(1)  # after a shrink: the survivors
 
     sys.excepthook = abort
