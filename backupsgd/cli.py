@@ -79,6 +79,7 @@ def train(config_file: str | None, **options: Any) -> None:
     from backupsgd.mpi_env import abort_on_failure, agree, check_thread_level
     from backupsgd.rundir import choose_run_dir
     from backupsgd.summary import format_summary
+    from backupsgd.survivors import leave_if_shrunk
     from backupsgd.runners import runner_for
 
     comm = MPI.COMM_WORLD
@@ -102,6 +103,7 @@ def train(config_file: str | None, **options: Any) -> None:
         summary = runner_for(config.mode.mode)(config, comm, run_dir)
     if summary:  # the writer's: rank 0, or the rank that took over from it (see backupsgd.failover)
         click.echo(format_summary(summary))
+    leave_if_shrunk()
 
 
 @main.group()

@@ -22,6 +22,7 @@ from backupsgd.config import REDUCERS
 from backupsgd.errors import ConfigError
 from backupsgd.faults import fault_in, say
 from backupsgd.mpi_env import agreed, check_thread_level
+from backupsgd.survivors import leave_if_shrunk
 
 if TYPE_CHECKING:
     from backupsgd.torch.optimizer import _DistributedOptimizer
@@ -127,7 +128,7 @@ def init(backups: int | str | None = None, reducer: str | None = None, member_ti
         return
     _runtime = Runtime(world, settings)
     _abort_on_uncaught_exception(world)
-    atexit.register(_leave_after_a_shrink, _runtime)  # runs after shutdown(), registered next
+    atexit.register(leave_if_shrunk)  # runs after shutdown(), registered next
     atexit.register(shutdown)  # after mpi4py's own atexit hook was registered, so it runs before MPI_Finalize
 
 
@@ -137,16 +138,6 @@ def shutdown() -> None:
     if _runtime is not None:
         runtime, _runtime = _runtime, None
         runtime.close()
-
-
-def _leave_after_a_shrink(runtime: Runtime) -> None:
-    """At exit, after shutdown(): a survivor of dead ranks (ULFM) leaves without MPI_Finalize, whose fence in Open
-    MPI 5.0 now and then waits forever on the dead (seen under load, with `backupsgd train` too). Everything the
-    run writes is written by then; the exit status is 0, as the script ended normally."""
-    if len(runtime.living) < runtime.workers:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
 
 
 def is_initialized() -> bool:
