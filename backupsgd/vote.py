@@ -72,10 +72,12 @@ class Host(Protocol):
 class QuorumPolicy(Protocol):
     """Chooses each step's N on the coordinator (backupsgd.auto_quorum.AutoQuorum)."""
 
-    def choose(self, step: int, size: int) -> int: ...
+    def choose(self, step: int, size: int, busy: int) -> int:
+        """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind)."""
 
-    def observe(self, step: int, arrivals) -> None:
-        """`step` was decided; `arrivals`: its members' READY times, seconds into the step."""
+    def observe(self, step: int, arrivals, late) -> None:
+        """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READY
+        times of step - 1 that came after its decision and before this one, seconds into step - 1."""
 
 
 class Coordinator:
@@ -107,11 +109,17 @@ class Coordinator:
         self._last_decided = -1  # the latest step whose decision was sent
         self._told_final: set[int] = set()  # ranks sent the final word at shutdown
         self._epoch = 0  # see Vote.epoch
+        # `--backups auto` only: the ranks dropped from a step and not heard from since (rank -> that step), the
+        # late READY times of the step decided last (when they came), and when that step started
+        self._unheard: dict[int, int] = {}
+        self._late: list[float] = []
+        self._last_start = 0.0
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
         if self.policy is not None:  # followers learn N as the number of members the decision names
-            self.quorum = self.policy.choose(step, self.size)
+            self._drain(step)  # the late READYs already here: those ranks are not busy any more
+            self.quorum = self.policy.choose(step, self.size, len(self._busy(host)))
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
         counted_self = any(r == self.rank for r, _ in ready) or self.rank in rejected
@@ -140,10 +148,18 @@ class Coordinator:
                 backoff.pause()
         return self._decide(step, step_start)
 
+    def _busy(self, host: Host) -> set[int]:
+        """Ranks still computing a step decided without them (as far as this rank knows), or behind."""
+        mine = self._unheard.get(self.rank)
+        if mine is not None and host.local(mine) is not None:  # this rank's own late offer is not a message
+            del self._unheard[self.rank]
+        return set(self._unheard) | self.behind
+
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
-        chosen = [(r, t) for r, t in self._ready.pop(step) if r not in self.behind][: self.quorum]
-        self._rejected.pop(step, None)
+        offers = self._ready.pop(step)
+        chosen = [(r, t) for r, t in offers if r not in self.behind][: self.quorum]
+        declined = self._rejected.pop(step, [])
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
         members = tuple(sorted(r for r, _ in chosen))
         newly = set()
@@ -157,7 +173,11 @@ class Coordinator:
         self._announce(step, 0, members, newly)
         arrivals = {r: t - step_start for r, t in chosen}
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
-            self.policy.observe(step, arrivals.values())
+            self.policy.observe(step, arrivals.values(), [t - self._last_start for t in self._late])
+            self._late, self._last_start = [], step_start
+            offered = {r for r, _ in offers} | set(declined)
+            for r in set(range(self.size)) - offered:  # still on this step, or on an older one
+                self._unheard.setdefault(r, step)
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:
@@ -232,6 +252,9 @@ class Coordinator:
             self._received[src] += 1
             if kind in (READY, NONFINITE):
                 self._progress[src] = max(self._progress[src], s - 1)
+                self._unheard.pop(src, None)
+                if kind == READY and s == self._last_decided and s < step and src not in self.behind:
+                    self._late.append(time.perf_counter())
                 if kind == NONFINITE:
                     self._nonfinite.append((src, s))
                 if s >= step:  # an offer for a decided step is stale: that worker was dropped

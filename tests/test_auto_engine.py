@@ -43,6 +43,7 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
     # the same N every step (what the simulator's replay of auto does with its own arrivals).
     assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+    assert any(s["auto"]["busy"] for s in steps), "the slow ranks are busy on stale steps: recorded, replayed"
     # The report draws N over time beside the stragglers and states the mean N.
     report = build_report(tmp_path, scale=False)
     assert tmp_path / "auto.png" in report.figures
@@ -50,18 +51,23 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
 
 
 def test_the_coordinators_records_replay_to_its_choices_without_mpi():
-    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow, and the records replay.
+    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow (busy on stale steps while
+    # slow), and rises without waiting for a probe once their late READYs say they keep up again; records replay.
     auto = AutoQuorum(parse_auto("auto:probe=5,window=5,overhead=0.005"), workers=5, batch=8)
     rng = np.random.default_rng(0)
-    records = []
-    for step in range(60):
-        n = auto.choose(step, 5)
-        times = rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (step >= 20)
-        auto.observe(step, np.sort(times)[:n])
+    records, late = [], []
+    for step in range(80):
+        n = auto.choose(step, 5, busy=2 if 20 <= step < 50 else 0)
+        times = np.sort(rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (20 <= step < 50))
+        auto.observe(step, times[:n], late)
+        late = times[n:] if step >= 50 else []  # came before the next decision: the next observe takes them
         auto.post_noise(40.0)
-        records.append({"arrivals": {str(i): t for i, t in enumerate(np.sort(times)[:n])}, **auto.record(step)})
+        records.append({"arrivals": {str(i): t for i, t in enumerate(times[:n])}, **auto.record(step)})
     chosen = [r["quorum"] for r in records]
-    assert chosen[:10] == [5] * 10 and chosen[-10:] == [3] * 10
+    assert chosen[:10] == [5] * 10 and chosen[40:50] == [3] * 10
+    # back at P two steps after the slow phase, before any probe (4 or 5 later: a near tie at this noise scale)
+    assert chosen[52:60] == [5] * 8 and min(chosen[52:]) >= 4, chosen
+    assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
 
 

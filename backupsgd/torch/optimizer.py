@@ -84,7 +84,7 @@ class _DistributedOptimizer(WrappedOptimizer):
                                       load_state=self._load_state)
         self._straggler = parse_straggler(settings.straggler, settings.seed)
         self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None,
-                                batch_size=batch_size)
+                                batch_size=batch_size, auto=self._auto)
         self._timing = StepTiming()  # this rank's clock for the step being synchronized
         self._compute_start = time.perf_counter()  # since the previous step (or skip_missed's latest batch)
         self._decision: Decision | None = None  # synchronized, not yet applied
@@ -224,10 +224,7 @@ class _DistributedOptimizer(WrappedOptimizer):
         fields = step_fields(float(decision.total[self._fused.sq_norm]), len(decision.members),
                              self._batch_size or 1,
                              self._fused.squared_norm(decision.total, decision.scale), self._noise)
-        if self._auto is not None:
-            self._auto.post_noise(fields["noise_scale"])
-            fields.update(self._auto.record(decision.step))
-        return fields
+        return fields | self.record.tally.fields(decision.step, fields["noise_scale"], len(decision.members))
 
     def _replay(self, decision: Decision) -> None:
         """A step decided without this rank: the same update the members applied."""

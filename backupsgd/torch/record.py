@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from mpi4py import MPI
 
+from backupsgd.auto_quorum import AutoQuorum, QuorumTally
 from backupsgd.clock import run_clock_offset
 from backupsgd.engine import Decision
 from backupsgd.replica import flat_params, optimizer_digest, param_digest
@@ -26,8 +26,10 @@ from backupsgd.torch.runtime import Runtime
 class ScriptRun:
     """Collective to create and to finish (every rank); `step` and `evaluation` are local calls."""
 
-    def __init__(self, runtime: Runtime, path: str | Path | None, batch_size: int | None = None) -> None:
-        """`batch_size`: the per-rank minibatch, recorded in config.json so the noise scale reads in examples."""
+    def __init__(self, runtime: Runtime, path: str | Path | None, batch_size: int | None = None,
+                 auto: AutoQuorum | None = None) -> None:
+        """`batch_size`: the per-rank minibatch, recorded in config.json so the noise scale reads in examples;
+        `auto`: rank 0's coordinator under backups="auto" (its choices go into the records)."""
         settings = runtime.settings
         self.rank, self.size, self.quorum, self._comm = runtime.rank, runtime.size, runtime.quorum, runtime.collectives
         self._settings = settings
@@ -36,9 +38,9 @@ class ScriptRun:
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []
         self._last_eval: dict[str, float] = {}
-        self._auto, self._bounds = isinstance(settings.backups, str), runtime.bounds
-        self._chosen: list[int] = []  # rank 0: each step's N (under auto, the summary states their mean)
-        self._dropped = 0  # rank 0: gradients dropped (counted per step: under auto N changes)
+        self._auto = isinstance(settings.backups, str)
+        # rank 0: each step's N and the gradients dropped (under auto N changes), for the records and the summary
+        self.tally = QuorumTally(self.quorum, auto, runtime.bounds if self._auto else None)
         config = {"mode": settings.mode, "backups": settings.backups,
                   "workers": self.size, "quorum": None if self._auto else self.quorum, "seed": settings.seed,
                   "straggler": settings.straggler,
@@ -54,9 +56,7 @@ class ScriptRun:
         if self._writer is not None:
             record = step_record(decision, self.elapsed(), None, timing, list(range(self.size)))
             record.update(fields or {})
-            record.setdefault("quorum", self.quorum)
-            self._chosen.append(record["quorum"])
-            self._dropped += self.size - len(decision.members)
+            self.tally.count(record)
             self._writer.step(record)
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
@@ -78,13 +78,9 @@ class ScriptRun:
         if self._writer is None:
             return
         wall_s, s = self.elapsed(), self._settings
-        dropped = self._dropped if self._auto else (self.size - self.quorum) * steps
         summary = {
-            "mode": s.mode, "workers": self.size, "backups": s.backups,
-            "quorum": float(np.mean(self._chosen)) if self._auto and self._chosen else self.quorum,
-            **({"quorum_bounds": list(self._bounds)} if self._auto else {}),
+            "mode": s.mode, "workers": self.size, "backups": s.backups, **self.tally.summary(self.size, steps),
             "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
-            "dropped_gradients": dropped, "dropped_fraction": dropped / max(1, self.size * steps),
             "test_loss": self._last_eval.get("test_loss"), "test_accuracy": self._last_eval.get("test_accuracy"),
             **{k: v for k, v in self._last_eval.items() if k not in ("test_loss", "test_accuracy")},
             "seed": s.seed, "straggler": s.straggler, "model": Path(sys.argv[0]).stem, "reducer": s.reducer,
