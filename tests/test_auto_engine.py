@@ -12,7 +12,7 @@ from mpirun import read_steps, train
 from reference import replay
 
 from backupsgd.adaptive import parse_auto
-from backupsgd.auto_quorum import AutoQuorum, replay_choices
+from backupsgd.auto_quorum import AutoQuorum, QuorumTally, replay_choices
 from backupsgd.config import build_config
 from backupsgd.errors import ConfigError
 from backupsgd.report.build import build_report
@@ -69,6 +69,26 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
     assert chosen[52:60] == [5] * 8 and min(chosen[52:]) >= 4, chosen
     assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
+
+
+def test_quorum_tally_counts_n_and_the_dropped_from_the_records(tmp_path):
+    # Closed forms: a fixed N of P drops P - N per step; under auto the mean of the N chosen, and a record a
+    # taking-over writer filled in from a copy (no `quorum`) states its members. A lost record counts nothing.
+    fixed = QuorumTally(3)
+    for step in range(10):
+        record = {"step": step, "members": [0, 1, 2], "dropped": [3, 4]}
+        fixed.count(record | fixed.fields(step, 50.0, members=3))
+    assert fixed.summary(5, 10) == {"quorum": 3, "dropped_gradients": 20, "dropped_fraction": 0.4}
+    records = [{"step": 0, "members": [0, 1, 2, 3], "dropped": [4], "quorum": 4},
+               {"step": 1, "members": [0, 1], "dropped": [2, 3, 4]},  # a copy: N from its members
+               {"step": 2, "lost": True},
+               {"step": 3, "members": [1, 2, 3], "dropped": [4], "quorum": 3}]  # one rank died meanwhile
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    auto = QuorumTally(2, bounds=(2, 5))
+    auto.count(records[0])  # counted before, then counted afresh from the file
+    auto.recount(tmp_path / "steps.jsonl")
+    assert auto.summary(5, 4) == {"quorum": 3.0, "quorum_bounds": [2, 5], "dropped_gradients": 5,
+                                  "dropped_fraction": 0.25}
 
 
 @pytest.mark.parametrize("values,world,fix", [
