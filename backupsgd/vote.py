@@ -65,6 +65,9 @@ class Host(Protocol):
 
     def stopping(self) -> bool: ...
 
+    def late(self) -> list[tuple[int, float]]:
+        """(step, submit time) of this rank's gradients offered after their step was decided, since last asked."""
+
     def snapshot(self, step: int) -> bytes | None:
         """The training state after `step` updates, once the training thread has produced it (asks for it)."""
 
@@ -109,9 +112,9 @@ class Coordinator:
         self._last_decided = -1  # the latest step whose decision was sent
         self._told_final: set[int] = set()  # ranks sent the final word at shutdown
         self._epoch = 0  # see Vote.epoch
-        # `--backups auto` only: the ranks dropped from a step and not heard from since (rank -> that step), the
-        # late READY times of the step decided last (when they came), and when that step started
-        self._unheard: dict[int, int] = {}
+        # `--backups auto` only: the ranks dropped from a step and not heard from since, the late READY times of
+        # the step decided last (when they came), and when that step started
+        self._unheard: set[int] = set()
         self._late: list[float] = []
         self._last_start = 0.0
 
@@ -126,6 +129,7 @@ class Coordinator:
         backoff = Backoff()
         while True:
             progressed = self._drain(step)
+            self._own_late(host)
             if not counted_self and (local := host.local(step)) is not None:
                 if local is REJECTED:
                     rejected.append(self.rank)
@@ -150,10 +154,19 @@ class Coordinator:
 
     def _busy(self, host: Host) -> set[int]:
         """Ranks still computing a step decided without them (as far as this rank knows), or behind."""
-        mine = self._unheard.get(self.rank)
-        if mine is not None and host.local(mine) is not None:  # this rank's own late offer is not a message
-            del self._unheard[self.rank]
-        return set(self._unheard) | self.behind
+        self._own_late(host)
+        return self._unheard | self.behind
+
+    def _own_late(self, host: Host) -> None:
+        """This rank's own gradients offered after their step's decision count as the others' late READYs do."""
+        for s, t in host.late():
+            self._heard(self.rank, s, t)
+
+    def _heard(self, rank: int, step: int, when: float) -> None:
+        """`rank` offered `step` (READY) at `when`: it is not busy; after `step`'s decision, a late arrival."""
+        self._unheard.discard(rank)
+        if self.policy is not None and step == self._last_decided and step < self._step and rank not in self.behind:
+            self._late.append(when)
 
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
@@ -176,8 +189,7 @@ class Coordinator:
             self.policy.observe(step, arrivals.values(), [t - self._last_start for t in self._late])
             self._late, self._last_start = [], step_start
             offered = {r for r, _ in offers} | set(declined)
-            for r in set(range(self.size)) - offered:  # still on this step, or on an older one
-                self._unheard.setdefault(r, step)
+            self._unheard = set(range(self.size)) - offered  # still on this step, or on an older one
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:
@@ -252,9 +264,10 @@ class Coordinator:
             self._received[src] += 1
             if kind in (READY, NONFINITE):
                 self._progress[src] = max(self._progress[src], s - 1)
-                self._unheard.pop(src, None)
-                if kind == READY and s == self._last_decided and s < step and src not in self.behind:
-                    self._late.append(time.perf_counter())
+                if kind == READY:
+                    self._heard(src, s, time.perf_counter())
+                else:
+                    self._unheard.discard(src)
                 if kind == NONFINITE:
                     self._nonfinite.append((src, s))
                 if s >= step:  # an offer for a decided step is stale: that worker was dropped
@@ -364,7 +377,9 @@ class Follower:
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._waiting = f"rank {COORDINATOR}'s decision on step {step}"
         offered, backoff = False, Backoff()
+        self._report_late(host)
         while self._peek() is None:  # stopping too: the coordinator's final word always comes (see shutdown)
+            self._report_late(host)
             if not offered and (local := host.local(step)) is not None:
                 self._ctrl(NONFINITE if local is REJECTED else READY, step)
                 offered = True
@@ -379,6 +394,12 @@ class Follower:
         if vote.step != step:
             raise RuntimeError(f"decision for step {vote.step} arrived while voting on step {step}")
         return vote
+
+    def _report_late(self, host: Host) -> None:
+        """A READY for each gradient offered after its step was decided: the coordinator learns this rank is free
+        again, and when (an arrival past that step's N, for `--backups auto`)."""
+        for s, _ in host.late():
+            self._ctrl(READY, s)
 
     # --- the member timeout ----------------------------------------------------------------------
     def settle(self, step: int) -> None:
