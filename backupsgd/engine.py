@@ -125,7 +125,7 @@ class GradientEngine:
         self._poisoned = False  # stuck on a step that stood without this rank: it waits to be brought back
         self._cv = threading.Condition()
         self._submitted: dict[int, tuple[np.ndarray, float] | str] = {}
-        self._late: list[tuple[int, float]] = []  # (step, submit time) of gradients offered after their step's decision
+        self._offered_late: list[tuple[int, float]] = []  # (step, submit time): offered after the step was decided
         self._decided: dict[int, Decision] = {}
         self._next_step = first_step  # the step the engine thread is voting on (a resumed run starts later)
         self._stop = self._done = False
@@ -159,7 +159,7 @@ class GradientEngine:
                 self._submitted[step] = entry
                 self._cv.notify_all()
             elif self._role is not None and self._resync is None and entry is not REJECTED:
-                self._late.append((step, entry[1]))  # the vote tells the coordinator: this rank is free again
+                self._offered_late.append((step, entry[1]))  # the vote tells the coordinator: this rank is free again
         return Handle(self, step)
 
     def staging_buffer(self) -> np.ndarray | None:
@@ -303,7 +303,7 @@ class GradientEngine:
 
     def late(self) -> list[tuple[int, float]]:
         with self._cv:
-            late, self._late = self._late, []
+            late, self._offered_late = self._offered_late, []
             return late
 
     def snapshot(self, step: int) -> bytes | None:
