@@ -91,7 +91,8 @@ class AutoQuorum:
         after = self.policy.n
         with self._lock:
             auto = self._records.setdefault(step, {"auto": {}})["auto"]
-            auto.update({"noise_scale": noise, "late": late, "expected_s": [float(x) for x in self.policy.arrivals.expected()],
+            auto.update({"noise_scale": noise, "late": late,
+                         "expected_s": [float(x) for x in self.policy.arrivals.expected()],
                          "next": after, "value": float(values[after - 1])})
 
 
