@@ -29,7 +29,8 @@ from backupsgd.polling import Backoff, wait_all
 
 TAG_CTRL, TAG_DECISION, TAG_RESYNC = 11, 12, 13
 COORDINATOR = 0
-# Control messages to the coordinator, (kind, step, round): READY and NONFINITE offer or decline a step;
+# Control messages to the coordinator, (kind, step, round): READY and NONFINITE offer or decline a step (a READY
+# for a step already decided says when this rank's late gradient was ready: it is free again, for `--backups auto`);
 # ACK says a non-member holds the step's result (only reducers that send results by message need it);
 # REJOIN asks for the current state after falling behind; FIN closes, carrying how many came before it;
 # STUCK says this rank's part of a step's reduction did not end within the member timeout.
