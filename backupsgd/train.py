@@ -108,7 +108,7 @@ class _Run:
             engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
                                              lag_limit=ft.lag_limit, snapshot=snapshot,
                                              member_timeout=ft.member_timeout, freeze=self.faults.reduce_freeze,
-                                             quorum_policy=self.auto)
+                                             quorum_policy=self.auto, report_late=self.auto_spec is not None)
             try:
                 with engine:
                     watchdog.describe = engine.describe

@@ -76,7 +76,7 @@ class _DistributedOptimizer(WrappedOptimizer):
             runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=0,
             lag_limit=settings.lag_limit, member_timeout=settings.member_timeout,
             snapshot=self._snapshot if runtime.rank == 0 else None, freeze=self._faults.reduce_freeze,
-            quorum_policy=self._auto)
+            quorum_policy=self._auto, report_late=isinstance(settings.backups, str))
         self._watchdog.describe = self._engine.describe
         staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
         self._buf = staging if staging is not None else self._fused.new_buffer()
