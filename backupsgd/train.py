@@ -232,7 +232,8 @@ class _Run:
         self.applied = step
         if self.writer is not None and not was_writer:
             self.checkpoints = Checkpointer(self.run_dir, self.ft.checkpoint_every, self.settings)
-            self.tally.recount(self.writer.path / "steps.jsonl")  # the dead writer's steps count too
+        if self.writer is not None:  # the dead writer's steps, and those filled in from the survivors' copies
+            self.tally.recount(self.writer.path / "steps.jsonl")
         if self.auto_spec and self.comm.rank == 0 and self.auto is None:
             # The new coordinator's policy starts afresh (the dead one's estimates died with it), on the living
             # workers, and keeps the least N the run was launched with.
