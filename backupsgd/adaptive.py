@@ -130,16 +130,29 @@ class ArrivalEstimate:
         self.last = np.zeros(workers, dtype=np.int64)  # step at which each k was last observed
         self.count = np.zeros(workers, dtype=np.int64)  # how often each k was observed
         self.steps = 0
+        self._previous: np.ndarray | None = None  # the latest step's first N arrivals, sorted
 
-    def observe(self, arrivals: Sequence[float]) -> None:
+    def observe(self, arrivals: Sequence[float], late: Sequence[float] = ()) -> None:
+        """Fold in one decided step's first N arrivals (any order), after `late`: the READY times of the
+        step observed before it that came after its decision (seconds into that step), as far as they came.
+        Those extend that step's first N to its first N + len(late) arrivals: uncensored order statistics
+        past the N it decided at, which keep T_(k) for k > N fresh without a probe."""
+        if len(late) and self._previous is not None:
+            both = np.sort(np.concatenate([self._previous, np.asarray(late, dtype=float)]))[: len(self.mean)]
+            self._fold(len(self._previous), both)
         self.steps += 1
         seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
-        k = len(seen)
-        self.count[:k] += 1
-        weight = np.maximum(1.0 - (1.0 - self.alpha) ** (self.steps - self.last[:k]), 1.0 / self.count[:k])
-        old = self.mean[:k]
-        self.mean[:k] = np.where(np.isnan(old), seen, old + weight * (seen - old))
-        self.last[:k] = self.steps
+        self._previous = seen
+        self._fold(0, seen)
+
+    def _fold(self, first: int, seen: np.ndarray) -> None:
+        """EMA-update T_(k) for k = first+1..len(seen) with seen[first:]."""
+        k = slice(first, len(seen))
+        self.count[k] += 1
+        weight = np.maximum(1.0 - (1.0 - self.alpha) ** (self.steps - self.last[k]), 1.0 / self.count[k])
+        old = self.mean[k]
+        self.mean[k] = np.where(np.isnan(old), seen[k], old + weight * (seen[k] - old))
+        self.last[k] = self.steps
 
     def expected(self) -> np.ndarray:
         """E[T_(k)] for k = 1..P, nondecreasing in k; nan where k was never seen."""
@@ -191,9 +204,16 @@ class AutoPolicy:
     Switch to the best N only when its predicted value beats the current N's by `margin` (hysteresis,
     so near ties do not flap), and never to an N whose arrival was not seen within the window. Every
     `probe_every` steps, wait for max(2, 5% of P) more workers than the choice (at most N_max) for one
-    step: the only way to see arrivals past the current N. A probe costs a slow step under a heavy
+    step: a way to see arrivals past the current N. A probe costs a slow step under a heavy
     tail, so each probe that leaves N unchanged doubles the interval (up to MAX_PROBE_BACKOFF times),
     and a change of N resets it.
+
+    Two more inputs keep a return to a large N from waiting for those probes (the shifting regime,
+    results/README.md section 7): the READYs of dropped workers that came after their step's decision
+    (`late`: uncensored arrivals past N, so T_(k) for k > N stays fresh while those workers keep up),
+    and how many workers are `busy` when a step starts (dropped from an earlier step and not heard
+    from since: still computing a step already decided). Only the P - busy others can offer this
+    step soon, so a probe waits for no more than them.
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -211,9 +231,10 @@ class AutoPolicy:
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
 
-    def observe(self, arrivals: Sequence[float], noise_scale: float | None) -> None:
-        """Fold in one decided step: its READY arrival times (any order) and the smoothed B_noise."""
-        self.arrivals.observe(arrivals)
+    def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = ()) -> None:
+        """Fold in one decided step: its READY arrival times (any order) and the smoothed B_noise; `late`:
+        the previous step's READYs that came after its decision, up to this one (see ArrivalEstimate)."""
+        self.arrivals.observe(arrivals, late)
         if noise_scale is not None and math.isfinite(noise_scale):
             self.noise_scale = max(float(noise_scale), 0.0)  # a negative estimate means "no noise"
         self.steps += 1
@@ -225,10 +246,12 @@ class AutoPolicy:
                 min(2 * self._probe_gap, MAX_PROBE_BACKOFF * self.spec.probe_every)
             self._next_probe = self.steps + self._probe_gap
 
-    def choose(self) -> int:
-        """N for the next step (the decision message carries it)."""
+    def choose(self, busy: int = 0) -> int:
+        """N for the next step (the decision message carries it); `busy`: workers still on a step decided
+        without them, which a probe does not wait for (one may be deep in a heavy-tailed delay). A rise of N
+        itself needs no such cap: it goes only to arrivals seen lately, and a busy worker sends none."""
         if self.spec.probe_every and self.steps == self._next_probe:
-            return min(self.n_max, self.n + max(2, round(0.05 * self.workers)))
+            return max(self.n, min(self.n_max, self.n + max(2, round(0.05 * self.workers)), self.workers - busy))
         return self.n
 
     def values(self) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""`--backups auto` on the coordinator: the policy (backupsgd.adaptive) fed what rank 0 sees, and what it chose.
+"""`--backups auto` on the coordinator: the policy (backupsgd.adaptive) fed what rank 0 sees, and what it chose;
+and the writer's count of each step's N (`QuorumTally`), auto or not, for steps.jsonl and the summary.
 
 Rank 0's engine thread asks `choose()` before each step's vote and calls `observe()` when it decides the
 step, with the READY arrivals of the step's members (the first N; later ones are censored, as
@@ -6,16 +7,22 @@ ArrivalEstimate expects). The smoothed gradient noise scale is measured on rank 
 after it applies a step: it posts it with `post_noise()`, and the engine thread takes the latest one
 posted when it observes a step. So the noise scale a choice used is whatever had been posted by then,
 which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
-was, and the per-step overhead too, so that feeding the recorded arrivals, noise scales and overheads
-to a fresh AutoPolicy (`replay_choices`) makes the same choices.
+was, and the per-step overhead too, and how many ranks were busy when the step started and the previous
+step's late READYs (both depend on message timing too), so that feeding what is recorded to a fresh
+AutoPolicy (`replay_choices`) makes the same choices.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Iterable, Sequence
+
+import numpy as np
 
 from backupsgd.adaptive import AutoPolicy, AutoSpec
 
@@ -54,35 +61,94 @@ class AutoQuorum:
             return self._records.pop(step, {})
 
     # --- the engine thread (the coordinator) ------------------------------------------------------
-    def choose(self, step: int, size: int) -> int:
-        """N for `step`, at most `size` (the ranks still living)."""
+    def choose(self, step: int, size: int, busy: int = 0) -> int:
+        """N for `step`, at most `size` (the ranks still living); `busy`: ranks still on a step decided without
+        them (a probe does not wait for them)."""
         if self._measure_overhead and self._decided_at is not None:
             took = time.perf_counter() - self._decided_at
             alpha = 2.0 / (OVERHEAD_SPAN + 1)
             self._overhead = took if self._overhead is None else self._overhead + alpha * (took - self._overhead)
             self.policy.overhead_s = self._overhead
         self._decided_at = None
-        n = min(self.policy.choose(), size)
+        n = min(self.policy.choose(busy), size)
         if self._keep:
             with self._lock:
-                self._records[step] = {"quorum": n, "auto": {"overhead_s": self.policy.overhead_s,
+                self._records[step] = {"quorum": n, "auto": {"overhead_s": self.policy.overhead_s, "busy": busy,
                                                              "probe": n != self.policy.n}}
         return n
 
-    def observe(self, step: int, arrivals: Iterable[float]) -> None:
-        """`step` was decided with these members' READY times (seconds into the step)."""
+    def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
+        """`step` was decided with these members' READY times (seconds into the step); `late`: step - 1's READY
+        times that came after its decision (seconds into step - 1)."""
         self._decided_at = time.perf_counter()
         with self._lock:
             noise = self._noise
-        self.policy.observe(list(arrivals), noise)
+        late = [float(x) for x in late]
+        self.policy.observe(list(arrivals), noise, late)
         if not self._keep:
             return
         values = self.policy.values()
         after = self.policy.n
         with self._lock:
             auto = self._records.setdefault(step, {"auto": {}})["auto"]
-            auto.update({"noise_scale": noise, "expected_s": [float(x) for x in self.policy.arrivals.expected()],
+            auto.update({"noise_scale": noise, "late": late,
+                         "expected_s": [float(x) for x in self.policy.arrivals.expected()],
                          "next": after, "value": float(values[after - 1])})
+
+
+def survivors_spec(spec: AutoSpec, living: int, least: int) -> AutoSpec:
+    """`spec` for a coordinator that takes over with `living` workers: its least N stays `least` (the N a run
+    was launched to keep), and its most is the living workers less `spec`'s minimum backups."""
+    return replace(spec, max_backups=living - least, min_backups=min(spec.min_backups, living - least))
+
+
+def successor(spec: AutoSpec, living: int, least: int, batch: int) -> AutoQuorum:
+    """The policy of a coordinator that takes over from a dead one (backupsgd.failover), for `backupsgd train`
+    and scripts alike: it starts afresh (the dead one's estimates died with it), on the `living` workers, and
+    keeps the least N the run was launched with."""
+    return AutoQuorum(survivors_spec(spec, living, least), living, batch)
+
+
+class QuorumTally:
+    """The writer's count of each step's N and of the gradients dropped (one for `backupsgd train` and the
+    library): `fields()` gives a step's record its N (under auto, with the coordinator's estimates), `count()`
+    takes each record as written, `summary()` states the mean N and the dropped count. A writer that takes
+    over after a failover `recount()`s the steps.jsonl it continues, so the summary covers the whole run."""
+
+    def __init__(self, quorum: int, auto: AutoQuorum | None = None, bounds: tuple[int, int] | None = None) -> None:
+        self.quorum, self.auto = quorum, auto  # quorum: the fixed N, or under auto the least
+        self.bounds = bounds  # under auto, (N_min, N_max) as launched; None: a fixed N
+        self.chosen: list[int] = []
+        self.dropped = 0
+
+    def fields(self, step: int, noise_scale: float | None, members: int) -> dict:
+        """The step's `quorum` (and under auto `auto`) for its record; hands the coordinator the noise scale.
+        A step without a coordinator's record (decided by a coordinator that died since) states its members."""
+        fields = {}
+        if self.auto is not None:
+            self.auto.post_noise(noise_scale)
+            fields = self.auto.record(step)
+        fields.setdefault("quorum", members if self.bounds else self.quorum)
+        return fields
+
+    def count(self, record: dict) -> None:
+        """One steps.jsonl record; a lost one (no survivor kept it, see failover) counts nothing."""
+        if "members" in record:
+            self.chosen.append(record.get("quorum", len(record["members"])))
+            self.dropped += len(record["dropped"])
+
+    def recount(self, steps_jsonl: Path) -> None:
+        """Count afresh from the records a run directory holds (a writer taking over continues them)."""
+        self.chosen, self.dropped = [], 0
+        for line in steps_jsonl.read_text().splitlines():
+            self.count(json.loads(line))
+
+    def summary(self, workers: int, steps: int) -> dict:
+        """The summary's fields: `quorum` (under auto the mean N chosen, and its bounds) and the dropped count."""
+        out = {"quorum": float(np.mean(self.chosen)) if self.bounds and self.chosen else self.quorum}
+        if self.bounds:
+            out["quorum_bounds"] = list(self.bounds)
+        return out | {"dropped_gradients": self.dropped, "dropped_fraction": self.dropped / max(1, workers * steps)}
 
 
 def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dict]) -> list[int]:
@@ -93,7 +159,7 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
     for record in steps:
         auto = record["auto"]
         policy.overhead_s = auto["overhead_s"]
-        chosen.append(policy.choose())
+        chosen.append(policy.choose(auto.get("busy", 0)))
         noise = auto["noise_scale"]
-        policy.observe(list(record["arrivals"].values()), None if noise is None else noise)
+        policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()))
     return chosen

@@ -85,7 +85,9 @@ class Handle:
 class GradientEngine:
     """Votes and reduces step after step; `quorum` = N (P for sync, P - b for backup), or under `--backups
     auto` the smallest N the coordinator's `quorum_policy` may choose (given on rank 0): each step's N is then
-    the number of members its decision names, and every reducer divides by that.
+    the number of members its decision names, and every reducer divides by that. Under auto every rank is opened
+    with `report_late`: a gradient offered after its step's decision is then announced to the coordinator (a
+    READY for that step), which tells its policy when dropped ranks are free again.
 
     With a reducer that sends results by message (`point_to_point`), a worker more than `lag_limit`
     steps behind is sent no more results (which bounds the result buffers pinned by sends to it);
@@ -104,7 +106,8 @@ class GradientEngine:
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
                  lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
                  reduce_comm: MPI.Comm | None = None, member_timeout: float | None = 0.0,
-                 freeze: Callable[[int], float] | None = None, quorum_policy: QuorumPolicy | None = None) -> None:
+                 freeze: Callable[[int], float] | None = None, quorum_policy: QuorumPolicy | None = None,
+                 report_late: bool = False) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
@@ -125,6 +128,8 @@ class GradientEngine:
         self._poisoned = False  # stuck on a step that stood without this rank: it waits to be brought back
         self._cv = threading.Condition()
         self._submitted: dict[int, tuple[np.ndarray, float] | str] = {}
+        self._report_late = report_late
+        self._offered_late: list[tuple[int, float]] = []  # (step, submit time): offered after the step was decided
         self._decided: dict[int, Decision] = {}
         self._next_step = first_step  # the step the engine thread is voting on (a resumed run starts later)
         self._stop = self._done = False
@@ -157,6 +162,8 @@ class GradientEngine:
             if step >= self._next_step and self._resync is None:
                 self._submitted[step] = entry
                 self._cv.notify_all()
+            elif self._report_late and self._role is not None and self._resync is None and entry is not REJECTED:
+                self._offered_late.append((step, entry[1]))  # the vote tells the coordinator: this rank is free again
         return Handle(self, step)
 
     def staging_buffer(self) -> np.ndarray | None:
@@ -297,6 +304,11 @@ class GradientEngine:
 
     def stopping(self) -> bool:
         return self._stop
+
+    def late(self) -> list[tuple[int, float]]:
+        with self._cv:
+            late, self._offered_late = self._offered_late, []
+            return late
 
     def snapshot(self, step: int) -> bytes | None:
         with self._cv:

@@ -88,14 +88,6 @@ def announce(dead: list[int], step: int, living: list[int], quorum: int, rank: i
         f"{', '.join(map(str, living))}), N = {quorum}, b = {len(living) - quorum}", rank)
 
 
-def dropped_gradients(first: int, workers: int, shrinks: list[dict], quorum: int, steps: int) -> int:
-    """Gradients dropped by steps first..steps-1 with a fixed N: each segment of steps ran on its living
-    workers (`workers`, then each shrink's `living` from its `step` on), all but N of whom were dropped."""
-    segments = [(first, workers)] + [(s["step"], len(s["living"])) for s in shrinks]
-    ends = [begin for begin, _ in segments[1:]] + [steps]
-    return sum((n - quorum) * (end - begin) for (begin, n), end in zip(segments, ends))
-
-
 def go_on_from(comm: MPI.Comm, applied: int, state: Callable[[], bytes], log: StepLog,
                writer: RunWriter | None, take_over: Callable[[int], RunWriter] | None,
                name: int) -> tuple[int, bytes | None, RunWriter | None]:

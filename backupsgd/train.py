@@ -10,13 +10,13 @@ import torch
 from mpi4py import MPI
 
 from backupsgd.adaptive import parse_auto
-from backupsgd.auto_quorum import AutoQuorum
+from backupsgd.auto_quorum import AutoQuorum, QuorumTally, successor
 from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load_latest
 from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
-from backupsgd.failover import NO_NOISE, StepLog, announce, dropped_gradients, go_on_from, survivors
+from backupsgd.failover import NO_NOISE, StepLog, announce, go_on_from, survivors
 from backupsgd.faults import FaultInjector, parse_faults, stop_on_fault
 from backupsgd.modes import MODES
 from backupsgd.noise import NoiseScale, step_fields
@@ -67,10 +67,9 @@ class _Run:
         self.mode = MODES[config.mode.mode]
         self.quorum = self.mode.quorum(self.workers, config.mode.backups)  # under auto, the least N
         # `--backups auto`: rank 0's coordinator chooses each step's N (it decides; the others follow)
-        self.auto = AutoQuorum(parse_auto(config.mode.backups), self.workers, wl.batch_size) \
-            if isinstance(config.mode.backups, str) and self.rank == 0 else None
-        self.chosen: list[int] = []  # rank 0: each step's N (for the summary's mean N)
-        self.dropped = 0  # rank 0: gradients dropped so far (auto; a fixed N counts them from N)
+        self.auto_spec = parse_auto(config.mode.backups) if isinstance(config.mode.backups, str) else None
+        self.auto = AutoQuorum(self.auto_spec, self.workers, wl.batch_size) \
+            if self.auto_spec and self.rank == 0 else None
         # A user's model or dataset (by import path) may be refused only once built: every rank exits 2 alike.
         self.data, self.replica = agree(comm, lambda: (load_dataset(wl.dataset, wl.data_dir),
                                                        Replica(wl, pick_device(local_rank()))))
@@ -78,8 +77,9 @@ class _Run:
         self.faults = FaultInjector(parse_faults(ft.fault), self.rank)
         self.run_dir, self.settings = run_dir, fingerprint(config, self.workers)
         self.first = _resume(comm, run_dir, self.settings, self.replica) if ft.resume else 0
-        quorum = {"quorum": None, "quorum_bounds": [self.auto.n_min, self.auto.n_max]} if self.auto \
-            else {"quorum": self.quorum}
+        bounds = self.auto_spec.bounds(self.workers) if self.auto_spec else None
+        self.tally = QuorumTally(self.quorum, self.auto, bounds)  # the writer's count of N and of the dropped
+        quorum = {"quorum": None, "quorum_bounds": list(bounds)} if bounds else {"quorum": self.quorum}
         self.run_config = config.to_dict() | {"workers": self.workers, **quorum}
         self.writer = RunWriter(run_dir, self.run_config, resume_step=self.first if ft.resume else None) \
             if self.rank == 0 else None
@@ -108,7 +108,7 @@ class _Run:
             engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
                                              lag_limit=ft.lag_limit, snapshot=snapshot,
                                              member_timeout=ft.member_timeout, freeze=self.faults.reduce_freeze,
-                                             quorum_policy=self.auto)
+                                             quorum_policy=self.auto, report_late=self.auto_spec is not None)
             try:
                 with engine:
                     watchdog.describe = engine.describe
@@ -187,12 +187,8 @@ class _Run:
             record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
                                       fused.squared_norm(d.total, d.scale), self.noise))
             # The chosen N; under auto the estimates behind it, and the noise scale handed to the coordinator.
-            if self.auto is not None:
-                self.auto.post_noise(record["noise_scale"])
-                record.update(self.auto.record(d.step))
-            record.setdefault("quorum", self.quorum)
-            self.chosen.append(record["quorum"])
-            self.dropped += len(self.living) - len(d.members)
+            record.update(self.tally.fields(d.step, record["noise_scale"], len(d.members)))
+            self.tally.count(record)
             writer.step(record)
         else:  # a copy, should this rank take over from a dead writer (see failover), less that pass over `total`
             self.log.step(record | NO_NOISE)
@@ -229,6 +225,10 @@ class _Run:
         self.applied = step
         if self.writer is not None and not was_writer:
             self.checkpoints = Checkpointer(self.run_dir, self.ft.checkpoint_every, self.settings)
+        if self.writer is not None:  # the dead writer's steps, and those filled in from the survivors' copies
+            self.tally.recount(self.writer.path / "steps.jsonl")
+        if self.auto_spec and self.comm.rank == 0 and self.auto is None:  # this rank now coordinates
+            self.auto = self.tally.auto = successor(self.auto_spec, len(self.living), self.quorum, self.wl.batch_size)
         self.shrinks.append({"step": step, "dead": dead, "living": self.living})
         if self.writer is not None:
             announce(dead, step, self.living, self.quorum, self.rank, took_over=not was_writer)
@@ -247,15 +247,12 @@ class _Run:
         wall_s = time.perf_counter() - self.start
         metrics = replica.evaluate(self.data)
         steps, first = self.wl.steps, self.first
-        dropped = self.dropped if self.auto is not None else \
-            dropped_gradients(first, self.workers, self.shrinks, self.quorum, steps)
         summary = {
             "mode": config.mode.mode, "workers": self.workers, "backups": config.mode.backups,
-            # under auto, the mean N chosen (and its bounds); else the fixed N
-            "quorum": float(np.mean(self.chosen)) if self.auto and self.chosen else self.quorum,
-            **({"quorum_bounds": [self.auto.n_min, self.auto.n_max]} if self.auto else {}),
+            # under auto, the mean N chosen (and its bounds); else the fixed N; the gradients dropped, counted
+            # from the steps recorded
+            **self.tally.summary(self.workers, steps),
             "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
-            "dropped_gradients": dropped, "dropped_fraction": dropped / (self.workers * steps),
             **metrics, "seed": config.workload.seed,
             "straggler": config.straggler.straggler, "model": config.workload.model,
             "reducer": config.faults.reducer,

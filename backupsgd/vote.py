@@ -29,7 +29,8 @@ from backupsgd.polling import Backoff, wait_all
 
 TAG_CTRL, TAG_DECISION, TAG_RESYNC = 11, 12, 13
 COORDINATOR = 0
-# Control messages to the coordinator, (kind, step, round): READY and NONFINITE offer or decline a step;
+# Control messages to the coordinator, (kind, step, round): READY and NONFINITE offer or decline a step (a READY
+# for a step already decided says when this rank's late gradient was ready: it is free again, for `--backups auto`);
 # ACK says a non-member holds the step's result (only reducers that send results by message need it);
 # REJOIN asks for the current state after falling behind; FIN closes, carrying how many came before it;
 # STUCK says this rank's part of a step's reduction did not end within the member timeout.
@@ -65,6 +66,9 @@ class Host(Protocol):
 
     def stopping(self) -> bool: ...
 
+    def late(self) -> list[tuple[int, float]]:
+        """(step, submit time) of this rank's gradients offered after their step was decided, since last asked."""
+
     def snapshot(self, step: int) -> bytes | None:
         """The training state after `step` updates, once the training thread has produced it (asks for it)."""
 
@@ -72,10 +76,12 @@ class Host(Protocol):
 class QuorumPolicy(Protocol):
     """Chooses each step's N on the coordinator (backupsgd.auto_quorum.AutoQuorum)."""
 
-    def choose(self, step: int, size: int) -> int: ...
+    def choose(self, step: int, size: int, busy: int) -> int:
+        """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind)."""
 
-    def observe(self, step: int, arrivals) -> None:
-        """`step` was decided; `arrivals`: its members' READY times, seconds into the step."""
+    def observe(self, step: int, arrivals, late) -> None:
+        """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READY
+        times of step - 1 that came after its decision and before this one, seconds into step - 1."""
 
 
 class Coordinator:
@@ -107,17 +113,24 @@ class Coordinator:
         self._last_decided = -1  # the latest step whose decision was sent
         self._told_final: set[int] = set()  # ranks sent the final word at shutdown
         self._epoch = 0  # see Vote.epoch
+        # `--backups auto` only: the ranks dropped from a step and not heard from since, the late READY times of
+        # the step decided last (when they came), and when that step started
+        self._unheard: set[int] = set()
+        self._late: list[float] = []
+        self._last_start = 0.0
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
         if self.policy is not None:  # followers learn N as the number of members the decision names
-            self.quorum = self.policy.choose(step, self.size)
+            self._drain(step)  # the late READYs already here: those ranks are not busy any more
+            self.quorum = self.policy.choose(step, self.size, len(self._busy(host)))
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
         counted_self = any(r == self.rank for r, _ in ready) or self.rank in rejected
         backoff = Backoff()
         while True:
             progressed = self._drain(step)
+            self._own_late(host)
             if not counted_self and (local := host.local(step)) is not None:
                 if local is REJECTED:
                     rejected.append(self.rank)
@@ -140,10 +153,27 @@ class Coordinator:
                 backoff.pause()
         return self._decide(step, step_start)
 
+    def _busy(self, host: Host) -> set[int]:
+        """Ranks still computing a step decided without them (as far as this rank knows), or behind."""
+        self._own_late(host)
+        return self._unheard | self.behind
+
+    def _own_late(self, host: Host) -> None:
+        """This rank's own gradients offered after their step's decision count as the others' late READYs do."""
+        for s, t in host.late():
+            self._heard(self.rank, s, t)
+
+    def _heard(self, rank: int, step: int, when: float) -> None:
+        """`rank` offered `step` (READY) at `when`: it is not busy; after `step`'s decision, a late arrival."""
+        self._unheard.discard(rank)
+        if self.policy is not None and step == self._last_decided and step < self._step and rank not in self.behind:
+            self._late.append(when)
+
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
-        chosen = [(r, t) for r, t in self._ready.pop(step) if r not in self.behind][: self.quorum]
-        self._rejected.pop(step, None)
+        offers = self._ready.pop(step)
+        chosen = [(r, t) for r, t in offers if r not in self.behind][: self.quorum]
+        declined = self._rejected.pop(step, [])
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
         members = tuple(sorted(r for r, _ in chosen))
         newly = set()
@@ -157,7 +187,10 @@ class Coordinator:
         self._announce(step, 0, members, newly)
         arrivals = {r: t - step_start for r, t in chosen}
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
-            self.policy.observe(step, arrivals.values())
+            self.policy.observe(step, arrivals.values(), [t - self._last_start for t in self._late])
+            self._late, self._last_start = [], step_start
+            offered = {r for r, _ in offers} | set(declined)
+            self._unheard = set(range(self.size)) - offered  # still on this step, or on an older one
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:
@@ -232,6 +265,10 @@ class Coordinator:
             self._received[src] += 1
             if kind in (READY, NONFINITE):
                 self._progress[src] = max(self._progress[src], s - 1)
+                if kind == READY:
+                    self._heard(src, s, time.perf_counter())
+                else:
+                    self._unheard.discard(src)
                 if kind == NONFINITE:
                     self._nonfinite.append((src, s))
                 if s >= step:  # an offer for a decided step is stale: that worker was dropped
@@ -341,7 +378,9 @@ class Follower:
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._waiting = f"rank {COORDINATOR}'s decision on step {step}"
         offered, backoff = False, Backoff()
+        self._report_late(host)
         while self._peek() is None:  # stopping too: the coordinator's final word always comes (see shutdown)
+            self._report_late(host)
             if not offered and (local := host.local(step)) is not None:
                 self._ctrl(NONFINITE if local is REJECTED else READY, step)
                 offered = True
@@ -356,6 +395,12 @@ class Follower:
         if vote.step != step:
             raise RuntimeError(f"decision for step {vote.step} arrived while voting on step {step}")
         return vote
+
+    def _report_late(self, host: Host) -> None:
+        """A READY for each gradient offered after its step was decided: the coordinator learns this rank is free
+        again, and when (an arrival past that step's N, for `--backups auto`)."""
+        for s, _ in host.late():
+            self._ctrl(READY, s)
 
     # --- the member timeout ----------------------------------------------------------------------
     def settle(self, step: int) -> None:

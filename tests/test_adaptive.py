@@ -159,10 +159,11 @@ def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
     assert len(set(trace.n.tolist())) > 1  # N really changes along the run
     policy = AutoPolicy(spec, 16)
     direct = []
-    for arrivals in trace.arrivals:
-        direct.append(policy.choose())
-        policy.observe(arrivals, 3.0)
+    for arrivals, busy, late in zip(trace.arrivals, trace.busy, trace.late):
+        direct.append(policy.choose(busy))
+        policy.observe(arrivals, 3.0, late)
     assert direct == trace.n.tolist()
+    assert trace.busy.any() and any(len(x) for x in trace.late)  # both inputs really occur under this tail
     assert [len(a) for a in trace.arrivals] == direct  # the coordinator sees exactly N arrivals
 
 

@@ -12,7 +12,7 @@ from mpirun import read_steps, train
 from reference import replay
 
 from backupsgd.adaptive import parse_auto
-from backupsgd.auto_quorum import AutoQuorum, replay_choices
+from backupsgd.auto_quorum import AutoQuorum, QuorumTally, replay_choices
 from backupsgd.config import build_config
 from backupsgd.errors import ConfigError
 from backupsgd.report.build import build_report
@@ -43,6 +43,7 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
     # the same N every step (what the simulator's replay of auto does with its own arrivals).
     assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+    assert any(s["auto"]["busy"] for s in steps), "the slow ranks are busy on stale steps: recorded, replayed"
     # The report draws N over time beside the stragglers and states the mean N.
     report = build_report(tmp_path, scale=False)
     assert tmp_path / "auto.png" in report.figures
@@ -50,19 +51,44 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
 
 
 def test_the_coordinators_records_replay_to_its_choices_without_mpi():
-    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow, and the records replay.
+    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow (busy on stale steps while
+    # slow), and rises without waiting for a probe once their late READYs say they keep up again; records replay.
     auto = AutoQuorum(parse_auto("auto:probe=5,window=5,overhead=0.005"), workers=5, batch=8)
     rng = np.random.default_rng(0)
-    records = []
-    for step in range(60):
-        n = auto.choose(step, 5)
-        times = rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (step >= 20)
-        auto.observe(step, np.sort(times)[:n])
+    records, late = [], []
+    for step in range(80):
+        n = auto.choose(step, 5, busy=2 if 20 <= step < 50 else 0)
+        times = np.sort(rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (20 <= step < 50))
+        auto.observe(step, times[:n], late)
+        late = times[n:] if step >= 50 else []  # came before the next decision: the next observe takes them
         auto.post_noise(40.0)
-        records.append({"arrivals": {str(i): t for i, t in enumerate(np.sort(times)[:n])}, **auto.record(step)})
+        records.append({"arrivals": {str(i): t for i, t in enumerate(times[:n])}, **auto.record(step)})
     chosen = [r["quorum"] for r in records]
-    assert chosen[:10] == [5] * 10 and chosen[-10:] == [3] * 10
+    assert chosen[:10] == [5] * 10 and chosen[40:50] == [3] * 10
+    # back at P two steps after the slow phase, before any probe (4 or 5 later: a near tie at this noise scale)
+    assert chosen[52:60] == [5] * 8 and min(chosen[52:]) >= 4, chosen
+    assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
+
+
+def test_quorum_tally_counts_n_and_the_dropped_from_the_records(tmp_path):
+    # Closed forms: a fixed N of P drops P - N per step; under auto the mean of the N chosen, and a record a
+    # taking-over writer filled in from a copy (no `quorum`) states its members. A lost record counts nothing.
+    fixed = QuorumTally(3)
+    for step in range(10):
+        record = {"step": step, "members": [0, 1, 2], "dropped": [3, 4]}
+        fixed.count(record | fixed.fields(step, 50.0, members=3))
+    assert fixed.summary(5, 10) == {"quorum": 3, "dropped_gradients": 20, "dropped_fraction": 0.4}
+    records = [{"step": 0, "members": [0, 1, 2, 3], "dropped": [4], "quorum": 4},
+               {"step": 1, "members": [0, 1], "dropped": [2, 3, 4]},  # a copy: N from its members
+               {"step": 2, "lost": True},
+               {"step": 3, "members": [1, 2, 3], "dropped": [4], "quorum": 3}]  # one rank died meanwhile
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    auto = QuorumTally(2, bounds=(2, 5))
+    auto.count(records[0])  # counted before, then counted afresh from the file
+    auto.recount(tmp_path / "steps.jsonl")
+    assert auto.summary(5, 4) == {"quorum": 3.0, "quorum_bounds": [2, 5], "dropped_gradients": 5,
+                                  "dropped_fraction": 0.25}
 
 
 @pytest.mark.parametrize("values,world,fix", [

@@ -3,6 +3,7 @@ rank takes over the vote and the run directory. Oracles: the run directory again
 of its recorded members, every survivor's digests, and (without ULFM) the watchdog's report."""
 
 import json
+from itertools import takewhile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from mpirun import ULFM, mpirun, read_steps
 from reference import replay
 
+from backupsgd.adaptive import parse_auto
+from backupsgd.auto_quorum import replay_choices, survivors_spec
 from backupsgd.failover import StepLog, go_on_from
 from backupsgd.rundir import RunWriter
 
@@ -45,6 +48,40 @@ def test_dead_coordinator_under_ulfm_hands_over_and_training_goes_on(tmp_path, r
     assert all(0 not in s["members"] for s in steps[summary["shrinks"][0]["step"]:])
     assert [e["step"] for e in map(json.loads, (out / "evals.jsonl").read_text().splitlines())] == [5, 10, 15, 20,
                                                                                                   25, 30]
+    expected = replay(json.loads((out / "config.json").read_text())["workload"], [s["members"] for s in steps])
+    np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dead_coordinator_under_auto_hands_over_a_policy_and_the_tally(tmp_path):
+    """`--backups auto`: the rank that takes over the vote chooses N with a policy of its own (estimates afresh,
+    on the living workers, the least N kept), and the summary counts every step, the dead writer's too."""
+    out = tmp_path / "run"
+    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+                        "--backups", "auto", "--steps", "40", "--eval-every", "0",
+                        "--straggler", "slow:ranks=4,delay=0.05", "--fault", "crash:rank=0,step=9",
+                        "--stall-timeout", "60"], timeout=180, launcher=ULFM)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["living"] == [1, 2, 3, 4] and len(set(summary["param_digests"])) == 1
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(40)), "each step recorded once"
+    went_on = summary["shrinks"][0]["step"]
+    after = steps[went_on:]
+    # the new coordinator chose N: each decision names exactly N members, and a fresh policy on the 4 survivors,
+    # fed what it recorded, makes the same choices; it drops the slow rank 4 again
+    assert all("auto" in s and len(s["members"]) == s["quorum"] for s in after)
+    batch = json.loads((out / "config.json").read_text())["workload"]["batch_size"]
+    spec = survivors_spec(parse_auto("auto"), 4, summary["quorum_bounds"][0])
+    assert replay_choices(spec, 4, batch, after) == [s["quorum"] for s in after]
+    assert min(s["quorum"] for s in after) < 4 and all(s["quorum"] >= 2 for s in after)
+    # the dead coordinator's records it flushed replay too (those the survivors filled in lack its estimates; it
+    # flushes every second, so this prefix may be empty: test_auto_engine checks a whole run's replay)
+    before = list(takewhile(lambda s: "auto" in s, steps))
+    assert replay_choices(parse_auto("auto"), 5, batch, before) == [s["quorum"] for s in before]
+    # the summary counts the whole run from the records, not only the new writer's steps
+    chosen = [s.get("quorum", len(s["members"])) for s in steps]
+    assert summary["quorum"] == pytest.approx(np.mean(chosen))
+    assert summary["dropped_gradients"] == sum(len(s["dropped"]) for s in steps) > 0
     expected = replay(json.loads((out / "config.json").read_text())["workload"], [s["members"] for s in steps])
     np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
 

@@ -2,7 +2,9 @@
 
 The replay hands the policy what the engine's coordinator sees: the READY arrivals of the decided
 step (the first N offers, seconds after the step started, i.e. after the previous update was
-applied) and the smoothed noise scale. So the simulator makes the coordinator's choices for the
+applied), the previous step's offers that came after its decision but before this one (late), how
+many workers are still on a step decided without them when a step starts (busy), and the smoothed
+noise scale. So the simulator makes the coordinator's choices for the
 same arrivals (tests/test_adaptive.py feeds a trace's arrivals to a fresh policy to check it).
 """
 
@@ -21,11 +23,13 @@ AUTO_MODES = ("backup", "ps-backup")  # the modes whose N a vote decides
 
 @dataclass(frozen=True)
 class AutoTrace:
-    """One replay: per step, the N chosen, the arrivals the policy saw, and when the update was applied."""
+    """One replay: per step, the N chosen, what the policy saw, and when the update was applied."""
 
     n: np.ndarray  # N_t chosen before step t
     arrivals: list[np.ndarray]  # the first N_t arrivals of step t, seconds into the step, ascending
     applied_s: np.ndarray  # when step t's update is applied
+    busy: np.ndarray  # workers still on a step decided without them when step t started
+    late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1
 
     @property
     def step_s(self) -> np.ndarray:
@@ -51,23 +55,35 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     chosen = np.empty(steps, dtype=np.int64)
     seen: list[np.ndarray] = []
     applied = np.empty(steps)
+    busy_at = np.zeros(steps, dtype=np.int64)
+    lates: list[np.ndarray] = []
+    pending = np.empty(0)  # the previous step's offers that came after its decision, seconds into that step
+    previous_start = 0.0
     for t in range(steps):
-        n = policy.choose()
+        start = last
+        # what the coordinator knows at the step's start: who is still on a step decided without it
+        busy = busy_at[t] = 0 if restart else int(np.sum(free > start))
+        n = policy.choose(busy)
         exchange = exchange_time_s(mode, workers, n, net)
         if modelled_overhead:
             policy.overhead_s = exchange
-        start = last
         offers = (start if restart else np.maximum(free, start)) + times[t]
         decided = np.partition(offers, n - 1)[n - 1]
+        # the previous step's late READYs that reached the coordinator before this decision
+        late = np.sort(pending[pending + previous_start <= decided])
         if not restart:
-            free = np.where(free <= decided, offers, free)
+            computing = free <= decided  # the others are still on an older step: this offer is not made
+            pending = offers[computing & (offers > decided)] - start
+            free = np.where(computing, offers, free)
+        previous_start = start
         # the coordinator takes the first n READY messages (ties: any n of them, all at `decided`)
         arrivals = np.sort(offers)[:n] - start
         last = applied[t] = decided + exchange
         chosen[t] = n
         seen.append(arrivals)
-        policy.observe(arrivals, noise_scale)
-    return AutoTrace(chosen, seen, applied)
+        lates.append(late)
+        policy.observe(arrivals, noise_scale, late)
+    return AutoTrace(chosen, seen, applied, busy_at, lates)
 
 
 def predict_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, batch: int, noise_scale: float,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from backupsgd.adaptive import parse_auto
-from backupsgd.auto_quorum import AutoQuorum
+from backupsgd.auto_quorum import AutoQuorum, successor
 from backupsgd.checkpoint import decode, encode
 from backupsgd.engine import Decision
 from backupsgd.faults import FaultInjector, parse_faults
@@ -76,7 +76,7 @@ class _DistributedOptimizer(WrappedOptimizer):
         self._open(first_step=0)
         self._straggler = parse_straggler(settings.straggler, settings.seed)
         self.record = ScriptRun(runtime, Path(settings.run_dir) if settings.run_dir else None,
-                                batch_size=batch_size)
+                                batch_size=batch_size, auto=self._auto)
         self._timing = StepTiming()  # this rank's clock for the step being synchronized
         self._compute_start = time.perf_counter()  # since the previous step (or skip_missed's latest batch)
         self._decision: Decision | None = None  # synchronized, not yet applied
@@ -194,6 +194,11 @@ class _DistributedOptimizer(WrappedOptimizer):
         step, state, took_over = self.record.go_on(before, self._snapshot, dead)
         if state is not None:
             self._load_state(step, state)
+        runtime = self._runtime
+        if self._auto is None and runtime.rank == 0 and isinstance(runtime.settings.backups, str):
+            # this rank now coordinates: a policy of its own (as `backupsgd train`'s new coordinator)
+            self._auto = self.record.tally.auto = successor(parse_auto(runtime.settings.backups),
+                                                            len(runtime.living), runtime.quorum, self._batch_size or 1)
         self._open(first_step=step)
         if owed:
             self._owed += step - before
@@ -210,7 +215,7 @@ class _DistributedOptimizer(WrappedOptimizer):
             runtime.world, self._fused.length, runtime.quorum, settings.reducer, first_step=first_step,
             lag_limit=settings.lag_limit, member_timeout=settings.member_timeout,
             snapshot=self._snapshot if runtime.rank == 0 else None, freeze=self._faults.reduce_freeze,
-            quorum_policy=self._auto if runtime.rank == 0 else None)
+            quorum_policy=self._auto if runtime.rank == 0 else None, report_late=isinstance(settings.backups, str))
         self._watchdog.describe = self._engine.describe
         staging = self._engine.staging_buffer()  # the shm reducer's shared segment: offering it costs no copy
         self._buf = staging if staging is not None else self._fused.new_buffer()
@@ -264,10 +269,7 @@ class _DistributedOptimizer(WrappedOptimizer):
         fields = step_fields(float(decision.total[self._fused.sq_norm]), len(decision.members),
                              self._batch_size or 1,
                              self._fused.squared_norm(decision.total, decision.scale), self._noise)
-        if self._auto is not None:
-            self._auto.post_noise(fields["noise_scale"])
-            fields.update(self._auto.record(decision.step))
-        return fields
+        return fields | self.record.tally.fields(decision.step, fields["noise_scale"], len(decision.members))
 
     def _replay(self, decision: Decision) -> None:
         """A step decided without this rank: the same update the members applied."""

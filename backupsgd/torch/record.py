@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from mpi4py import MPI
 
+from backupsgd.auto_quorum import AutoQuorum, QuorumTally
 from backupsgd.clock import run_clock_offset
 from backupsgd.engine import Decision
-from backupsgd.failover import NO_NOISE, StepLog, dropped_gradients, go_on_from
+from backupsgd.failover import NO_NOISE, StepLog, go_on_from
 from backupsgd.replica import flat_params, optimizer_digest, param_digest
 from backupsgd.rundir import RunWriter, StepTiming, rank_record, step_record
 from backupsgd.torch.runtime import Runtime
@@ -27,8 +27,10 @@ from backupsgd.torch.runtime import Runtime
 class ScriptRun:
     """Collective to create and to finish (every rank); `step` and `evaluation` are local calls."""
 
-    def __init__(self, runtime: Runtime, path: str | Path | None, batch_size: int | None = None) -> None:
-        """`batch_size`: the per-rank minibatch, recorded in config.json so the noise scale reads in examples."""
+    def __init__(self, runtime: Runtime, path: str | Path | None, batch_size: int | None = None,
+                 auto: AutoQuorum | None = None) -> None:
+        """`batch_size`: the per-rank minibatch, recorded in config.json so the noise scale reads in examples;
+        `auto`: rank 0's coordinator under backups="auto" (its choices go into the records)."""
         settings = runtime.settings
         # rank and size: this rank's world rank and P, as the run started (the runtime's shrink under ULFM)
         self.rank, self.size, self.quorum, self._runtime = runtime.world_rank, runtime.workers, runtime.quorum, runtime
@@ -38,9 +40,9 @@ class ScriptRun:
         self.timings: dict[int, StepTiming] = {}
         self.nonfinite_steps: list[int] = []
         self._last_eval: dict[str, float] = {}
-        self._auto, self._bounds = isinstance(settings.backups, str), runtime.bounds
-        self._chosen: list[int] = []  # rank 0: each step's N (under auto, the summary states their mean)
-        self._dropped = 0  # rank 0: gradients dropped (counted per step: under auto N changes)
+        self._auto = isinstance(settings.backups, str)
+        # rank 0: each step's N and the gradients dropped (under auto N changes), for the records and the summary
+        self.tally = QuorumTally(self.quorum, auto, runtime.bounds if self._auto else None)
         config = {"mode": settings.mode, "backups": settings.backups,
                   "workers": self.size, "quorum": None if self._auto else self.quorum, "seed": settings.seed,
                   "straggler": settings.straggler,
@@ -60,9 +62,7 @@ class ScriptRun:
         record = step_record(decision, self.elapsed(), None, timing, living)
         if self._writer is not None:
             record.update(fields or {})
-            record.setdefault("quorum", self.quorum)
-            self._chosen.append(record["quorum"])
-            self._dropped += len(living) - len(decision.members)
+            self.tally.count(record)
             self._writer.step(record)
         elif self._path is not None:
             self._log.step(record | NO_NOISE | {"quorum": self.quorum})
@@ -84,6 +84,8 @@ class ScriptRun:
         take_over = (lambda upto: RunWriter.take_over(self._path, self._config, upto)) if self._path else None
         step, payload, self._writer = go_on_from(runtime.world, applied, state, self._log, self._writer, take_over,
                                                  self.rank)
+        if self._writer is not None and self._path is not None:  # the dead writer's steps and those filled in
+            self.tally.recount(self._path / "steps.jsonl")
         self.shrinks.append({"step": step, "dead": dead, "living": runtime.living})
         return step, payload, self._writer is not None and not was_writer
 
@@ -99,13 +101,9 @@ class ScriptRun:
         if self._writer is None:
             return
         wall_s, s = self.elapsed(), self._settings
-        dropped = self._dropped if self._auto else dropped_gradients(0, self.size, self.shrinks, self.quorum, steps)
         summary = {
-            "mode": s.mode, "workers": self.size, "backups": s.backups,
-            "quorum": float(np.mean(self._chosen)) if self._auto and self._chosen else self.quorum,
-            **({"quorum_bounds": list(self._bounds)} if self._auto else {}),
+            "mode": s.mode, "workers": self.size, "backups": s.backups, **self.tally.summary(self.size, steps),
             "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
-            "dropped_gradients": dropped, "dropped_fraction": dropped / max(1, self.size * steps),
             "test_loss": self._last_eval.get("test_loss"), "test_accuracy": self._last_eval.get("test_accuracy"),
             **{k: v for k, v in self._last_eval.items() if k not in ("test_loss", "test_accuracy")},
             "seed": s.seed, "straggler": s.straggler, "model": Path(sys.argv[0]).stem, "reducer": s.reducer,
