@@ -11,11 +11,14 @@ import pytest
 from mpirun import REPO, ULFM, mpirun, read_steps
 from reference import replay
 
+from backupsgd.adaptive import parse_auto
+from backupsgd.auto_quorum import replay_choices, survivors_spec
+
 SCRIPT = str(REPO / "tests" / "mpi" / "library_failover.py")
 STEPS = 30  # the script's 3 epochs of 10 steps, an hvd.allreduce of the test loss after each
 
 
-def _run(ranks: int, tmp_path, backups: int, fault: str, **settings: str):
+def _run(ranks: int, tmp_path, backups: int | str, fault: str, **settings: str):
     env = {"BACKUPSGD_BACKUPS": str(backups), "BACKUPSGD_FAULT": fault, "BACKUPSGD_RUN_DIR": str(tmp_path / "run"),
            "BACKUPSGD_STALL_TIMEOUT": "60",  # a stall is reported, naming whom it waits for, and ends the job
            **{f"BACKUPSGD_{name.upper()}": value for name, value in settings.items()}}
@@ -78,3 +81,29 @@ def test_fewer_than_n_survivors_stop_with_one_line_naming_the_dead(tmp_path):
         assert (f"backupsgd: rank {rank}: stopping the run: rank 1 died; 2 workers remain, fewer than the N = 3 "
                 "every step needs (BACKUPSGD_BACKUPS sets how many may be lost)") in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
+
+
+def test_a_scripts_new_coordinator_under_auto_chooses_n_with_a_policy_of_its_own(tmp_path):
+    """BACKUPSGD_BACKUPS=auto, rank 0 killed as step 9 starts: rank 1 takes over the vote with a fresh policy on
+    the 4 survivors (as `backupsgd train`'s new coordinator, tests/test_failover.py), so every later decision names
+    exactly the N it chose, a fresh policy fed what it recorded makes the same choices, and the summary counts
+    the whole run."""
+    result = _run(5, tmp_path, "auto", "crash:rank=0,step=9", straggler="slow:ranks=4,delay=0.05")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["living"] == [1, 2, 3, 4] and len(set(summary["param_digests"])) == 1
+    steps = read_steps(run)
+    assert [s["step"] for s in steps] == list(range(STEPS)), "each step recorded once"
+    after = steps[summary["shrinks"][0]["step"]:]
+    assert after and all("auto" in s and len(s["members"]) == s["quorum"] for s in after)
+    spec = survivors_spec(parse_auto("auto"), 4, summary["quorum_bounds"][0])
+    assert replay_choices(spec, 4, 1, after) == [s["quorum"] for s in after]  # the script gives no batch_size
+    assert summary["quorum"] == pytest.approx(np.mean([s.get("quorum", len(s["members"])) for s in steps]))
+    assert summary["dropped_gradients"] == sum(len(s["dropped"]) for s in steps) > 0
+
+    sys.path.insert(0, str(REPO / "tests" / "mpi"))
+    from library_failover import WORKLOAD
+
+    expected = replay(WORKLOAD, [s["members"] for s in steps])
+    np.testing.assert_allclose(np.load(run / "params.npy"), expected, rtol=1e-4, atol=1e-5)
