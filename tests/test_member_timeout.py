@@ -80,6 +80,36 @@ def test_a_member_frozen_inside_the_reduction_is_decided_away_within_the_deadlin
     _identical_and_replayed(out, steps)
 
 
+def test_a_member_frozen_inside_a_re_decided_round_and_a_member_frozen_twice(tmp_path):
+    """The windows a random SIGSTOP can hit, each placed deterministically (ranks 3 and 4 are slow, so 0, 1, 2 are
+    the members whenever they answer): rank 2 stops in step 10's reduction, and rank 1 in the reduction of step
+    10's re-decided form (round 1), so the step is decided a third time with rank 0 alone; rank 2, back and
+    brought back with the current state, stops again in step 150's reduction. Each stop costs one deadline
+    (0.3 s + the coordinator's grace), never the 3 s freeze; every step is recorded once; every replica ends
+    identical and equal to a single process's replay of the recorded members (losses included)."""
+    out, freeze_s = tmp_path / "run", 3.0
+    faults = ("freeze:rank=2,step=10,phase=reduce,seconds=1;"
+              f"freeze:rank=1,step=10,phase=reduce,round=1,seconds={freeze_s};"
+              f"freeze:rank=2,step=150,phase=reduce,seconds={freeze_s}")
+    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+                        "--backups", "2", "--reducer", "members", "--member-timeout", "0.3", "--lag-limit", "5",
+                        "--steps", "200", "--straggler", "slow:ranks=3+4,delay=0.02", "--eval-every", "0",
+                        "--check-every", "10", "--lr", "0.05", "--momentum", "0", "--fault", faults], timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(200)), "each step recorded once"
+    rounds = steps[10]["redecided"]
+    assert [(r["round"], r["timed_out"]) for r in rounds] == [(0, [2]), (1, [1])], steps[10]
+    assert steps[10]["members"] == [0], "decided a third time with the coordinator alone"
+    assert [(r["round"], r["timed_out"]) for r in steps[150]["redecided"]] == [(0, [2])], steps[150]
+    assert 2 not in steps[150]["members"] and 2 in steps[150]["behind"], steps[150]
+    assert [s["step"] for s in steps if s["redecided"]] == [10, 150], "nothing else was decided again"
+    gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]
+    assert max(gaps) < freeze_s - 0.5, f"step {int(np.argmax(gaps)) + 1} waited {max(gaps):.2f} s"
+    _losses_replayed(out, steps)
+    _identical_and_replayed(out, steps)
+
+
 @pytest.mark.parametrize("ranks", [4, 5])
 def test_the_point_to_point_ring_sums_every_member_subset_identically(ranks):
     """Steps decided again (fewer members) reduce by a ring of messages, not a communicator made mid-run:
@@ -169,11 +199,17 @@ def test_freeze_spec_and_member_timeout_name_the_fix():
     assert parse_faults("freeze:rank=1,step=3,phase=reduce")[0].seconds == 5.0
     injector = FaultInjector((fault,), rank=2)
     assert [injector.reduce_freeze(s) for s in (9, 10, 10, 11)] == [0.0, 1.5, 0.0, 0.0], "once, at its step"
+    (later,) = parse_faults("freeze:rank=2,step=10,phase=reduce,seconds=2,round=1")
+    assert later.round == 1
+    injector = FaultInjector((later,), rank=2)
+    assert [injector.reduce_freeze(10, r) for r in (0, 1, 1, 2)] == [0.0, 2.0, 0.0, 0.0], "once, in its round"
     assert FaultInjector((fault,), rank=1).reduce_freeze(10) == 0.0
     for spec, fix in [("freeze:rank=1,step=3", "freeze needs phase=reduce"),
                       ("freeze:rank=1,step=3,phase=vote", "freeze needs phase=reduce"),
                       ("freeze:rank=1,step=3,phase=reduce,seconds=-1", "must be a number of seconds"),
-                      ("freeze:rank=1,step=3,phase=reduce,for=2", "is not one rank=... or step=... or phase=")]:
+                      ("freeze:rank=1,step=3,phase=reduce,for=2", "is not one rank=... or step=... or phase="),
+                      ("crash:rank=0,step=3,round=1", "round=... needs phase=reduce"),
+                      ("freeze:rank=1,step=3,phase=reduce,round=x", "round 'x' is not an integer")]:
         with pytest.raises(ConfigError, match=fix):
             build_config({"fault": spec})
     with pytest.raises(ConfigError, match="fix --member-timeout"):
