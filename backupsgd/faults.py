@@ -59,7 +59,8 @@ class Fault:
 # kind -> (rank key, step key): nan takes lists and ranges, the others one rank at one step.
 _KEYS = {"nan": ("ranks", "steps"), "hang": ("rank", "step"), "crash": ("rank", "step"),
          "perturb": ("rank", "step"), "freeze": ("rank", "step")}  # perturb: a hidden kind that tests the replica check
-_EXTRA = {"freeze": ("phase", "seconds", "round"), "crash": ("phase", "round")}  # further keys a kind takes (freeze: phase=reduce is required)
+# further keys a kind takes (freeze: phase=reduce is required)
+_EXTRA = {"freeze": ("phase", "seconds", "round"), "crash": ("phase", "round")}
 
 
 def _int(text: str, what: str, spec: str) -> int:

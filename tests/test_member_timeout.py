@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def _losses_replayed(out: Path, steps: list[dict]) -> None:
             loss.backward()
             losses.append(loss.item())
             grads.append([p.grad.clone() for p in params])
-        assert abs(np.mean(losses) - s["loss"]) < 1e-5, (s["step"], np.mean(losses), s)
+        # (a step applied in a wrong form moves later losses 6e-4 or more; float32 drift, 1.5e-5: see the SIGSTOP test)
+        assert abs(np.mean(losses) - s["loss"]) < 1e-4, (s["step"], np.mean(losses), s)
         for i, p in enumerate(params):
             p.grad = torch.stack([g[i] for g in grads]).mean(0)
         opt.step()
@@ -133,23 +135,47 @@ def _rank_pids(session: int) -> dict[int, int]:
     return pids
 
 
-# Not in `make test` yet: with communicators made before training and a standby taking over past the deadline,
-# 13 of 14 runs kept every step gap near 1 s at load averages of 20-27 (2 cores); one stalled 8.7 s at step 194 (rank 2 stopped twice in
-# a row, then rank 3; a step's first form re-decided only as rank 2's second stop ended), not yet understood.
-@pytest.mark.stress
+class _Starvation:
+    """The longest this machine kept a thread of the test's own process from running (it sleeps 10 ms at a time).
+    A run's step gaps include such time: at load averages of 10-27 on 2 cores, ranks were seen held off their
+    cores for 2-10 s at a time with no rank stopped (a 1 ms compute taking 1.9 s; sleeps of 50 ms taking about
+    6 s; another process's 10 ms sleeps 2-9 s), which is the machine, not the protocol, so the gap oracle
+    allows what was measured here (on a quiet machine, milliseconds)."""
+
+    def __init__(self) -> None:
+        self.worst, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            if self._stop.wait(0.01):
+                return
+            self.worst = max(self.worst, time.monotonic() - t0 - 0.01)
+
+    def __enter__(self) -> "_Starvation":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     """As a user would: three times, a random worker (never rank 0, the coordinator) is stopped with SIGSTOP at a
-    random moment for 4 s while training runs. No step may then wait longer than the member timeout allows
-    (oracle: the gaps between consecutive steps on rank 0's clock stay far below the 4 s stop; a stop inside a
-    member's reduction used to stall them all for all of it), and the run ends with identical replicas that
-    equal a replay of the recorded members."""
-    out, stop_s, rng = tmp_path / "run", 4.0, random.Random(17)
+    random moment for 3 s while training runs (ranks 2, 2, 3 in turn: one stopped twice in a row). No step may then
+    wait longer than the member timeout allows (oracle: the gaps between consecutive steps on rank 0's clock stay
+    well below the 3 s stop, plus whatever time this machine held every process off its cores, measured; a stop
+    inside a member's reduction used to stall them all for all of it), and the run ends with identical replicas
+    that equal a replay of the recorded members, loss by loss."""
+    out, stop_s, rng = tmp_path / "run", 3.0, random.Random(17)
     cmd = [str(BIN / "mpirun"), "--oversubscribe", "-n", "4", sys.executable, "-m", "backupsgd", "train",
            "--no-progress", "--out", str(out), "--mode", "backup", "--backups", "1", "--reducer", "members",
-           "--member-timeout", TIMEOUT, "--lag-limit", "5", "--steps", "600", "--straggler", "exp:mean=0.02",
-           "--eval-every", "0", "--check-every", "25", "--stall-timeout", "8", "--lr", "0.05",
+           "--member-timeout", TIMEOUT, "--lag-limit", "5", "--steps", "350", "--straggler", "exp:mean=0.05",
+           "--eval-every", "0", "--check-every", "25", "--stall-timeout", "30", "--lr", "0.05",
            "--momentum", "0"]
-    with launcher_tmpdir() as tmp_env:
+    with launcher_tmpdir() as tmp_env, _Starvation() as starved:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**mpi_env(), **tmp_env}, cwd=REPO, start_new_session=True)
         try:
@@ -175,17 +201,24 @@ def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
                 proc.communicate()
     assert proc.returncode == 0, stderr[-4000:]
     steps = read_steps(out)
-    assert [s["step"] for s in steps] == list(range(600)), "each step recorded once"
+    assert [s["step"] for s in steps] == list(range(350)), "each step recorded once"
     gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]
     worst = int(np.argmax(gaps))
-    assert gaps[worst] < stop_s - 1.0, (f"step {worst + 1} waited {gaps[worst]:.2f} s (stopped: {stopped})",
-                                        steps[worst - 2: worst + 2], stderr[-3000:])
+    # One deadline (0.5 s) + the coordinator's grace (0.5 s) + the standby's look (0.1 s) per stop, with margin.
+    allowed = stop_s - 1.0 + starved.worst
+    assert gaps[worst] < allowed, (f"step {worst + 1} waited {gaps[worst]:.2f} s, allowed {allowed:.2f} s (this "
+                                   f"machine held the test off its cores for up to {starved.worst:.2f} s; "
+                                   f"stopped: {stopped})", steps[worst - 2: worst + 2], stderr[-3000:])
     # lr 0.05 and no momentum, not the defaults (0.1, 0.9): with momentum this MLP's training can be chaotic, and
     # two replays of one run's members that differ only in float32 summation order ended 2e-2 apart in the loss
     # at lr 0.1 and 8e-4 at lr 0.05 (5e-3 in the weights), failing runs whose replicas were all identical. Without
-    # momentum they stay within 2e-7 over the 600 steps, so a replica that missed or misapplied a step shows.
+    # momentum too, a ReLU flipping on a 1-ulp difference makes the replay drift off the run in jumps in some runs
+    # (from 2e-7 to 1.5e-5 in the loss and 1.0e-4 in the weights over 350 steps, 1.8e-4 over 600; no step decided
+    # again near the jumps, replicas identical, and the same with the engine's own sum-then-scale in the replay),
+    # while one step applied in a wrong form (one member swapped) moves the weights 6.6e-4 to 2.3e-3 and later
+    # losses 5.9e-4 to 4.7e-3: hence 5e-4 and 1e-4. A replica that alone misapplied a step fails the digests.
     _losses_replayed(out, steps)
-    _identical_and_replayed(out, steps)
+    _identical_and_replayed(out, steps, atol=5e-4)
 
 
 def test_freeze_spec_and_member_timeout_name_the_fix():
