@@ -99,14 +99,14 @@ class GradientEngine:
     whose part has not ended by then asks the coordinator for a verdict, and the step is decided again
     without the ranks that stopped answering (see vote.py). A member's part runs on the engine thread itself;
     one that overruns the deadline is left blocked there and a standby thread carries on as the engine thread
-    (standby.py). `freeze(step)` gives the seconds to stop this rank's engine thread at `step`'s reduction,
-    before its part (injected faults: the rank is silent meanwhile, as a stopped process is).
+    (standby.py). `freeze(step, round)` gives the seconds to stop this rank's engine thread at that form of `step`'s
+    reduction, before its part (injected faults: the rank is silent meanwhile, as a stopped process is).
     """
 
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
                  lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
                  reduce_comm: MPI.Comm | None = None, member_timeout: float | None = 0.0,
-                 freeze: Callable[[int], float] | None = None, quorum_policy: QuorumPolicy | None = None,
+                 freeze: Callable[[int, int], float] | None = None, quorum_policy: QuorumPolicy | None = None,
                  report_late: bool = False) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
@@ -139,7 +139,7 @@ class GradientEngine:
         self._snapshot_wanted: int | None = None
         self._snapshot_ready: tuple[int, bytes] | None = None
         self._phase = "starting"
-        self._freeze = freeze or (lambda step: 0.0)  # injected faults: seconds to stop inside a step's reduction
+        self._freeze = freeze or (lambda step, round_: 0.0)  # injected faults: seconds to stop inside a step's reduction
         # With a member timeout, a standby thread replaces the engine thread if a member's part overruns it.
         self._standby = Standby(self._timeout, self._take_over) if self._timeout is not None else None
         self._thread = threading.Thread(target=self._run, name="backupsgd-engine", daemon=True)
@@ -383,7 +383,7 @@ class GradientEngine:
                 raise RuntimeError(f"rank {self.rank} chosen for step {vote.step} without having offered a gradient")
             buf, t_sub = local if member else (None, None)
             self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
-            if (freeze_s := self._freeze(vote.step)) > 0:  # this rank stops before its part, as if stopped
+            if (freeze_s := self._freeze(vote.step, vote.round)) > 0:  # this rank stops before its part, as if stopped
                 time.sleep(freeze_s)
             if not self._p2p:
                 total = self._reducer.reduce(vote.members, buf)

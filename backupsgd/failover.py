@@ -20,8 +20,10 @@ have applied steps their engine holds. A decided step is final once any rank hol
    summary.json, ranks.jsonl and params.npy are written at the end by the writer, as always.
 
 So every step is recorded once, and the final parameters are a single process's replay of the recorded
-members. Not covered: a coordinator that dies while it decides a step again after a member timeout (a survivor
-may then hold that step's first form as the most advanced one), and a step no survivor kept a record of
+members. A coordinator that dies just after sending a step's re-decided form is covered (no survivor holds
+either form; they decide the step once more: tests/test_failover.py). Not covered: a survivor that took the
+step's first form at the deadline's very edge while rank 0 decided it again without it, when rank 0 then dies
+before bringing it back (the survivors may go on from that survivor's state), and a step no survivor kept a record of
 (more than RECORDS_KEPT steps unflushed; it is logged with `"lost": true`).
 """
 

@@ -19,8 +19,8 @@ from mpi4py import MPI
 
 from backupsgd.errors import ConfigError
 
-EXAMPLES = ("e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5[,phase=reduce] or "
-            "freeze:rank=1,step=5,phase=reduce,seconds=4 (several joined by ';')")
+EXAMPLES = ("e.g. nan:ranks=2,steps=3-6 or hang:rank=1,step=5 or crash:rank=1,step=5[,phase=reduce[,round=1]] or "
+            "freeze:rank=1,step=5,phase=reduce,seconds=4[,round=1] (several joined by ';')")
 FREEZE_S = 5.0  # how long `freeze` stops the engine thread unless seconds=... says otherwise
 
 
@@ -48,15 +48,19 @@ class Fault:
     # crash only: "" kills the rank as the step starts; "reduce" kills it on its engine thread inside the step's
     # reduction (on the coordinator: just after it sent the step's decision), so survivors may hold the step
     phase: str = ""
+    # phase=reduce only: which form of the step (0: as first decided; R: as decided again the R-th time after a
+    # member timed out), so a test can stop or kill a rank inside a re-decided round
+    round: int = 0
 
-    def hits(self, rank: int, step: int) -> bool:
-        return rank in self.ranks and any(lo <= step <= hi for lo, hi in self.steps)
+    def hits(self, rank: int, step: int, round_: int = 0) -> bool:
+        return rank in self.ranks and any(lo <= step <= hi for lo, hi in self.steps) and round_ == self.round
 
 
 # kind -> (rank key, step key): nan takes lists and ranges, the others one rank at one step.
 _KEYS = {"nan": ("ranks", "steps"), "hang": ("rank", "step"), "crash": ("rank", "step"),
          "perturb": ("rank", "step"), "freeze": ("rank", "step")}  # perturb: a hidden kind that tests the replica check
-_EXTRA = {"freeze": ("phase", "seconds"), "crash": ("phase",)}  # further keys a kind takes (freeze: phase=reduce is required)
+# further keys a kind takes (freeze: phase=reduce is required)
+_EXTRA = {"freeze": ("phase", "seconds", "round"), "crash": ("phase", "round")}
 
 
 def _int(text: str, what: str, spec: str) -> int:
@@ -101,7 +105,12 @@ def _parse_one(item: str, spec: str) -> Fault:
         if params.get("phase") != "reduce":  # the one moment a frozen engine thread could stall the others
             raise ConfigError(f"fault spec {spec!r}: freeze needs phase=reduce; {EXAMPLES}")
         seconds = _seconds(params.get("seconds", str(FREEZE_S)), spec)
-    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),), seconds, params.get("phase", ""))
+    if "round" in params and params.get("phase") != "reduce":
+        raise ConfigError(f"fault spec {spec!r}: round=... needs phase=reduce (a round is a form of the step's "
+                          f"reduction); {EXAMPLES}")
+    round_ = _int(params.get("round", "0"), "round", spec)
+    return Fault(kind, (_int(params["rank"], "rank", spec),), ((step, step),), seconds, params.get("phase", ""),
+                 round_)
 
 
 def _seconds(text: str, spec: str) -> float:
@@ -139,10 +148,11 @@ class FaultInjector:
         self.rank = rank
         self._faults = [f for f in faults if rank in f.ranks]
         self._latest = -1  # the latest step started
-        self._frozen: set[int] = set()  # steps whose reduction was frozen already (a re-decided step reduces twice)
+        self._frozen: set[tuple[int, int]] = set()  # (step, round)s frozen already: a standby taking over a step
+        # calls reduce_freeze again for the round its blocked thread froze in
 
-    def _hit(self, kind: str, step: int, phase: str = "") -> bool:
-        return any(f.kind == kind and f.phase == phase and f.hits(self.rank, step) for f in self._faults)
+    def _hit(self, kind: str, step: int, phase: str = "", round_: int = 0) -> bool:
+        return any(f.kind == kind and f.phase == phase and f.hits(self.rank, step, round_) for f in self._faults)
 
     def at_step_start(self, step: int) -> None:
         if step <= self._latest:  # a step can be started twice (a wait cut short by a resync): strike once
@@ -155,17 +165,18 @@ class FaultInjector:
             say(f"injected hang at step {step} (SIGSTOP; kill -CONT {os.getpid()} resumes it)", self.rank)
             os.kill(os.getpid(), signal.SIGSTOP)
 
-    def reduce_freeze(self, step: int) -> float:
-        """Seconds to stop this rank's reduction of `step` for (an injected freeze), once per step, else 0.
-        The engine stops its thread there and holds back this rank's part of the reduction as long.
+    def reduce_freeze(self, step: int, round_: int = 0) -> float:
+        """Seconds to stop this rank's reduction of `step` in its form `round_` for (an injected freeze), once,
+        else 0. The engine stops its thread there and holds back this rank's part of the reduction as long.
         An injected crash in the reduce phase kills this rank here instead."""
-        if self._hit("crash", step, "reduce"):
-            say(f"injected crash inside the reduction of step {step} (SIGKILL)", self.rank)
+        form = f"step {step}" + (f" (decided again, round {round_})" if round_ else "")
+        if self._hit("crash", step, "reduce", round_):
+            say(f"injected crash inside the reduction of {form} (SIGKILL)", self.rank)
             os.kill(os.getpid(), signal.SIGKILL)
         for f in self._faults:
-            if f.kind == "freeze" and f.hits(self.rank, step) and step not in self._frozen:
-                self._frozen.add(step)
-                say(f"injected freeze inside the reduction of step {step} for {f.seconds:g} s", self.rank)
+            if f.kind == "freeze" and f.hits(self.rank, step, round_) and (step, round_) not in self._frozen:
+                self._frozen.add((step, round_))
+                say(f"injected freeze inside the reduction of {form} for {f.seconds:g} s", self.rank)
                 return f.seconds
         return 0.0
 

@@ -17,21 +17,28 @@ from backupsgd.failover import StepLog, go_on_from
 from backupsgd.rundir import RunWriter
 
 
-@pytest.mark.parametrize("reducer,straggler,fault,went_on_from", [
+@pytest.mark.parametrize("reducer,straggler,fault,member_timeout,went_on_from", [
     # killed as step 9 starts: the survivors go on from about there
-    ("dense", "exp:mean=0.004", "crash:rank=0,step=9", (8, 9, 10)),
+    ("dense", "exp:mean=0.004", "crash:rank=0,step=9", "30", (8, 9, 10)),
     # killed just after it sent step 9's decision (never a member: 100 ms slow): the members hold the step (their
     # group leaves rank 0 out; a member timeout far off keeps them from giving up on it), and the survivors keep
     # it rather than decide it again
-    ("members", "slow:ranks=0,delay=0.1", "crash:rank=0,step=9,phase=reduce", (10,)),
+    ("members", "slow:ranks=0,delay=0.1", "crash:rank=0,step=9,phase=reduce", "30", (10,)),
+    # killed while it decides a step again: rank 2 (a member of step 9 with 0 and 1; ranks 3 and 4 are slow) stops
+    # inside its reduction, rank 0 decides the step again without it after the member timeout and is killed
+    # just after sending that decision (round 1), before its part of it. No survivor holds either form of the
+    # step (rank 1 took no result of the first form, and its part of the second needs rank 0), so the
+    # survivors decide step 9 once more, among themselves
+    ("members", "slow:ranks=3+4,delay=0.1",
+     "freeze:rank=2,step=9,phase=reduce,seconds=2;crash:rank=0,step=9,phase=reduce,round=1", "0.5", (9,)),
 ])
 def test_dead_coordinator_under_ulfm_hands_over_and_training_goes_on(tmp_path, reducer, straggler, fault,
-                                                                     went_on_from):
+                                                                     member_timeout, went_on_from):
     out = tmp_path / "run"
     result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
                         "--backups", "2", "--steps", "30", "--eval-every", "5", "--straggler", straggler,
-                        "--check-every", "5", "--reducer", reducer, "--member-timeout", "30", "--fault", fault,
-                        "--stall-timeout", "60"],  # a stall is reported, naming whom it waits for
+                        "--check-every", "5", "--reducer", reducer, "--member-timeout", member_timeout,
+                        "--fault", fault, "--stall-timeout", "60"],  # a stall is reported, naming whom it waits for
                     timeout=180, launcher=ULFM)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     assert "rank 0 died; rank 1 takes over as the vote's coordinator and the writer of the run directory" \

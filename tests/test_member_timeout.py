@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from mpirun import BIN, REPO, mpi_env, mpirun, read_steps
-from reference import _setup, replay
+from reference import _setup, members_mean, replay
 from torch import nn
 
 from backupsgd.jobs import kill_session, launcher_tmpdir, session_processes
@@ -32,7 +33,7 @@ def _identical_and_replayed(out: Path, steps: list[dict], atol: float = 1e-5) ->
     summary = json.loads((out / "summary.json").read_text())
     assert len(set(summary["param_digests"])) == 1, summary["param_digests"]
     assert len(set(summary["optimizer_digests"])) == 1, summary["optimizer_digests"]
-    expected = replay(_workload(out), [s["members"] for s in steps])
+    expected = replay(_workload(out), [s["members"] for s in steps], mean=members_mean)
     np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=atol)
 
 
@@ -53,7 +54,7 @@ def _losses_replayed(out: Path, steps: list[dict]) -> None:
             grads.append([p.grad.clone() for p in params])
         assert abs(np.mean(losses) - s["loss"]) < 1e-5, (s["step"], np.mean(losses), s)
         for i, p in enumerate(params):
-            p.grad = torch.stack([g[i] for g in grads]).mean(0)
+            p.grad = members_mean([g[i] for g in grads])
         opt.step()
 
 
@@ -80,6 +81,36 @@ def test_a_member_frozen_inside_the_reduction_is_decided_away_within_the_deadlin
     _identical_and_replayed(out, steps)
 
 
+def test_a_member_frozen_inside_a_re_decided_round_and_a_member_frozen_twice(tmp_path):
+    """The windows a random SIGSTOP can hit, each placed deterministically (ranks 3 and 4 are slow, so 0, 1, 2 are
+    the members whenever they answer): rank 2 stops in step 10's reduction, and rank 1 in the reduction of step
+    10's re-decided form (round 1), so the step is decided a third time with rank 0 alone; rank 2, back and
+    brought back with the current state, stops again in step 150's reduction. Each stop costs one deadline
+    (0.3 s + the coordinator's grace), never the 3 s freeze; every step is recorded once; every replica ends
+    identical and equal to a single process's replay of the recorded members (losses included)."""
+    out, freeze_s = tmp_path / "run", 3.0
+    faults = ("freeze:rank=2,step=10,phase=reduce,seconds=1;"
+              f"freeze:rank=1,step=10,phase=reduce,round=1,seconds={freeze_s};"
+              f"freeze:rank=2,step=150,phase=reduce,seconds={freeze_s}")
+    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+                        "--backups", "2", "--reducer", "members", "--member-timeout", "0.3", "--lag-limit", "5",
+                        "--steps", "200", "--straggler", "slow:ranks=3+4,delay=0.02", "--eval-every", "0",
+                        "--check-every", "10", "--lr", "0.05", "--momentum", "0", "--fault", faults], timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    steps = read_steps(out)
+    assert [s["step"] for s in steps] == list(range(200)), "each step recorded once"
+    rounds = steps[10]["redecided"]
+    assert [(r["round"], r["timed_out"]) for r in rounds] == [(0, [2]), (1, [1])], steps[10]
+    assert steps[10]["members"] == [0], "decided a third time with the coordinator alone"
+    assert [(r["round"], r["timed_out"]) for r in steps[150]["redecided"]] == [(0, [2])], steps[150]
+    assert 2 not in steps[150]["members"] and 2 in steps[150]["behind"], steps[150]
+    assert [s["step"] for s in steps if s["redecided"]] == [10, 150], "nothing else was decided again"
+    gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]
+    assert max(gaps) < freeze_s - 0.5, f"step {int(np.argmax(gaps)) + 1} waited {max(gaps):.2f} s"
+    _losses_replayed(out, steps)
+    _identical_and_replayed(out, steps)
+
+
 @pytest.mark.parametrize("ranks", [4, 5])
 def test_the_point_to_point_ring_sums_every_member_subset_identically(ranks):
     """Steps decided again (fewer members) reduce by a ring of messages, not a communicator made mid-run:
@@ -103,23 +134,47 @@ def _rank_pids(session: int) -> dict[int, int]:
     return pids
 
 
-# Not in `make test` yet: with communicators made before training and a standby taking over past the deadline,
-# 13 of 14 runs kept every step gap near 1 s at load averages of 20-27 (2 cores); one stalled 8.7 s at step 194 (rank 2 stopped twice in
-# a row, then rank 3; a step's first form re-decided only as rank 2's second stop ended), not yet understood.
-@pytest.mark.stress
+class _Starvation:
+    """The longest this machine kept a thread of the test's own process from running (it sleeps 10 ms at a time).
+    A run's step gaps include such time: at load averages of 10-27 on 2 cores, ranks were seen held off their
+    cores for 2-10 s at a time with no rank stopped (a 1 ms compute taking 1.9 s; sleeps of 50 ms taking about
+    6 s; another process's 10 ms sleeps 2-9 s), which is the machine, not the protocol, so the gap oracle
+    allows what was measured here (on a quiet machine, milliseconds)."""
+
+    def __init__(self) -> None:
+        self.worst, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            if self._stop.wait(0.01):
+                return
+            self.worst = max(self.worst, time.monotonic() - t0 - 0.01)
+
+    def __enter__(self) -> "_Starvation":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
     """As a user would: three times, a random worker (never rank 0, the coordinator) is stopped with SIGSTOP at a
-    random moment for 4 s while training runs. No step may then wait longer than the member timeout allows
-    (oracle: the gaps between consecutive steps on rank 0's clock stay far below the 4 s stop; a stop inside a
-    member's reduction used to stall them all for all of it), and the run ends with identical replicas that
-    equal a replay of the recorded members."""
-    out, stop_s, rng = tmp_path / "run", 4.0, random.Random(17)
+    random moment for 3 s while training runs (ranks 2, 2, 3 in turn: one stopped twice in a row). No step may then
+    wait longer than the member timeout allows (oracle: the gaps between consecutive steps on rank 0's clock stay
+    well below the 3 s stop, plus whatever time this machine held every process off its cores, measured; a stop
+    inside a member's reduction used to stall them all for all of it), and the run ends with identical replicas
+    that equal a replay of the recorded members, loss by loss."""
+    out, stop_s, rng = tmp_path / "run", 3.0, random.Random(17)
     cmd = [str(BIN / "mpirun"), "--oversubscribe", "-n", "4", sys.executable, "-m", "backupsgd", "train",
            "--no-progress", "--out", str(out), "--mode", "backup", "--backups", "1", "--reducer", "members",
-           "--member-timeout", TIMEOUT, "--lag-limit", "5", "--steps", "600", "--straggler", "exp:mean=0.02",
-           "--eval-every", "0", "--check-every", "25", "--stall-timeout", "8", "--lr", "0.05",
+           "--member-timeout", TIMEOUT, "--lag-limit", "5", "--steps", "350", "--straggler", "exp:mean=0.05",
+           "--eval-every", "0", "--check-every", "25", "--stall-timeout", "30", "--lr", "0.05",
            "--momentum", "0"]
-    with launcher_tmpdir() as tmp_env:
+    with launcher_tmpdir() as tmp_env, _Starvation() as starved:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**mpi_env(), **tmp_env}, cwd=REPO, start_new_session=True)
         try:
@@ -145,15 +200,20 @@ def test_workers_stopped_at_random_moments_never_stall_training(tmp_path):
                 proc.communicate()
     assert proc.returncode == 0, stderr[-4000:]
     steps = read_steps(out)
-    assert [s["step"] for s in steps] == list(range(600)), "each step recorded once"
+    assert [s["step"] for s in steps] == list(range(350)), "each step recorded once"
     gaps = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]
     worst = int(np.argmax(gaps))
-    assert gaps[worst] < stop_s - 1.0, (f"step {worst + 1} waited {gaps[worst]:.2f} s (stopped: {stopped})",
-                                        steps[worst - 2: worst + 2], stderr[-3000:])
+    # One deadline (0.5 s) + the coordinator's grace (0.5 s) + the standby's look (0.1 s) per stop, with margin.
+    allowed = stop_s - 1.0 + starved.worst
+    assert gaps[worst] < allowed, (f"step {worst + 1} waited {gaps[worst]:.2f} s, allowed {allowed:.2f} s (this "
+                                   f"machine held the test off its cores for up to {starved.worst:.2f} s; "
+                                   f"stopped: {stopped})", steps[worst - 2: worst + 2], stderr[-3000:])
     # lr 0.05 and no momentum, not the defaults (0.1, 0.9): with momentum this MLP's training can be chaotic, and
     # two replays of one run's members that differ only in float32 summation order ended 2e-2 apart in the loss
-    # at lr 0.1 and 8e-4 at lr 0.05 (5e-3 in the weights), failing runs whose replicas were all identical. Without
-    # momentum they stay within 2e-7 over the 600 steps, so a replica that missed or misapplied a step shows.
+    # at lr 0.1 and 8e-4 at lr 0.05 (5e-3 in the weights). Without momentum too, a replay averaging in torch's
+    # order drifted off 3 runs of 10 (350 steps) by 1e-4 to 7e-4 in the weights, as far as one step applied in a
+    # wrong form moves them (7e-4 to 2e-3), though no step was decided again near the drift and the replicas
+    # were identical; the replay now sums as the reducer does (members_mean) and stays within 2e-7 of every run.
     _losses_replayed(out, steps)
     _identical_and_replayed(out, steps)
 
@@ -169,11 +229,17 @@ def test_freeze_spec_and_member_timeout_name_the_fix():
     assert parse_faults("freeze:rank=1,step=3,phase=reduce")[0].seconds == 5.0
     injector = FaultInjector((fault,), rank=2)
     assert [injector.reduce_freeze(s) for s in (9, 10, 10, 11)] == [0.0, 1.5, 0.0, 0.0], "once, at its step"
+    (later,) = parse_faults("freeze:rank=2,step=10,phase=reduce,seconds=2,round=1")
+    assert later.round == 1
+    injector = FaultInjector((later,), rank=2)
+    assert [injector.reduce_freeze(10, r) for r in (0, 1, 1, 2)] == [0.0, 2.0, 0.0, 0.0], "once, in its round"
     assert FaultInjector((fault,), rank=1).reduce_freeze(10) == 0.0
     for spec, fix in [("freeze:rank=1,step=3", "freeze needs phase=reduce"),
                       ("freeze:rank=1,step=3,phase=vote", "freeze needs phase=reduce"),
                       ("freeze:rank=1,step=3,phase=reduce,seconds=-1", "must be a number of seconds"),
-                      ("freeze:rank=1,step=3,phase=reduce,for=2", "is not one rank=... or step=... or phase=")]:
+                      ("freeze:rank=1,step=3,phase=reduce,for=2", "is not one rank=... or step=... or phase="),
+                      ("crash:rank=0,step=3,round=1", "round=... needs phase=reduce"),
+                      ("freeze:rank=1,step=3,phase=reduce,round=x", "round 'x' is not an integer")]:
         with pytest.raises(ConfigError, match=fix):
             build_config({"fault": spec})
     with pytest.raises(ConfigError, match="fix --member-timeout"):
