@@ -121,22 +121,29 @@ def revoke(*comms: MPI.Comm | None) -> None:
 
 def shrink(comm: MPI.Comm) -> MPI.Comm:
     """The survivors of `comm`, as a new communicator (collective over the survivors)."""
-    global _shrunk
+    global _leaving
     revoke(comm)
     survivors = comm.Shrink()
     survivors.Set_errhandler(MPI.ERRORS_RETURN)
-    _shrunk = True
+    _leaving = survivors.Dup()  # the survivors' own, for leave_if_shrunk (the run's may be freed by then)
     return survivors
 
 
-_shrunk = False  # this process has shrunk dead ranks away
+_leaving: MPI.Comm | None = None  # once this process has shrunk dead ranks away: the latest survivors
 
 
 def leave_if_shrunk() -> None:
     """Once everything is written: a survivor of dead ranks ends here, exit status 0, without MPI_Finalize, whose
     fence in Open MPI 5.0 now and then waits forever on the dead (seen under load with scripts and with
-    `backupsgd train` alike: every survivor in ompi_mpi_finalize, gdb). A run without deaths finalizes as usual."""
-    if _shrunk:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    `backupsgd train` alike: every survivor in ompi_mpi_finalize, gdb). First a barrier of the survivors: under
+    ULFM a process that exits without finalizing counts as failed, and the first survivor out used to fail the
+    others' last calls, which then shrank it away too. A run without deaths finalizes as usual."""
+    if _leaving is None:
+        return
+    try:
+        _leaving.Barrier()
+    except MPI.Exception:
+        pass  # another death at the very end: everything is written, so leave all the same
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
