@@ -87,14 +87,13 @@ reproduce-real: $(HVD_STAMP) data
 # 5 seeds, steady exponential, steady Pareto and a shifting regime, on digits, Fashion-MNIST and the Python manual,
 # then their reports (time to target, auto.png). Estimated (not yet run in full) on a quiet 2-core machine from
 # the per-job times measured so far: 105 digits jobs x ~25 s (~45 min) + 105 Fashion-MNIST jobs x ~30 s (~55 min)
-# + 105 pydocs jobs x ~60 s (~1 h 45 min): about 3 h 15 min. Resumes when rerun.
-reproduce-auto: $(HVD_STAMP) data
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/auto-digits.toml --out results/auto-digits
-	$(BIN)/backupsgd report results/auto-digits
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/auto-fashion.toml --out results/auto-fashion
-	$(BIN)/backupsgd report results/auto-fashion
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/auto-pydocs.toml --out results/auto-pydocs
-	$(BIN)/backupsgd report results/auto-pydocs
+# + 105 pydocs jobs x ~60 s (~1 h 45 min): about 3 h 15 min in all, so one workload at a time
+# (`make reproduce-auto-digits`, `-fashion`, `-pydocs`); each resumes where it stopped when rerun.
+AUTO_WORKLOADS := digits fashion pydocs
+reproduce-auto: $(addprefix reproduce-auto-,$(AUTO_WORKLOADS))
+reproduce-auto-%: $(HVD_STAMP) data
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/auto-$*.toml --out results/auto-$*
+	$(BIN)/backupsgd report results/auto-$*
 
 # Guarantees still being made to hold every run (tests marked stress): each repeated 5 times.
 stress: $(HVD_STAMP)
