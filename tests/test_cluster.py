@@ -198,8 +198,11 @@ def test_the_simulators_cluster_network_is_the_shaped_rate_the_pingpong_latency_
     net = network(pp, model_mb=4.0, servers=2)
     assert (net.bandwidth_gbps, net.latency_us, net.duplex, net.servers) == (1.0, 10.0, 0.5, 2)
     m, a = 4 * 2**20 * 8 / 1e9, 10e-6  # seconds to move M at the shaped rate; one latency
-    # closed forms: a ring of 4 at half the rate each way; ps-sync of 4 workers into 2 servers at the full rate
-    assert exchange_s("sync", 4, net) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
+    # closed forms: Open MPI's Rabenseifner of 4 over TCP (sim.openmpi: 2 exchanges each of M/2 and M/4 with one
+    # peer, here at half the rate each way), or with allreduce="ring" a ring of 4 at half the rate each way;
+    # ps-sync of 4 workers into 2 servers at the full rate
+    assert exchange_s("sync", 4, net) == pytest.approx(12 * a + 3 * m, rel=1e-9)
+    assert exchange_s("sync", 4, network(pp, 4.0, allreduce="ring")) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
     assert exchange_s("ps-sync", 4, net) == pytest.approx(2 * 4 * m / 2 + 2 * a, rel=1e-9)
 
 
