@@ -163,8 +163,8 @@ def write_readme(out: Path, found: dict[str, dict[str, dict]], machine: dict, ar
                   "shaped rate: ps-sync's step is a push phase (W x M/k into each server) then a pull phase (the "
                   "same out), so 2 W M/k; a worker pushing its next gradient while the server still sends to "
                   "others overlaps the two a little, so a ratio can dip just under 1. The allreduce's bound is a "
-                  "ring's 2(W-1)/W x M per rank at full duplex; Open MPI's algorithm runs its exchanges half duplex over "
-                  "TCP (see the predictions below).", "",
+                  "ring's 2(W-1)/W x M per rank at full duplex; Open MPI's algorithm runs its exchanges half "
+                  "duplex over TCP (see the predictions below).", "",
                   _ps_table(data, parse_rate(rate))]
     for rate, data in found.get("reducers", {}).items():
         parts += ["", f"## The reducers across 2 nodes x 2 ranks at {rate}, without Horovod (`reducers-{rate}.json`)",
