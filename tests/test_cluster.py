@@ -206,6 +206,24 @@ def test_the_simulators_cluster_network_is_the_shaped_rate_the_pingpong_latency_
     assert exchange_s("ps-sync", 4, net) == pytest.approx(2 * 4 * m / 2 + 2 * a, rel=1e-9)
 
 
+def test_each_projection_row_is_what_its_printed_simulate_command_predicts():
+    """results/README's 100-1,000-worker rows against the `backupsgd simulate` line printed beside them (a peer:
+    the CLI parses its options itself), so the line a reader reruns gives the row, Open MPI's allreduce included."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from backupsgd.cluster.project import project
+    from backupsgd.sim.cli import simulate_command
+
+    rows = project({"bandwidth": "1gbit", "latency_us": 6.6, "duplex": 0.96})
+    row = next(r for r in rows if r["workers"] == 100 and r["straggler"].startswith("exp"))
+    assert "--allreduce openmpi" in row["command"]
+    out = CliRunner().invoke(simulate_command, shlex.split(row["command"])[2:]).output
+    sync = next(line.split() for line in out.splitlines() if line.split()[:3] == ["sync", "100", "0"])
+    assert float(sync[4]) == pytest.approx(row["sync_step_ms"], abs=0.006)  # the table's 2 decimals
+
+
 def test_the_fitted_step_overhead_is_the_gap_on_the_fitting_seeds_and_predicts_the_others():
     from backupsgd.cluster.target import fit_overheads, predicted_step_ms
 
