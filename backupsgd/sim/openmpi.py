@@ -6,11 +6,11 @@ size and message size. For a 4 MiB gradient on 2-8 ranks that is Rabenseifner's 
 doubling, whose every step is a Sendrecv with one peer. Over TCP, ob1 sends a message above the BTL's
 eager limit E by rendezvous: its first E bytes, then the rest once the receiver's clear-to-send is back.
 That small message travels on the same TCP connection as the receiver's own outgoing data, queued behind
-it in the socket and the link. So when one side of an exchange is a little ahead (ranks never start a step
+it in the socket's send buffer (a link queue of 2 ms instead of 100 ms changed nothing). So when one side of an exchange is a little ahead (ranks never start a step
 together), it streams its rest, and the other side's clear-to-send arrives only after it: the two rests go
 one after the other, half duplex. Measured on the namespace cluster at 1 Gbit/s (results/cluster/README.md,
 2026-12-01): the allreduce of 4 MiB took 2.0x the ring's full-duplex time at 2, 4 and 8 ranks (3 ranks:
-1.04x this model), a Sendrecv of 4 MiB with one peer 2.0x a one-way send, and with
+1.05x this model), a Sendrecv of 4 MiB with one peer 2.0x a one-way send, and with
 `--mca btl_tcp_eager_limit 8388608` (no rendezvous) the same Sendrecv 1.1x. A ring sends to one
 neighbour and receives from the other, so its clear-to-sends never wait behind data (except with 2
 ranks, where both neighbours are one peer).
