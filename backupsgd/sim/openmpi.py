@@ -1,19 +1,19 @@
 """Open MPI 5.0's MPI_Allreduce with one rank per node over TCP: the algorithm coll/tuned picks, and its cost.
 
 With one rank per node coll/han steps aside (coll_han_subcomms.c: it passes through when no node holds
-two ranks) and coll/tuned's fixed decision (coll_tuned_decision_fixed.c, v5.0.x) picks by communicator
-size and message size. For a 4 MiB gradient on 2-8 ranks that is Rabenseifner's recursive halving and
-doubling, whose every step is a Sendrecv with one peer. Over TCP, ob1 sends a message above the BTL's
-eager limit E by rendezvous: its first E bytes, then the rest once the receiver's clear-to-send is back.
-That small message travels on the same TCP connection as the receiver's own outgoing data, queued behind
-it in the socket's send buffer (a link queue of 2 ms instead of 100 ms changed nothing). So when one side of an exchange is a little ahead (ranks never start a step
-together), it streams its rest, and the other side's clear-to-send arrives only after it: the two rests go
-one after the other, half duplex. Measured on the namespace cluster at 1 Gbit/s (results/cluster/README.md,
-2026-12-01): the allreduce of 4 MiB took 2.0x the ring's full-duplex time at 2, 4 and 8 ranks (3 ranks:
-1.05x this model), a Sendrecv of 4 MiB with one peer 2.0x a one-way send, and with
-`--mca btl_tcp_eager_limit 8388608` (no rendezvous) the same Sendrecv 1.1x. A ring sends to one
-neighbour and receives from the other, so its clear-to-sends never wait behind data (except with 2
-ranks, where both neighbours are one peer).
+two ranks) and coll/tuned's fixed decision (coll_tuned_decision_fixed.c, v5.0.x) picks by communicator size
+and message size. For a 4 MiB gradient on 2-8 ranks that is Rabenseifner's recursive halving and doubling,
+whose every step is a Sendrecv with one peer. Over TCP, ob1 sends a message above the BTL's eager limit E by
+rendezvous: its first E bytes, then the rest once the receiver's clear-to-send is back. That small message
+travels on the same TCP connection as the receiver's own outgoing data, queued behind it in the socket's
+send buffer (a link queue of 2 ms instead of 100 ms changed nothing). So when one side of an exchange is a
+little ahead (ranks never start a step together), it streams its rest, and the other side's clear-to-send
+arrives only after it: the two rests go one after the other, half duplex. Measured on the namespace cluster
+at 1 Gbit/s (results/cluster/README.md, 2026-12-01): the allreduce of 4 MiB took 2.0x the ring's full-duplex
+time at 2, 4 and 8 ranks (3 ranks: 1.05x this model), a Sendrecv of 4 MiB with one peer 2.0x a one-way send,
+and with `--mca btl_tcp_eager_limit 8388608` (no rendezvous) the same Sendrecv 1.1x. A ring sends to one
+neighbour and receives from the other, so its clear-to-sends never wait behind data (except with 2 ranks,
+where both neighbours are one peer).
 """
 
 from __future__ import annotations
