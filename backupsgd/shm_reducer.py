@@ -198,7 +198,7 @@ def auto_reducer(comm: MPI.Comm, length: int, partial: bool = False,
     one line on rank 0 saying why. Collective: every rank takes the same reducer.
 
     Why not shm across nodes too: there the link, not the copies, sets the time, and on the namespace
-    cluster, quiet, the hierarchical exchange took 1.26-1.50x the dense one's in three rounds of 4 and
+    cluster, quiet, the hierarchical exchange took 1.25-1.50x the dense one's in six rounds of 4 and
     16 MiB (results/cluster/reducers-1gbit.json): dense, which Open MPI already runs hierarchically (HAN),
     wins. Within a node shm took 0.13-0.35x Horovod's allreduce (make bench). (A version that took shm
     across nodes here stalled one exchange of the cluster bench for 150 s at load 16-19. It built the very
@@ -220,6 +220,6 @@ def auto_reducer(comm: MPI.Comm, length: int, partial: bool = False,
     if one_node and not reasons:
         return SharedMemoryReducer(comm, length, partial)
     if comm.rank == 0:
-        why = reasons[0] if reasons else "the ranks span nodes, where shm measured slower than dense (1.26-1.50x)"
+        why = reasons[0] if reasons else "the ranks span nodes, where shm measured slower than dense (1.25-1.50x)"
         print(f"backupsgd: note: --reducer auto takes dense: {why}", file=sys.stderr, flush=True)
     return DenseReducer(comm, length, partial)
