@@ -198,10 +198,14 @@ def auto_reducer(comm: MPI.Comm, length: int, partial: bool = False,
     one line on rank 0 saying why. Collective: every rank takes the same reducer.
 
     Why not shm across nodes too: there the link, not the copies, sets the time, and on the namespace
-    cluster the hierarchical exchange took 0.47-1.34x the dense one's in three rounds (results/cluster):
-    no win to pay its /dev/shm for. Within a node it took 0.13-0.35x Horovod's allreduce (make bench).
-    (Taking shm across real nodes through this function also stalled the cluster bench's exchange on
-    2026-12-01, cause not found; the shm reducer chosen by name did not.)
+    cluster, quiet, the hierarchical exchange took 1.25-1.50x the dense one's in six rounds of 4 and
+    16 MiB (results/cluster/reducers-1gbit.json): dense, which Open MPI already runs hierarchically (HAN),
+    wins. Within a node shm took 0.13-0.35x Horovod's allreduce (make bench). (A version that took shm
+    across nodes here stalled one exchange of the cluster bench for 150 s at load 16-19. It built the very
+    reducer `--reducer shm` builds, after one node split it freed. Re-run at load 18-20 (2026-12-01 20:24
+    UTC, 6 rounds each), an exchange's set-up and warm-up stalled up to 6.6 s with shm by name, 6.0 s with
+    that version and 7.2 s with dense, in node barriers and cross-node allreduces: ranks starved of the 2
+    shared cores, not this function. The 150 s was not seen again.)
     """
     if ranks_per_node is None:  # ranks_per_node: pretend nodes, as SharedMemoryReducer's (tests)
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
@@ -216,6 +220,6 @@ def auto_reducer(comm: MPI.Comm, length: int, partial: bool = False,
     if one_node and not reasons:
         return SharedMemoryReducer(comm, length, partial)
     if comm.rank == 0:
-        why = reasons[0] if reasons else "the ranks span nodes, where shm measured no faster than dense"
+        why = reasons[0] if reasons else "the ranks span nodes, where shm measured slower than dense (1.25-1.50x)"
         print(f"backupsgd: note: --reducer auto takes dense: {why}", file=sys.stderr, flush=True)
     return DenseReducer(comm, length, partial)

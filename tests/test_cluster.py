@@ -198,9 +198,30 @@ def test_the_simulators_cluster_network_is_the_shaped_rate_the_pingpong_latency_
     net = network(pp, model_mb=4.0, servers=2)
     assert (net.bandwidth_gbps, net.latency_us, net.duplex, net.servers) == (1.0, 10.0, 0.5, 2)
     m, a = 4 * 2**20 * 8 / 1e9, 10e-6  # seconds to move M at the shaped rate; one latency
-    # closed forms: a ring of 4 at half the rate each way; ps-sync of 4 workers into 2 servers at the full rate
-    assert exchange_s("sync", 4, net) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
+    # closed forms: Open MPI's Rabenseifner of 4 over TCP (sim.openmpi: 2 exchanges each of M/2 and M/4 with one
+    # peer, here at half the rate each way), or with allreduce="ring" a ring of 4 at half the rate each way;
+    # ps-sync of 4 workers into 2 servers at the full rate
+    assert exchange_s("sync", 4, net) == pytest.approx(12 * a + 3 * m, rel=1e-9)
+    assert exchange_s("sync", 4, network(pp, 4.0, allreduce="ring")) == pytest.approx(6 * a + 1.5 * m / 0.5, rel=1e-9)
     assert exchange_s("ps-sync", 4, net) == pytest.approx(2 * 4 * m / 2 + 2 * a, rel=1e-9)
+
+
+def test_each_projection_row_is_what_its_printed_simulate_command_predicts():
+    """results/README's 100-1,000-worker rows against the `backupsgd simulate` line printed beside them (a peer:
+    the CLI parses its options itself), so the line a reader reruns gives the row, Open MPI's allreduce included."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from backupsgd.cluster.project import project
+    from backupsgd.sim.cli import simulate_command
+
+    rows = project({"bandwidth": "1gbit", "latency_us": 6.6, "duplex": 0.96})
+    row = next(r for r in rows if r["workers"] == 100 and r["straggler"].startswith("exp"))
+    assert "--allreduce openmpi" in row["command"]
+    out = CliRunner().invoke(simulate_command, shlex.split(row["command"])[2:]).output
+    sync = next(line.split() for line in out.splitlines() if line.split()[:3] == ["sync", "100", "0"])
+    assert float(sync[4]) == pytest.approx(row["sync_step_ms"], abs=0.006)  # the table's 2 decimals
 
 
 def test_the_fitted_step_overhead_is_the_gap_on_the_fitting_seeds_and_predicts_the_others():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -329,3 +330,65 @@ def test_the_step_overhead_adds_to_every_synchronous_step_once():
     assert step == pytest.approx(0.02 + 6 * 10e-6 + 1.5 * 2**20 * 8 / 1e9 + 4e-3, rel=1e-12)
     with pytest.raises(ConfigError, match="--step-overhead-ms"):
         NetConfig(step_overhead_ms=-1)
+
+
+def test_open_mpi_picks_the_algorithm_of_coll_tuned_fixed_decision_by_ranks_and_size():
+    from backupsgd.sim.openmpi import tuned_algorithm
+
+    # rows of ompi/mca/coll/tuned/coll_tuned_decision_fixed.c (v5.0.x), commutative allreduce
+    assert tuned_algorithm(2, 4 * 2**20) == tuned_algorithm(8, 4 * 2**20) == "rabenseifner"  # the cluster's rows
+    assert tuned_algorithm(3, 100_000) == "segmented_ring" and tuned_algorithm(3, 262_144) == "rabenseifner"
+    assert tuned_algorithm(2, 4) == "ring" and tuned_algorithm(4, 4000) == "recursive_doubling"
+    assert tuned_algorithm(100, 68_891) == "recursive_doubling"  # the digits MLP's gradient at P = 100
+    assert tuned_algorithm(300, 68_891) == tuned_algorithm(1000, 68_891) == "rabenseifner"
+    assert tuned_algorithm(200, 100_000) == "nonoverlapping" and tuned_algorithm(5000, 20_000) == "recursive_doubling"
+
+
+def test_open_mpis_allreduce_over_tcp_runs_exchanges_with_one_peer_half_duplex_above_the_eager_limit():
+    from backupsgd.sim.network import allreduce_s, ring_allreduce_s
+
+    m_bytes, bw, a, e = 4 * 2**20, 1e9 / 8, 6.6e-6, 65536
+    net = NetConfig(model_mb=4, bandwidth_gbps=1, latency_us=6.6, allreduce="openmpi")
+
+    def pair(s):  # a Sendrecv of s bytes with one peer by rendezvous: E together, the rests one after the other
+        return (2 * s - e) / bw + 3 * a
+
+    # Rabenseifner on 2, 4, 8 ranks: 2 exchanges of M/2, M/4, ... M/P with one peer
+    assert allreduce_s(2, net) == pytest.approx(2 * pair(m_bytes / 2), rel=1e-12)
+    assert allreduce_s(4, net) == pytest.approx(2 * pair(m_bytes / 2) + 2 * pair(m_bytes / 4), rel=1e-12)
+    assert allreduce_s(8, net) == pytest.approx(2 * sum(pair(m_bytes / 2**k) for k in (1, 2, 3)), rel=1e-12)
+    # 3 ranks: rank 1 swaps halves with rank 0, sends it its reduced half, then 2 ranks halve and double, and
+    # rank 0 sends rank 1 the whole result
+    assert allreduce_s(3, net) == pytest.approx(3 * pair(m_bytes / 2) + (m_bytes / 2 + m_bytes) / bw + 6 * a,
+                                                rel=1e-12)
+    # measured on the namespace cluster at 1 Gbit/s, one rank per node, quiet (results/cluster, 2026-12-01):
+    # 66.1-66.6, 99.5-100.3, 116.9-119.9 ms and 3 ranks 156-157 ms; the ring predicts half of each
+    for p, measured_ms in ((2, 66.4), (3, 156.5), (4, 99.8), (8, 117.0)):
+        assert measured_ms / 1e3 == pytest.approx(allreduce_s(p, net), rel=0.15)
+        assert measured_ms / 1e3 > 1.5 * ring_allreduce_s(p, net)
+    # messages at or under the eager limit go at once both ways, as in the ring: 4 ranks of 128 KiB at half duplex
+    small = NetConfig(model_mb=0.125, bandwidth_gbps=1, latency_us=6.6, allreduce="openmpi", duplex=0.5)
+    half = 2**17 / 2 / (bw * 0.5)
+    assert allreduce_s(4, small) == pytest.approx(2 * (half + a) + 2 * (half / 2 + a), rel=1e-12)
+    # the ring (tuned's choice for tiny messages) sends to one neighbour and receives from the other; with 2
+    # ranks both are one peer
+    tiny = NetConfig(model_mb=4 / 2**20, bandwidth_gbps=1, latency_us=6.6, allreduce="openmpi")
+    assert allreduce_s(3, tiny) == pytest.approx(ring_allreduce_s(3, tiny), rel=1e-12)
+    # recursive doubling on 100 ranks of the digits MLP (68,891 bytes, just over E): 6 exchanges of M with one
+    # peer among 64, the 36 others folded in and out by a one-way send of M each
+    mlp = NetConfig(model_mb=0.0657, bandwidth_gbps=1, latency_us=6.6, allreduce="openmpi")
+    assert allreduce_s(100, mlp) == pytest.approx(6 * pair(mlp.bytes) + 2 * (mlp.bytes / bw + 3 * a), rel=1e-12)
+
+
+def test_ranks_packed_on_nodes_keep_the_hierarchy_whichever_allreduce_runs_among_single_ranks():
+    from backupsgd.sim.network import allreduce_s
+
+    ring = NetConfig(model_mb=16, bandwidth_gbps=1, latency_us=7, ranks_per_node=2)
+    assert allreduce_s(4, replace(ring, allreduce="openmpi")) == allreduce_s(4, ring)  # HAN, not tuned, across nodes
+    with pytest.raises(ConfigError, match="--allreduce must be one of ring, openmpi"):
+        NetConfig(allreduce="tree")
+    out = CliRunner().invoke(simulate_command, ["--workers", "4", "--modes", "sync", "--model-mb", "4", "--allreduce",
+                                                "openmpi", "--bandwidth-gbps", "1", "--latency-us", "0",
+                                                "--compute-s", "0", "--straggler", "none"]).output
+    sync = next(line for line in out.splitlines() if line.split()[:1] == ["sync"])
+    assert sync.split()[4] == "98.57"  # (3 - 1/16) x 33.55 ms: Rabenseifner at 1 Gbit/s, no latency

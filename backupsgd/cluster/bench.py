@@ -163,7 +163,8 @@ def write_readme(out: Path, found: dict[str, dict[str, dict]], machine: dict, ar
                   "shaped rate: ps-sync's step is a push phase (W x M/k into each server) then a pull phase (the "
                   "same out), so 2 W M/k; a worker pushing its next gradient while the server still sends to "
                   "others overlaps the two a little, so a ratio can dip just under 1. The allreduce's bound is a "
-                  "ring's 2(W-1)/W x M per rank; Open MPI chooses its own algorithm, which can send more.", "",
+                  "ring's 2(W-1)/W x M per rank at full duplex; Open MPI's algorithm runs its exchanges half "
+                  "duplex over TCP (see the predictions below).", "",
                   _ps_table(data, parse_rate(rate))]
     for rate, data in found.get("reducers", {}).items():
         parts += ["", f"## The reducers across 2 nodes x 2 ranks at {rate}, without Horovod (`reducers-{rate}.json`)",
@@ -182,7 +183,10 @@ def write_readme(out: Path, found: dict[str, dict[str, dict]], machine: dict, ar
                 parts += ["", f"### Predicted against measured: parameter server and allreduce at {rate}", "",
                           "`backupsgd simulate`'s step time with no compute and no straggler (its exchange alone), "
                           f"network: --bandwidth-gbps {parse_rate(rate) / 1e9:g} --latency-us "
-                          f"{pp['latency_us']:.1f}, and --duplex {pp['duplex']:.2f} where named. ✗: off by more "
+                          f"{pp['latency_us']:.1f}, and --duplex {pp['duplex']:.2f} where named; the allreduce as the "
+                          "textbook ring at full duplex, and as Open MPI runs it over TCP (`--allreduce openmpi`, "
+                          "backupsgd/sim/openmpi.py: coll/tuned's Rabenseifner for these sizes, whose exchanges "
+                          "with one peer go one way at a time behind ob1's rendezvous). ✗: off by more "
                           f"than {calibrate.WITHIN:.0%}.", "", calibrate.ps_table(found["ps"][rate], pp)]
             for kind in ("exchange", "reducers"):
                 if rate in found.get(kind, {}):

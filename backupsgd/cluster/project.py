@@ -4,8 +4,10 @@
 
 The same simulations as results/paper/report.md's "Choosing N and b at 100 to 1,000 workers" (its
 measured compute times, gradient size and fitted gradient-noise scales, copied below), with its
-default network (10 Gbit/s, 50 us, full duplex) replaced by the cluster's: the shaped rate, the
-ping-pong's latency and its duplex share. Prints the table and the `backupsgd simulate` line per P.
+default network (10 Gbit/s, 50 us, full duplex, a ring) replaced by the cluster's: the shaped rate, the
+ping-pong's latency, its duplex share, and Open MPI's own allreduce over TCP (`--allreduce openmpi`: the
+algorithm coll/tuned picks for P and M, measured within 5% on the cluster's 2-8 nodes). Prints the table
+and the `backupsgd simulate` line per P.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def command(straggler: str, p: int, compute_s: float, noise: float, pp: dict) ->
     return (f"backupsgd simulate --workers {p} --backups {backups} --modes sync,backup --straggler {straggler} "
             f"--compute-s {compute_s:.6f} --model-mb {MODEL_MB} --steps {STEPS} --seed 0 --objective "
             f"time-to-accuracy --noise-scale {noise:.3f} --bandwidth-gbps {net.bandwidth_gbps:g} "
-            f"--latency-us {net.latency_us:.1f} --duplex {net.duplex:.2f}")
+            f"--latency-us {net.latency_us:.1f} --duplex {net.duplex:.2f} --allreduce {net.allreduce}")
 
 
 def project(pp: dict) -> list[dict]:

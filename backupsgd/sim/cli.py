@@ -10,7 +10,7 @@ import click
 from backupsgd.adaptive import AutoSpec, is_auto, parse_auto
 from backupsgd.errors import ConfigError
 from backupsgd.sim.model import MODES
-from backupsgd.sim.network import NetConfig
+from backupsgd.sim.network import ALLREDUCES, NetConfig
 from backupsgd.sim.recommend import OBJECTIVES
 from backupsgd.sim.sweep import SimConfig, SimResult, simulate
 
@@ -98,6 +98,9 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
                    "allreduce); 1: full duplex. `python -m backupsgd.cluster.pingpong` measures it.")
 @click.option("--ranks-per-node", type=int, default=1, show_default=True,
               help="Ranks packed on one node and sharing its link; > 1 makes the allreduce hierarchical.")
+@click.option("--allreduce", type=click.Choice(ALLREDUCES), default="ring", show_default=True,
+              help="The allreduce among one rank per node: the textbook ring, or what Open MPI 5.0 runs over TCP "
+                   "(coll/tuned's algorithm; large exchanges with one peer go one way at a time).")
 @click.option("--node-gbps", type=float, default=18.0, show_default=True,
               help="Shared-memory bandwidth within a node, Gbit/s (with --ranks-per-node > 1).")
 @click.option("--step-overhead-ms", type=float, default=0.0, show_default=True,
@@ -111,8 +114,8 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
               "worker finishes its stale step first, as the engine does).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows and recommendation here.")
 def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed, model_mb, bandwidth_gbps,
-                     latency_us, servers, duplex, ranks_per_node, node_gbps, step_overhead_ms, objective, noise_scale,
-                     batch_size, restart, json_path) -> None:
+                     latency_us, servers, duplex, ranks_per_node, allreduce, node_gbps, step_overhead_ms, objective,
+                     noise_scale, batch_size, restart, json_path) -> None:
     """Predict per-step time of every mode for each P and b (no MPI), and recommend b."""
     try:
         static, autos = _backups(backups)
@@ -127,7 +130,7 @@ def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed,
             steps=steps,
             seed=seed,
             net=NetConfig(model_mb=model_mb, bandwidth_gbps=bandwidth_gbps, latency_us=latency_us, servers=servers,
-                           duplex=duplex, ranks_per_node=ranks_per_node, node_gbps=node_gbps,
+                           duplex=duplex, ranks_per_node=ranks_per_node, allreduce=allreduce, node_gbps=node_gbps,
                            step_overhead_ms=step_overhead_ms),
             objective=objective,
             noise_scale=noise_scale,

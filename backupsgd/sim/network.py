@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass
 
 from backupsgd.errors import ConfigError
+from backupsgd.sim import openmpi
 
 MIB = 2**20  # bytes in one MiB: --model-mb counts MiB
+ALLREDUCES = ("ring", "openmpi")  # NetConfig.allreduce
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,10 @@ class NetConfig:
     # Shared-memory bandwidth within a node, Gbit/s: a 4-rank MPI_Allreduce of 16 MiB on this machine took
     # 11.2 ms (results/bench/exchange.json, quiet): a ring's 1.5 M in 11.2 ms is 18 Gbit/s.
     node_gbps: float = 18.0
+    # Which allreduce runs among one rank per node: "ring", the textbook bandwidth-optimal ring; "openmpi", what
+    # Open MPI 5.0 does over TCP (coll/tuned's choice by P and M, rendezvous exchanges one way at a time:
+    # backupsgd.sim.openmpi), as measured on the namespace cluster. Across node leaders (r > 1) both use a ring.
+    allreduce: str = "ring"
     # What each synchronous step costs besides compute, injected delay and the wire: the vote's polling, the
     # engine thread's hand-offs, applying the update, Python, and waiting for cores the ranks share. Fitted per
     # mode from measured runs (backupsgd.cluster.target.fit_overheads); 0 is the textbook model. ps-async: none.
@@ -48,6 +54,8 @@ class NetConfig:
         if not isinstance(self.ranks_per_node, int) or self.ranks_per_node < 1:
             raise ConfigError(f"--ranks-per-node must be an integer >= 1 (1: a node per rank), "
                               f"got {self.ranks_per_node}")
+        if self.allreduce not in ALLREDUCES:
+            raise ConfigError(f"--allreduce must be one of {', '.join(ALLREDUCES)}, got {self.allreduce!r}")
         if not math.isfinite(self.node_gbps) or self.node_gbps <= 0:
             raise ConfigError(f"--node-gbps must be a finite number > 0, got {self.node_gbps}")
         if not math.isfinite(self.step_overhead_ms) or self.step_overhead_ms < 0:
@@ -87,7 +95,8 @@ def ring_allreduce_s(workers: int, net: NetConfig) -> float:
 
 
 def allreduce_s(workers: int, net: NetConfig) -> float:
-    """Allreduce of M bytes over P ranks packed r = `ranks_per_node` to a node; the flat ring when r = 1.
+    """Allreduce of M bytes over P ranks packed r = `ranks_per_node` to a node; when r = 1 the flat ring, or
+    with `allreduce="openmpi"` Open MPI's own algorithm over TCP (backupsgd.sim.openmpi).
 
     With r > 1, hierarchical (Open MPI's coll/han across nodes; the shm reducer): each node's r ranks reduce
     to a leader and get the result back through shared memory, the leader taking in and giving out r - 1
@@ -96,7 +105,7 @@ def allreduce_s(workers: int, net: NetConfig) -> float:
     """
     r = min(net.ranks_per_node, workers)
     if r == 1:
-        return ring_allreduce_s(workers, net)
+        return openmpi.allreduce_s(workers, net) if net.allreduce == "openmpi" else ring_allreduce_s(workers, net)
     nodes = math.ceil(workers / r)
     within = 2 * (r - 1) * net.bytes / (net.node_gbps * 1e9 / 8)
     return within + (ring_allreduce_s(nodes, net) if nodes > 1 else 0.0)
