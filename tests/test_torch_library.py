@@ -201,6 +201,18 @@ def test_stall_names_the_rank_and_a_dead_rank_ends_the_job(tmp_path):
     assert dead.returncode != 0 and "injected crash at step 4" in dead.stderr, dead.stderr[-3000:]
 
 
+def test_a_frozen_coordinator_is_named_as_the_coordinator(tmp_path):
+    """b = 1 cannot go on without the vote's coordinator: rank 0 hung at step 4 under a plain mpirun, the other
+    ranks' watchdogs say so in one line naming rank 0 as the coordinator (as `backupsgd train`'s do), and the job
+    ends non-zero."""
+    result = run_script(3, SYNTHETIC, *SMALL_BENCH, "--num-iters", "50", timeout=120,
+                        env={"BACKUPSGD_BACKUPS": "1", "BACKUPSGD_FAULT": "hang:rank=0,step=4",
+                             "BACKUPSGD_STALL_TIMEOUT": "4"})
+    assert result.returncode != 0
+    assert "rank 0: no answer (stopped, hung or dead); it is the vote's coordinator" in result.stderr, \
+        result.stderr[-3000:]
+
+
 @needs_horovod
 def test_examples_run_under_horovodrun(tmp_path):
     env = {"PATH": f"{BIN}:{os.environ['PATH']}", "OMPI_MCA_mpi_yield_when_idle": "1", "BACKUPSGD_BACKUPS": "1"}
