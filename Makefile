@@ -88,7 +88,7 @@ reproduce-real: $(HVD_STAMP) data
 # then their reports (time to target, auto.png). Estimated (not yet run in full) on a quiet 2-core machine from
 # the per-job times measured so far: 105 digits jobs x ~25 s (~45 min) + 105 Fashion-MNIST jobs x ~30 s (~55 min)
 # + 105 pydocs jobs x ~60 s (~1 h 45 min): about 3 h 15 min in all, so one workload at a time
-# (`make reproduce-auto-digits`, `-fashion`, `-pydocs`); each resumes where it stopped when rerun.
+# (`make reproduce-auto-digits`: 26 min measured, 2026-12-01; `-fashion`, `-pydocs`); each resumes when rerun.
 AUTO_WORKLOADS := digits fashion pydocs
 reproduce-auto: $(addprefix reproduce-auto-,$(AUTO_WORKLOADS))
 reproduce-auto-%: $(HVD_STAMP) data
