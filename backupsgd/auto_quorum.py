@@ -121,14 +121,17 @@ class QuorumTally:
         self.chosen: list[int] = []
         self.dropped = 0
 
+    def stated(self, members: int) -> dict:
+        """The `quorum` of a record without the coordinator's choice (a non-writer's copy, or a step decided by a
+        coordinator that died since): under auto its members' count, else the fixed N."""
+        return {"quorum": members if self.bounds else self.quorum}
+
     def fields(self, step: int, noise_scale: float | None, members: int) -> dict:
-        """The step's `quorum` (and under auto `auto`) for its record; hands the coordinator the noise scale.
-        A step without a coordinator's record (decided by a coordinator that died since) states its members."""
-        fields = {}
+        """The step's `quorum` (and under auto `auto`) for its record; hands the coordinator the noise scale."""
+        fields = self.stated(members)
         if self.auto is not None:
             self.auto.post_noise(noise_scale)
-            fields = self.auto.record(step)
-        fields.setdefault("quorum", members if self.bounds else self.quorum)
+            fields |= self.auto.record(step)
         return fields
 
     def count(self, record: dict) -> None:

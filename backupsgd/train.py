@@ -191,7 +191,7 @@ class _Run:
             self.tally.count(record)
             writer.step(record)
         else:  # a copy, should this rank take over from a dead writer (see failover), less that pass over `total`
-            self.log.step(record | NO_NOISE)
+            self.log.step(record | NO_NOISE | self.tally.stated(len(d.members)))
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:

@@ -65,7 +65,7 @@ class ScriptRun:
             self.tally.count(record)
             self._writer.step(record)
         elif self._path is not None:
-            self._log.step(record | NO_NOISE | {"quorum": self.quorum})
+            self._log.step(record | NO_NOISE | self.tally.stated(len(decision.members)))
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, "time": self.elapsed()}
