@@ -83,12 +83,11 @@ reproduce-real: $(HVD_STAMP) data
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/real-pydocs.toml --out results/real-pydocs
 	$(BIN)/backupsgd report results/real-pydocs
 
-# `--backups auto` judged on real runs (issue 14): auto and its DBW-style rule against every static b at P = 5,
-# 5 seeds, steady exponential, steady Pareto and a shifting regime, on digits, Fashion-MNIST and the Python manual,
-# then their reports (time to target, auto.png). Estimated (not yet run in full) on a quiet 2-core machine from
-# the per-job times measured so far: 105 digits jobs x ~25 s (~45 min) + 105 Fashion-MNIST jobs x ~30 s (~55 min)
-# + 105 pydocs jobs x ~60 s (~1 h 45 min): about 3 h 15 min in all, so one workload at a time
-# (`make reproduce-auto-digits`: 26 min measured, 2026-12-01; `-fashion`, `-pydocs`); each resumes when rerun.
+# `--backups auto` judged on real runs (issue 14): auto and its DBW-style rule (both calibrated per workload with
+# noise=, see the TOMLs) against every static b at P = 5, 5 seeds, steady exponential, steady Pareto and two shifting
+# regimes, on digits, Fashion-MNIST and the Python manual, then their reports (time to target, auto.png). 140 jobs
+# each, on a quiet 2-core machine: digits ~35 min, Fashion-MNIST ~1 h, pydocs ~2 h 20 min (estimated from the
+# per-job times measured so far), so one workload at a time; each resumes when rerun.
 AUTO_WORKLOADS := digits fashion pydocs
 reproduce-auto: $(addprefix reproduce-auto-,$(AUTO_WORKLOADS))
 reproduce-auto-%: $(HVD_STAMP) data

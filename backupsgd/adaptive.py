@@ -40,6 +40,7 @@ class AutoSpec:
     probe_every: int = 10  # every this many steps, wait for a few more workers to refresh the estimates
     overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds
     lr_l: float = 1.0  # dbw only: learning rate times the loss's smoothness L, in (0, 2)
+    noise_factor: float = 1.0  # the rules' B_noise is this times the measured B_simple (see AutoPolicy.observe)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -53,6 +54,9 @@ class AutoSpec:
             raise ConfigError(f"--backups auto: margin must be a finite number >= 0, got {self.margin}")
         if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0):
             raise ConfigError(f"--backups auto: overhead must be a finite number >= 0, got {self.overhead_s}")
+        if not (math.isfinite(self.noise_factor) and self.noise_factor > 0):
+            raise ConfigError(f"--backups auto: noise (the factor on the measured noise scale) must be a finite "
+                              f"number > 0, got {self.noise_factor}; backupsgd report fits it from a static sweep")
         if not 0 < self.lr_l < 2:
             raise ConfigError(f"--backups auto: lr_l (learning rate x smoothness) must be in (0, 2), got {self.lr_l}")
 
@@ -76,7 +80,7 @@ class AutoSpec:
 
 
 _KEYS = {"rule": "rule", "min": "min_backups", "max": "max_backups", "window": "window", "margin": "margin",
-         "probe": "probe_every", "overhead": "overhead_s", "lr_l": "lr_l"}
+         "probe": "probe_every", "overhead": "overhead_s", "lr_l": "lr_l", "noise": "noise_factor"}
 
 
 def is_auto(text: str) -> bool:
@@ -105,7 +109,7 @@ def parse_auto(text: str) -> AutoSpec:
         try:
             if key == "rule":
                 fields["rule"] = value
-            elif key in ("margin", "overhead", "lr_l"):
+            elif key in ("margin", "overhead", "lr_l", "noise"):
                 fields[_KEYS[key]] = float(value)
             else:
                 fields[_KEYS[key]] = int(value)
@@ -232,11 +236,19 @@ class AutoPolicy:
         self._next_probe = spec.probe_every
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = ()) -> None:
-        """Fold in one decided step: its READY arrival times (any order) and the smoothed B_noise; `late`:
-        the previous step's READYs that came after its decision, up to this one (see ArrivalEstimate)."""
+        """Fold in one decided step: its READY arrival times (any order) and the smoothed measured B_simple;
+        `late`: the previous step's READYs that came after its decision, up to this one (see ArrivalEstimate).
+
+        The rules use `noise_factor` times B_simple. B_simple is the noise scale of McCandlish et al.'s model,
+        which tunes the learning rate for every batch size; at a fixed learning rate (and with momentum) a
+        smaller batch can cost far less than that model says: fitted from steps to target, the effective
+        B_noise is 0.10x B_simple on digits, 0.16x on Fashion-MNIST, 1.45x on pydocs with Adam
+        (results/README.md section 10). So the factor is a workload's calibration, fitted from a static
+        sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
         self.arrivals.observe(arrivals, late)
         if noise_scale is not None and math.isfinite(noise_scale):
-            self.noise_scale = max(float(noise_scale), 0.0)  # a negative estimate means "no noise"
+            # a negative estimate means "no noise"
+            self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor
         self.steps += 1
         before, self.n = self.n, self._best()
         if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?

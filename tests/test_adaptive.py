@@ -52,6 +52,14 @@ def test_choice_matches_the_hand_computed_argmax(rule, noise, overhead, expected
     assert _policy(rule, noise, overhead).choose() == expected
 
 
+def test_noise_factor_scales_the_measured_noise_scale():
+    # measured B_simple 100 with overhead 10 picks N = 4 (above); calibrated by 0.001 the rule sees B_noise = 0.1:
+    # N / (N + 0.1) / (E[T_(N)] + 10) = 0.0887, 0.0900, 0.0873, 0.0807 for N = 1..4
+    policy = _policy("progress", 100.0, 10.0, noise_factor=0.001)
+    assert policy.noise_scale == pytest.approx(0.1)
+    assert policy.choose() == 2
+
+
 def test_arrival_estimate_converges_to_the_exponential_order_statistics():
     p, mean = 8, 0.02
     rng = np.random.default_rng(3)
@@ -122,6 +130,7 @@ def test_hysteresis_keeps_n_through_near_ties():
     ("auto:min=1,max=3,rule=dbw", AutoSpec(rule="dbw", min_backups=1, max_backups=3)),
     ("auto-dbw", AutoSpec(rule="dbw")),
     ("auto:window=5,margin=0.1,probe=0,lr_l=0.5", AutoSpec(window=5, margin=0.1, probe_every=0, lr_l=0.5)),
+    ("auto:max=4,noise=0.1", AutoSpec(max_backups=4, noise_factor=0.1)),
 ])
 def test_auto_spec_parses_and_its_label_parses_back(text, expected):
     assert parse_auto(text) == expected
@@ -135,6 +144,7 @@ def test_auto_spec_parses_and_its_label_parses_back(text, expected):
     ("auto:max=two", "is not a number"),
     ("autos", "auto[:min=A,max=B]"),
     ("auto:lr_l=2", "(0, 2)"),
+    ("auto:noise=0", "must be a finite number > 0"),
 ])
 def test_bad_auto_specs_name_the_fix(text, fix):
     with pytest.raises(ConfigError, match=fix.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):

@@ -232,3 +232,22 @@ def test_measured_noise_scale_predicts_the_b_trade_off_and_drives_the_projection
     assert proj.objective == "time-to-accuracy"
     build_report(runs_root, scale=False)
     assert "## Gradient noise scale and the b trade-off" in (runs_root / "report.md").read_text()
+
+
+def test_calibration_fits_the_effective_noise_scale_against_the_measured_one(tmp_path):
+    """Steps to target 8 at N = 3 and 9 at N = 2 fit S_min (1 + B_noise / N) with S_min = 6 and B_noise = 1 worker
+    batch exactly; the runs measured B_simple = 64 examples = 2 batches of 32: auto's calibration is 1 / 2."""
+    from backupsgd.report.noise_scale import calibration_table
+
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(root, f"s{seed}", mode="sync", backups=0, seed=seed, evals=[(4, 1.0, 0.5), (8, 2.0, 0.91)],
+                  final_acc=0.91, steps_per_s=10.0, step_s=0.006)
+        write_run(root, f"b{seed}", mode="backup", backups=1, seed=seed, evals=[(4, 1.0, 0.5), (9, 2.0, 0.91)],
+                  final_acc=0.91, steps_per_s=10.0, step_s=0.006)
+    _log_noise_scale(root, first_half=5.0, second_half=64.0)
+    stats, _ = _stats(root)
+    table = calibration_table(list(stats.values()))
+    assert "| none, P=3 | 2.00 | 1.00 (4 runs) | 0.50 | `--backups auto:noise=0.5` |" in table, table
+    build_report(root, scale=False)
+    assert "`--backups auto:noise=0.5`" in (root / "report.md").read_text()

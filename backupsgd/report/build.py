@@ -14,7 +14,7 @@ from backupsgd.report.arrivals import kth_arrivals
 from backupsgd.report.auto import auto_against_static, auto_plot, auto_table
 from backupsgd.report.claims import claims_markdown, verdicts
 from backupsgd.report.dropped import WINDOW, who_was_dropped
-from backupsgd.report.noise_scale import noise_table
+from backupsgd.report.noise_scale import calibration_table, noise_table
 from backupsgd.report.runs import Run, load_runs
 from backupsgd.report.scale import SCALE_WORKERS, project, projection_plot, projection_table, simulate_command
 from backupsgd.report.tables import arrivals_table, configurations_table, markdown_table
@@ -186,7 +186,19 @@ def _noise_markdown(stats: list[GroupStats]) -> list[str]:
             "step's progress. Predicted speed vs sync: that progress per measured step time, relative to sync's; "
             "measured: sync's mean time to target over this configuration's. Where they agree, the noise scale "
             "and the step times explain the trade-off; the noise model ignores everything else that differs "
-            "(momentum's response to a smaller batch, evaluation resolution).", "", table, ""]
+            "(momentum's response to a smaller batch, evaluation resolution).", "", table, "",
+            *_calibration_lines(stats)]
+
+
+def _calibration_lines(stats: list[GroupStats]) -> list[str]:
+    table = calibration_table(stats)
+    if not table:
+        return []
+    return ["B_simple is the noise scale of a model that tunes the learning rate for every batch size; at a fixed "
+            "learning rate a small batch can cost much less (or more) than it says. The static runs' steps to "
+            "target, fitted to S_min (1 + B_noise / N), give the effective B_noise; its ratio to the measured "
+            "B_simple calibrates `--backups auto`'s noise model to this workload (`noise=`, "
+            "backupsgd/adaptive.py):", "", table, ""]
 
 
 def _calibration_markdown(cal: Calibration, has_plot: bool, stats: list[GroupStats]) -> list[str]:

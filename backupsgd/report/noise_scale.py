@@ -17,6 +17,7 @@ run is taken from the run's second half, the part of the run the target is usual
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +27,14 @@ from backupsgd.report.runs import Run
 from backupsgd.report.tables import markdown_table, stat_cell
 
 VOTED = ("sync", "backup", "horovod")  # modes whose steps average N gradients: the noise model applies
+
+
+@dataclass(frozen=True)
+class NoiseFit:
+    s_min: float  # steps to the target with an infinitely large batch
+    noise_scale: float  # B_noise, in workers' minibatches
+    points: int  # runs the fit (or the measurement) used
+    source: str = "fitted"  # "fitted" from steps to target, or "measured" (B_simple logged per step)
 
 
 def run_noise_scale(run: Run) -> float | None:
@@ -48,6 +57,27 @@ def panel_noise_batches(stats: list[GroupStats]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def fit_noise_scale(stats: list[GroupStats]) -> NoiseFit | None:
+    """Least squares of steps-to-target on 1/N over the sync and backup runs of one panel; None when
+    the runs cover fewer than two N or the fit is not physical (S_min <= 0 or B_noise < 0)."""
+    xs, ys = [], []
+    for s in stats:
+        if s.group.mode not in ("sync", "backup") or isinstance(s.group.backups, str):  # auto: N varies
+            continue
+        n = s.group.first.workers - s.group.backups
+        for run in s.group.runs:
+            steps = run.steps_to(s.target)
+            if steps is not None:
+                xs.append(1.0 / n)
+                ys.append(float(steps))
+    if len(set(xs)) < 2:
+        return None
+    slope, intercept = np.polyfit(xs, ys, 1)
+    if intercept <= 0 or slope < 0:
+        return None
+    return NoiseFit(float(intercept), float(slope / intercept), len(xs))
+
+
 def _quorum(s: GroupStats) -> float:
     """N; under `--backups auto` the mean N its runs chose (the noise model is then approximate)."""
     return s.group.first.workers - (s.group.b_value if s.group.mode == "backup" else 0)
@@ -58,7 +88,7 @@ def noise_table(stats: list[GroupStats]) -> str:
     "" when no run logged a noise scale."""
     rows = []
     for panel_stats in _by_panel(stats):
-        sync = next((s for s in panel_stats if s.group.mode == "sync"), None)
+        sync = _baseline(panel_stats)
         for s in panel_stats:
             scales = [run_noise_scale(r) for r in s.group.runs]
             stat = Stat.of(scales, lower_is_better=True)
@@ -85,6 +115,31 @@ def noise_table(stats: list[GroupStats]) -> str:
     return markdown_table(["configuration", "N", "B_simple, examples: mean [min, max]", "in worker batches",
                            "progress per step (noise model)", "predicted speed vs sync",
                            "measured speed to target vs sync"], rows)
+
+
+def calibration_table(stats: list[GroupStats]) -> str:
+    """Per panel: the effective noise scale its static runs' steps to target fit, against the B_simple they
+    measured, and their ratio: the `noise=` calibration `--backups auto` takes (backupsgd.adaptive); "" when
+    no panel has both."""
+    rows = []
+    for panel_stats in _by_panel(stats):
+        measured, fitted = panel_noise_batches(panel_stats), fit_noise_scale(panel_stats)
+        if measured is None or fitted is None or measured <= 0:
+            continue
+        factor = fitted.noise_scale / measured
+        straggler, workers = panel_stats[0].group.panel
+        rows.append([f"{straggler}, P={workers}", f"{measured:.2f}", f"{fitted.noise_scale:.2f} ({fitted.points} runs)",
+                     f"{factor:.2f}", f"`--backups auto:noise={factor:.2g}`"])
+    if not rows:
+        return ""
+    return markdown_table(["panel", "B_simple measured, worker batches", "B_noise fitted from steps to target",
+                           "fitted / measured", "auto calibrated to it"], rows)
+
+
+def _baseline(panel_stats: list[GroupStats]) -> GroupStats | None:
+    """What the speed-ups are relative to: sync, or where a sweep has no sync mode, backup with b = 0."""
+    return next((s for s in panel_stats if s.group.mode == "sync"), None) or next(
+        (s for s in panel_stats if s.group.mode == "backup" and s.group.backups == 0), None)
 
 
 def _by_panel(stats: list[GroupStats]) -> list[list[GroupStats]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from backupsgd.report.aggregate import GroupStats
-from backupsgd.report.noise_scale import panel_noise_batches, run_noise_scale
+from backupsgd.report.noise_scale import NoiseFit, fit_noise_scale, panel_noise_batches, run_noise_scale
 from backupsgd.sim.network import MIB, NetConfig
 from backupsgd.sim.model import Prediction
 from backupsgd.sim.sweep import SimConfig, simulate
@@ -26,14 +26,6 @@ from backupsgd.sim.sweep import SimConfig, simulate
 SCALE_WORKERS = (100, 300, 1000)
 SCALE_BACKUPS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)  # those below P/2 are simulated at each P
 SCALE_STEPS = 200
-
-
-@dataclass(frozen=True)
-class NoiseFit:
-    s_min: float  # steps to the target with an infinitely large batch
-    noise_scale: float  # B_noise, in workers' minibatches
-    points: int  # runs the fit (or the measurement) used
-    source: str = "fitted"  # "fitted" from steps to target, or "measured" (B_simple logged per step)
 
 
 @dataclass(frozen=True)
@@ -45,27 +37,6 @@ class Projection:
     fitted: NoiseFit | None  # the fit from steps to target, for comparison (None: not physical / one N)
     predictions: list[Prediction]  # every (P, mode, b) simulated
     objective: str
-
-
-def fit_noise_scale(stats: list[GroupStats]) -> NoiseFit | None:
-    """Least squares of steps-to-target on 1/N over the sync and backup runs of one panel; None when
-    the runs cover fewer than two N or the fit is not physical (S_min <= 0 or B_noise < 0)."""
-    xs, ys = [], []
-    for s in stats:
-        if s.group.mode not in ("sync", "backup") or isinstance(s.group.backups, str):  # auto: N varies
-            continue
-        n = s.group.first.workers - s.group.backups
-        for run in s.group.runs:
-            steps = run.steps_to(s.target)
-            if steps is not None:
-                xs.append(1.0 / n)
-                ys.append(float(steps))
-    if len(set(xs)) < 2:
-        return None
-    slope, intercept = np.polyfit(xs, ys, 1)
-    if intercept <= 0 or slope < 0:
-        return None
-    return NoiseFit(float(intercept), float(slope / intercept), len(xs))
 
 
 def project(stats: list[GroupStats], seed: int = 0) -> Projection | None:
