@@ -50,10 +50,10 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     assert f"| {np.mean(chosen):.2f} | {min(chosen)}..{max(chosen)} |" in report.markdown.read_text()
 
 
-def test_the_coordinators_records_replay_to_its_choices_without_mpi():
-    # The coordinator side alone, on made-up arrivals: N drops when two ranks turn slow (busy on stale steps while
-    # slow), and rises without waiting for a probe once their late READYs say they keep up again; records replay.
-    auto = AutoQuorum(parse_auto("auto:probe=5,window=5,overhead=0.005"), workers=5, batch=8)
+def _coordinate(spec: str) -> list[dict]:
+    """The coordinator side alone, on made-up arrivals over 80 steps: two ranks 0.3 s slow (busy on stale steps) for
+    steps 20-50, a measured B_simple of 40 examples at a batch of 8; its steps.jsonl records."""
+    auto = AutoQuorum(parse_auto(spec), workers=5, batch=8)
     rng = np.random.default_rng(0)
     records, late = [], []
     for step in range(80):
@@ -63,12 +63,33 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
         late = times[n:] if step >= 50 else []  # came before the next decision: the next observe takes them
         auto.post_noise(40.0)
         records.append({"arrivals": {str(i): t for i, t in enumerate(times[:n])}, **auto.record(step)})
+    return records
+
+
+def test_the_coordinators_records_replay_to_its_choices_without_mpi():
+    # N drops when two ranks turn slow, and rises without waiting for a probe once their late READYs say they keep
+    # up again; records replay.
+    records = _coordinate("auto:probe=5,window=5,overhead=0.005")
     chosen = [r["quorum"] for r in records]
     assert chosen[:10] == [5] * 10 and chosen[40:50] == [3] * 10
     # back at P two steps after the slow phase, before any probe (4 or 5 later: a near tie at this noise scale)
     assert chosen[52:60] == [5] * 8 and min(chosen[52:]) >= 4, chosen
     assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
+
+
+def test_a_calibrated_noise_model_replays_and_drops_more():
+    # noise=0.01: B_noise 0.4 examples against batches of 8, so waiting for all 5 gradients buys 4% progress per
+    # step for 1 ms more on 5 ms steps: N falls from P to 1-2 before the slow phase (uncalibrated it stays at P). The records keep the
+    # measured B_simple; the replay applies the same factor and makes the same choices.
+    spec = "auto:probe=5,window=5,overhead=0.005,noise=0.01,max=4"
+    records = _coordinate(spec)
+    chosen = [r["quorum"] for r in records]
+    assert all(r["auto"]["noise_scale"] == 40.0 for r in records[1:])
+    # (N = 1 and 2 tie within 0.1% here: E[T_(2)] is 0.125 ms past E[T_(1)])
+    unprobed = [r["quorum"] for r in records[2:20] if not r["auto"]["probe"]]
+    assert max(unprobed) <= 2 and min(chosen) == 1, chosen
+    assert replay_choices(parse_auto(spec), 5, 8, records) == chosen
 
 
 def test_quorum_tally_counts_n_and_the_dropped_from_the_records(tmp_path):
