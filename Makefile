@@ -92,7 +92,7 @@ AUTO_WORKLOADS := digits fashion pydocs
 reproduce-auto: $(addprefix reproduce-auto-,$(AUTO_WORKLOADS))
 reproduce-auto-%: $(HVD_STAMP) data
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/backupsgd sweep launch/experiments/auto-$*.toml --out results/auto-$*
-	$(BIN)/backupsgd report results/auto-$*
+	$(BIN)/backupsgd report --training-time results/auto-$*
 
 # Guarantees still being made to hold every run (tests marked stress): each repeated 5 times.
 stress: $(HVD_STAMP)

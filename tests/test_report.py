@@ -251,3 +251,21 @@ def test_calibration_fits_the_effective_noise_scale_against_the_measured_one(tmp
     assert "| none, P=3 | 2.00 | 1.00 (4 runs) | 0.50 | `--backups auto:noise=0.5` |" in table, table
     build_report(root, scale=False)
     assert "`--backups auto:noise=0.5`" in (root / "report.md").read_text()
+
+
+def test_training_time_leaves_out_the_evaluations_pauses(tmp_path):
+    """Steps 0.1 s apart; an evaluation after steps 4 and 8 takes 1 s (logged 1 s after the step it follows, and the
+    next step pays it, as train.py's clock runs): reaching the target at the second, 2.8 s of wall-clock time are
+    8 steps x 0.1 s = 0.8 s of training."""
+    root = tmp_path / "runs"
+    write_run(root, "t", mode="sync", backups=0, seed=0, evals=[(4, 1.4, 0.5), (8, 2.8, 0.91)], final_acc=0.91,
+              steps_per_s=10.0, step_s=0.1, steps=12, eval_every=4)
+    (wall,), _ = load_runs(root)
+    (training,), _ = load_runs(root, training_time=True)
+    assert wall.time_to(accuracy(0.9)) == pytest.approx(2.8)
+    assert training.evaluation_pauses() == [(4, pytest.approx(1.0)), (8, pytest.approx(1.0))]
+    assert training.time_to(accuracy(0.9)) == pytest.approx(0.8)
+    build_report(root, scale=False, training_time=True)
+    text = (root / "report.md").read_text()
+    assert "--training-time" in text and "Times to target are training time" in text
+    assert "| 0.80 [0.80, 0.80] |" in text, text

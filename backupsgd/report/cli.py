@@ -21,14 +21,17 @@ def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Ta
 @click.argument("run_root", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--target", type=str, default=None, callback=_target, help=TARGET_HELP + defaults_help() + ".")
 @click.option("--scale/--no-scale", default=True, help="Add the simulator's projection to 100-1,000 workers.")
-def report_command(run_root: Path, target: Target | None, scale: bool) -> None:
+@click.option("--training-time", is_flag=True,
+              help="Times to target leave out the pauses for evaluations (each evaluation's time less the step's it "
+                   "follows): for a workload whose evaluation is not cheap against a step, as Fashion-MNIST's.")
+def report_command(run_root: Path, target: Target | None, scale: bool, training_time: bool) -> None:
     """Write DIR/report.md, DIR/report.json and PNG plots from the run directories under DIR.
 
     e.g. backupsgd report results/smoke --target 'test_loss<=1.2'
     """
     from backupsgd.report.build import build_report  # matplotlib loads only when a report is asked for
 
-    report = build_report(run_root, target, scale)
+    report = build_report(run_root, target, scale, training_time)
     ok, n = report.calibration_within
     click.echo(f"{report.runs} runs in {report.groups} configurations; simulator within 15% on {ok}/{n} runs")
     click.echo(f"wrote {report.markdown} and {', '.join(f.name for f in report.figures)}")
