@@ -263,7 +263,7 @@ def test_training_time_leaves_out_the_evaluations_pauses(tmp_path):
     (wall,), _ = load_runs(root)
     (training,), _ = load_runs(root, training_time=True)
     assert wall.time_to(accuracy(0.9)) == pytest.approx(2.8)
-    assert training.evaluation_pauses() == [(4, pytest.approx(1.0)), (8, pytest.approx(1.0))]
+    assert training.evaluation_pauses == [(4, pytest.approx(1.0)), (8, pytest.approx(1.0))]
     assert training.time_to(accuracy(0.9)) == pytest.approx(0.8)
     build_report(root, scale=False, training_time=True)
     text = (root / "report.md").read_text()

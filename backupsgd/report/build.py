@@ -118,7 +118,7 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
            f"(a configuration is everything but the seed). Target: {_targets(stats)}; a run reaches it at the first "
            "test evaluation at or past that value."]
     if training_time:
-        pauses = [p for r in runs for _, p in r.evaluation_pauses()]
+        pauses = [p for r in runs for _, p in r.evaluation_pauses]
         out.append(f"**Times to target are training time**: each evaluation's pause is left out (median "
                    f"{statistics.median(pauses) if pauses else 0:.3f} s an evaluation here); the accuracy-against-time plot "
                    "keeps wall-clock time.")

@@ -103,9 +103,10 @@ class Run:
         record = self.first_reaching(target)
         if record is None:
             return None
-        paused = sum(p for step, p in self.evaluation_pauses() if step <= record["step"]) if self.training_time else 0
+        paused = sum(p for step, p in self.evaluation_pauses if step <= record["step"]) if self.training_time else 0
         return float(record["time"]) - paused
 
+    @cached_property
     def evaluation_pauses(self) -> list[tuple[int, float]]:
         """(step, seconds) of each evaluation: how long training stood still for it, from its record's time less
         that of the step it follows (steps.jsonl; train evaluates after logging the step). Every rank evaluates
