@@ -80,8 +80,8 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
 
 def test_a_calibrated_noise_model_replays_and_drops_more():
     # noise=0.01: B_noise 0.4 examples against batches of 8, so waiting for all 5 gradients buys 4% progress per
-    # step for 1 ms more on 5 ms steps: N falls from P to 1-2 before the slow phase (uncalibrated it stays at P). The records keep the
-    # measured B_simple; the replay applies the same factor and makes the same choices.
+    # step for 1 ms more on 5 ms steps: N falls from P to 1-2 before the slow phase (uncalibrated it stays at P).
+    # The records keep the measured B_simple; the replay applies the same factor and makes the same choices.
     spec = "auto:probe=5,window=5,overhead=0.005,noise=0.01,max=4"
     records = _coordinate(spec)
     chosen = [r["quorum"] for r in records]
