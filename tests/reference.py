@@ -13,7 +13,7 @@ from backupsgd.optim import build_optimizer
 
 def _setup(cfg: dict):
     torch.set_num_threads(1)
-    model = build_model(cfg["model"], cfg["seed"])
+    model = build_model(cfg["model"], cfg["seed"], cfg["dataset"])
     opt = build_optimizer(cfg["optimizer"], model.parameters(), cfg["lr"], cfg["momentum"])
     return model, opt, load_dataset(cfg["dataset"])
 

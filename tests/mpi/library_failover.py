@@ -1,4 +1,4 @@
-"""A script through backupsgd.torch that trains the CLI's digits MLP on the CLI's minibatches (rank r's batch at
+"""A script through backupsgd.torch that trains a CLI model (WORKLOAD) on the CLI's minibatches (rank r's batch at
 step t is `Dataset.sample(seed, r, t)`), so its run equals tests/reference.replay of the recorded members.
 tests/test_torch_failover.py kills ranks in it under ULFM; each survivor saves its parameters and what it saw.
 
@@ -19,7 +19,13 @@ from backupsgd.data import load_dataset
 from backupsgd.models import build_model
 from backupsgd.optim import build_optimizer
 
-WORKLOAD = {"model": "mlp", "dataset": "digits", "seed": 3, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+# Logistic regression (convex, smooth), so the replay oracle is not chaotic: with the digits MLP a one-ulp
+# difference in a step's sum (the dense reducer's order on 5, then 4 ranks, against the replay's) now and then
+# flipped a ReLU, and 20 steps later the weights were 3e-3 apart (1 fresh-clone CI run failed so), as far as a
+# stale member moves them. Here a 1e-6 kick at step 9 ends 1.6e-6 apart, while a member computing on a replica a
+# step behind moves the weights by 6e-5 (at step 29) to 9e-4 (step 15), a wrong member by 6e-3, a momentum buffer
+# lost at the failover by 0.3 (single-process checks).
+WORKLOAD = {"model": "logreg", "dataset": "synthetic", "seed": 3, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
             "batch_size": 16}
 EPOCHS, STEPS_PER_EPOCH = 3, 10
 
@@ -28,7 +34,7 @@ if __name__ == "__main__":
     hvd.init()
     torch.set_num_threads(1)
     me, w = hvd.rank(), WORKLOAD  # `me`: this rank's data, kept when a shrink renumbers the ranks
-    model = build_model(w["model"], w["seed"])
+    model = build_model(w["model"], w["seed"], w["dataset"])
     data = load_dataset(w["dataset"])
     optimizer = hvd.DistributedOptimizer(build_optimizer(w["optimizer"], model.parameters(), w["lr"], w["momentum"]),
                                          named_parameters=model.named_parameters())
