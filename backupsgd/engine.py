@@ -127,9 +127,13 @@ class GradientEngine:
                           if self.rank == COORDINATOR else Follower(vote_comm, quorum))
         self._poisoned = False  # stuck on a step that stood without this rank: it waits to be brought back
         self._cv = threading.Condition()
-        self._submitted: dict[int, tuple[np.ndarray, float] | str] = {}
+        # step -> (buffer, submit time, seconds the training thread computed it) or REJECTED
+        self._submitted: dict[int, tuple[np.ndarray, float, float] | str] = {}
         self._report_late = report_late
-        self._offered_late: list[tuple[int, float]] = []  # (step, submit time): offered after the step was decided
+        self._offered_late: list[tuple[int, float, float]] = []  # as _submitted's, offered after the step's decision
+        # when the training thread began computing the step it offers next: it applied the step before (pop) or
+        # loaded the state it was brought back with (take_resync)
+        self._began = time.perf_counter()
         self._decided: dict[int, Decision] = {}
         self._next_step = first_step  # the step the engine thread is voting on (a resumed run starts later)
         self._stop = self._done = False
@@ -148,7 +152,8 @@ class GradientEngine:
     # --- training-thread side ---------------------------------------------------------------
     def submit(self, step: int, buf: np.ndarray) -> Handle:
         """Offer this rank's fused gradient for `step`; dropped if the step was decided without it."""
-        return self._offer(step, (buf, time.perf_counter()))
+        now = time.perf_counter()
+        return self._offer(step, (buf, now, now - self._began))
 
     def reject(self, step: int) -> Handle:
         """Decline `step` (this rank's gradient is not finite): the step is decided without this rank."""
@@ -163,7 +168,7 @@ class GradientEngine:
                 self._submitted[step] = entry
                 self._cv.notify_all()
             elif self._report_late and self._role is not None and self._resync is None and entry is not REJECTED:
-                self._offered_late.append((step, entry[1]))  # the vote tells the coordinator: this rank is free again
+                self._offered_late.append((step, *entry[1:]))  # the vote tells the coordinator: this rank is free again
         return Handle(self, step)
 
     def staging_buffer(self) -> np.ndarray | None:
@@ -200,10 +205,13 @@ class GradientEngine:
         with self._cv:
             self._raise_if_failed()
             resync, self._resync = self._resync, None
-            return resync
+        if resync is not None:
+            self._began = time.perf_counter()
+        return resync
 
     def pop(self, step: int) -> None:
         """Forget an applied step; its buffer goes back to the reducer for a later step."""
+        self._began = time.perf_counter()  # the training thread computes the next step from now
         with self._cv:
             decision = self._decided.pop(step, None)
         if decision is not None:
@@ -305,7 +313,7 @@ class GradientEngine:
     def stopping(self) -> bool:
         return self._stop
 
-    def late(self) -> list[tuple[int, float]]:
+    def late(self) -> list[tuple[int, float, float]]:
         with self._cv:
             late, self._offered_late = self._offered_late, []
             return late
@@ -381,7 +389,7 @@ class GradientEngine:
             local = self.local(vote.step) if member else None
             if member and not isinstance(local, tuple):
                 raise RuntimeError(f"rank {self.rank} chosen for step {vote.step} without having offered a gradient")
-            buf, t_sub = local if member else (None, None)
+            buf, t_sub = local[:2] if member else (None, None)
             self._phase = f"reducing step {vote.step} with members {', '.join(map(str, vote.members))}"
             if (freeze_s := self._freeze(vote.step, vote.round)) > 0:  # this rank stops before its part, as if stopped
                 time.sleep(freeze_s)

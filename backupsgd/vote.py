@@ -29,8 +29,9 @@ from backupsgd.polling import Backoff, wait_all
 
 TAG_CTRL, TAG_DECISION, TAG_RESYNC = 11, 12, 13
 COORDINATOR = 0
-# Control messages to the coordinator, (kind, step, round): READY and NONFINITE offer or decline a step (a READY
-# for a step already decided says when this rank's late gradient was ready: it is free again, for `--backups auto`);
+# Control messages to the coordinator, (kind, step, round, took): READY and NONFINITE offer or decline a step (a
+# READY for a step already decided says when this rank's late gradient was ready: it is free again, for `--backups
+# auto`); a READY's `took` is how long the rank computed its gradient, in microseconds (-1: not measured);
 # ACK says a non-member holds the step's result (only reducers that send results by message need it);
 # REJOIN asks for the current state after falling behind; FIN closes, carrying how many came before it;
 # STUCK says this rank's part of a step's reduction did not end within the member timeout.
@@ -61,13 +62,15 @@ class Vote:
 class Host(Protocol):
     """What a vote needs from its engine."""
 
-    def local(self, step: int) -> tuple[np.ndarray, float] | str | None:
-        """This rank's (buffer, submit time) for `step`, REJECTED, or None while it is still computing."""
+    def local(self, step: int) -> tuple[np.ndarray, float, float] | str | None:
+        """This rank's (buffer, submit time, seconds it computed the gradient) for `step`, REJECTED, or None while
+        it is still computing."""
 
     def stopping(self) -> bool: ...
 
-    def late(self) -> list[tuple[int, float]]:
-        """(step, submit time) of this rank's gradients offered after their step was decided, since last asked."""
+    def late(self) -> list[tuple[int, float, float]]:
+        """(step, submit time, seconds computing) of this rank's gradients offered after their step was decided,
+        since last asked."""
 
     def snapshot(self, step: int) -> bytes | None:
         """The training state after `step` updates, once the training thread has produced it (asks for it)."""
@@ -80,8 +83,9 @@ class QuorumPolicy(Protocol):
         """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind)."""
 
     def observe(self, step: int, arrivals, late) -> None:
-        """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READY
-        times of step - 1 that came after its decision and before this one, seconds into step - 1."""
+        """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READYs
+        of step - 1 that came after its decision and before this one, as seconds into step - 1 had those ranks
+        begun it when its members did (Coordinator._late_arrival)."""
 
 
 class Coordinator:
@@ -94,9 +98,9 @@ class Coordinator:
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.track_lag, self.lag_limit = track_lag, lag_limit
         self.grace = grace  # once stuck itself, how long to wait for the others' STUCK reports
-        self._box = np.zeros(3, dtype=np.int64)
+        self._box = np.zeros(4, dtype=np.int64)
         self._recv = comm.Irecv(self._box, MPI.ANY_SOURCE, TAG_CTRL)
-        self._ready: dict[int, list[tuple[int, float]]] = {}
+        self._ready: dict[int, list[tuple[int, float, float | None]]] = {}  # step -> (rank, when, took_s)
         self._rejected: dict[int, list[int]] = {}
         self._nonfinite: list[tuple[int, int]] = []
         self._received = [0] * self.size  # control messages received per rank, FIN excluded
@@ -113,11 +117,13 @@ class Coordinator:
         self._last_decided = -1  # the latest step whose decision was sent
         self._told_final: set[int] = set()  # ranks sent the final word at shutdown
         self._epoch = 0  # see Vote.epoch
-        # `--backups auto` only: the ranks dropped from a step and not heard from since, the late READY times of
-        # the step decided last (when they came), and when that step started
+        # `--backups auto` only: the ranks dropped from a step and not heard from since, the late arrivals of the
+        # step decided last (seconds into it), when that step started, and how long after its start its members
+        # began computing it (the median of their arrival less their own compute time)
         self._unheard: set[int] = set()
         self._late: list[float] = []
         self._last_start = 0.0
+        self._start_lag = 0.0
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
@@ -126,7 +132,7 @@ class Coordinator:
             self.quorum = self.policy.choose(step, self.size, len(self._busy(host)))
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
-        counted_self = any(r == self.rank for r, _ in ready) or self.rank in rejected
+        counted_self = any(offer[0] == self.rank for offer in ready) or self.rank in rejected
         backoff = Backoff()
         while True:
             progressed = self._drain(step)
@@ -136,11 +142,11 @@ class Coordinator:
                     rejected.append(self.rank)
                     self._nonfinite.append((self.rank, step))
                 else:
-                    ready.append((self.rank, time.perf_counter()))
+                    ready.append((self.rank, time.perf_counter(), local[2]))
                 counted_self = progressed = True
             if self._rejoining:  # no step is decided until the laggards hold the state it starts from
                 progressed |= self._serve_rejoin(step, host)
-            elif sum(r not in self.behind for r, _ in ready) >= self.quorum:
+            elif sum(offer[0] not in self.behind for offer in ready) >= self.quorum:
                 break
             elif len(rejected) > self.size - self.quorum:
                 raise RunFault(f"step {step}: {rank_names(rejected)} produced non-finite gradients; fewer than "
@@ -160,22 +166,35 @@ class Coordinator:
 
     def _own_late(self, host: Host) -> None:
         """This rank's own gradients offered after their step's decision count as the others' late READYs do."""
-        for s, t in host.late():
-            self._heard(self.rank, s, t)
+        for s, t, took_s in host.late():
+            self._heard(self.rank, s, t, took_s)
 
-    def _heard(self, rank: int, step: int, when: float) -> None:
-        """`rank` offered `step` (READY) at `when`: it is not busy; after `step`'s decision, a late arrival."""
+    def _heard(self, rank: int, step: int, when: float, took_s: float | None) -> None:
+        """`rank` offered `step` (READY) at `when` after computing for `took_s`: it is not busy; after `step`'s
+        decision, a late arrival."""
         self._unheard.discard(rank)
         if self.policy is not None and step == self._last_decided and step < self._step and rank not in self.behind:
-            self._late.append(when)
+            self._late.append(self._late_arrival(when, took_s))
+
+    def _late_arrival(self, when: float, took_s: float | None) -> float:
+        """A late READY as seconds into its step, had its rank begun the step when the members did.
+
+        A dropped rank was still on an older step when this one started, so its READY's time from the step's start
+        also counts that lag, which exists only because it was dropped: waiting for it every step would not have
+        left it behind. Counted in, the late arrivals overstate T_(k) for k > N, and a policy that drops workers
+        then never finds it worth waiting for them again. So the rank's own compute time counts, plus the members'
+        usual delay between the step's start and their own (`took_s` None: a rank that did not measure it)."""
+        if took_s is None:
+            return when - self._last_start
+        return self._start_lag + took_s
 
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
         offers = self._ready.pop(step)
-        chosen = [(r, t) for r, t in offers if r not in self.behind][: self.quorum]
+        chosen = [offer for offer in offers if offer[0] not in self.behind][: self.quorum]
         declined = self._rejected.pop(step, [])
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
-        members = tuple(sorted(r for r, _ in chosen))
+        members = tuple(sorted(offer[0] for offer in chosen))
         newly = set()
         for r in members:
             self._progress[r] = step
@@ -185,11 +204,13 @@ class Coordinator:
                         and step - self._progress[r] > self.lag_limit:
                     newly.add(r)
         self._announce(step, 0, members, newly)
-        arrivals = {r: t - step_start for r, t in chosen}
+        arrivals = {r: t - step_start for r, t, _ in chosen}
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
-            self.policy.observe(step, arrivals.values(), [t - self._last_start for t in self._late])
+            self.policy.observe(step, arrivals.values(), self._late)
+            lags = [arrivals[r] - took for r, _, took in chosen if took is not None]
             self._late, self._last_start = [], step_start
-            offered = {r for r, _ in offers} | set(declined)
+            self._start_lag = float(np.median(lags)) if lags else 0.0
+            offered = {offer[0] for offer in offers} | set(declined)
             self._unheard = set(range(self.size)) - offered  # still on this step, or on an older one
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
@@ -257,6 +278,7 @@ class Coordinator:
         got, status = False, MPI.Status()
         while self._recv.Test(status):
             src, kind, s, round_ = status.Get_source(), int(self._box[0]), int(self._box[1]), int(self._box[2])
+            took_s = int(self._box[3]) / 1e6 if self._box[3] >= 0 else None
             self._recv = self._comm.Irecv(self._box, MPI.ANY_SOURCE, TAG_CTRL)
             got = True
             if kind == FIN:
@@ -266,14 +288,14 @@ class Coordinator:
             if kind in (READY, NONFINITE):
                 self._progress[src] = max(self._progress[src], s - 1)
                 if kind == READY:
-                    self._heard(src, s, time.perf_counter())
+                    self._heard(src, s, time.perf_counter(), took_s)
                 else:
                     self._unheard.discard(src)
                 if kind == NONFINITE:
                     self._nonfinite.append((src, s))
                 if s >= step:  # an offer for a decided step is stale: that worker was dropped
                     if kind == READY:
-                        self._ready.setdefault(s, []).append((src, time.perf_counter()))
+                        self._ready.setdefault(s, []).append((src, time.perf_counter(), took_s))
                     else:
                         self._rejected.setdefault(s, []).append(src)
             elif kind == ACK:
@@ -300,7 +322,7 @@ class Coordinator:
             self.behind.discard(r)
             self._progress[r] = step - 1
             for offers in self._ready.values():  # offers it made before being brought back are stale
-                offers[:] = [(q, t) for q, t in offers if q != r]
+                offers[:] = [offer for offer in offers if offer[0] != r]
             for declined in self._rejected.values():
                 declined[:] = [q for q in declined if q != r]
         self._rejoining.clear()
@@ -331,7 +353,7 @@ class Coordinator:
 
     def describe(self) -> str:
         step = self._step
-        ready = {r for r, _ in self._ready.get(step, [])}
+        ready = {offer[0] for offer in self._ready.get(step, [])}
         missing = [r for r in range(self.size) if r not in ready and r not in self._rejected.get(step, [])]
         text = (f"step {step}: {len(ready)} of the N = {self.quorum} READY needed; "
                 f"no READY yet from {rank_names(missing)}")
@@ -358,8 +380,10 @@ class Follower:
         self._sent = 0
         self._waiting = ""
 
-    def _ctrl(self, kind: int, step: int, round_: int = 0) -> None:
-        self._sends.append(self._comm.Isend(np.array([kind, step, round_], dtype=np.int64), COORDINATOR, TAG_CTRL))
+    def _ctrl(self, kind: int, step: int, round_: int = 0, took_s: float | None = None) -> None:
+        took = -1 if took_s is None else round(took_s * 1e6)
+        self._sends.append(self._comm.Isend(np.array([kind, step, round_, took], dtype=np.int64), COORDINATOR,
+                                            TAG_CTRL))
         self._sent += 1
 
     def _peek(self) -> Vote | None:
@@ -382,7 +406,7 @@ class Follower:
         while self._peek() is None:  # stopping too: the coordinator's final word always comes (see shutdown)
             self._report_late(host)
             if not offered and (local := host.local(step)) is not None:
-                self._ctrl(NONFINITE if local is REJECTED else READY, step)
+                self._ctrl(NONFINITE, step) if local is REJECTED else self._ctrl(READY, step, took_s=local[2])
                 offered = True
                 backoff.reset(OFFERED_SPIN_S)
             backoff.pause()
@@ -399,8 +423,8 @@ class Follower:
     def _report_late(self, host: Host) -> None:
         """A READY for each gradient offered after its step was decided: the coordinator learns this rank is free
         again, and when (an arrival past that step's N, for `--backups auto`)."""
-        for s, _ in host.late():
-            self._ctrl(READY, s)
+        for s, _, took_s in host.late():
+            self._ctrl(READY, s, took_s=took_s)
 
     # --- the member timeout ----------------------------------------------------------------------
     def settle(self, step: int) -> None:
@@ -442,7 +466,7 @@ class Follower:
         return msg.recv()
 
     def shutdown(self, host: Host, next_step: int) -> None:
-        self._sends.append(self._comm.Isend(np.array([FIN, self._sent, 0], dtype=np.int64), COORDINATOR, TAG_CTRL))
+        self._sends.append(self._comm.Isend(np.array([FIN, self._sent, 0, -1], dtype=np.int64), COORDINATOR, TAG_CTRL))
         wait_all(self._sends)
 
     def describe(self) -> str:

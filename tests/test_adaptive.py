@@ -177,6 +177,27 @@ def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
     assert [len(a) for a in trace.arrivals] == direct  # the coordinator sees exactly N arrivals
 
 
+def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_carries():
+    """P = 3, N = 2 throughout, no network: workers 0 and 1 compute for 0.1 s, worker 2 for 0.15 s, so step t
+    starts at 0.1 t. Dropped every step, worker 2 begins each step where its previous one ended: its READYs come
+    0.15 s into step 0, 0.2 s into step 1 (both before the next decision, so fed as `late`), 0.25 s into step 2
+    (after step 3's decision: never fed; it sits step 3 out), and 0.2 s into step 4. Waiting for it
+    would take 0.15 s every step, which is what `late` says each time, and so E[T_(3)]; counted from the step's
+    start the late arrivals would say 0.15, 0.2, 0.2 and grow with every step it carries a lag."""
+    steps = 6
+    times = np.tile([0.1, 0.1, 0.15], (steps, 1))
+    spec = AutoSpec(min_backups=1, max_backups=1, probe_every=0)  # N = 2 at P = 3
+    trace = replay_auto(times, spec, "backup", NO_NET, batch=1, noise_scale=1.0)
+    assert trace.n.tolist() == [2] * steps
+    assert [len(x) for x in trace.late] == [0, 1, 1, 0, 0, 1]  # fed at steps 1, 2, 5: step 0's, 1's, 4's
+    assert trace.busy.tolist() == [0, 1, 1, 1, 1, 1]  # still on its previous step whenever one starts
+    assert all(late[0] == pytest.approx(0.15) for late in trace.late if len(late))
+    policy = AutoPolicy(spec, 3)
+    for arrivals, late in zip(trace.arrivals, trace.late):
+        policy.observe(arrivals, 1.0, late)
+    np.testing.assert_allclose(policy.arrivals.expected(), [0.1, 0.1, 0.15])
+
+
 @pytest.mark.parametrize("restart", [False, True])
 def test_auto_pinned_to_one_n_replays_as_the_static_schedule(restart):
     times = _times("exp:mean=0.02", 12, 200)

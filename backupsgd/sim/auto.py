@@ -2,7 +2,8 @@
 
 The replay hands the policy what the engine's coordinator sees: the READY arrivals of the decided
 step (the first N offers, seconds after the step started, i.e. after the previous update was
-applied), the previous step's offers that came after its decision but before this one (late), how
+applied), the previous step's offers that came after its decision but before this one (late: as seconds
+into that step had those workers begun it when its members did, as vote.Coordinator._late_arrival), how
 many workers are still on a step decided without them when a step starts (busy), and the smoothed
 noise scale. So the simulator makes the coordinator's choices for the
 same arrivals (tests/test_adaptive.py feeds a trace's arrivals to a fresh policy to check it).
@@ -29,7 +30,8 @@ class AutoTrace:
     arrivals: list[np.ndarray]  # the first N_t arrivals of step t, seconds into the step, ascending
     applied_s: np.ndarray  # when step t's update is applied
     busy: np.ndarray  # workers still on a step decided without them when step t started
-    late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1
+    late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1 as if
+    # those workers had begun t-1 with its members (their own compute time plus the members' median start lag)
 
     @property
     def step_s(self) -> np.ndarray:
@@ -57,8 +59,8 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     applied = np.empty(steps)
     busy_at = np.zeros(steps, dtype=np.int64)
     lates: list[np.ndarray] = []
-    pending = np.empty(0)  # the previous step's offers that came after its decision, seconds into that step
-    previous_start = 0.0
+    pending = np.empty(0)  # the previous step's offers that came after its decision, when they came
+    pending_arrival = np.empty(0)  # ... and as the coordinator counts them (see AutoTrace.late)
     for t in range(steps):
         start = last
         # what the coordinator knows at the step's start: who is still on a step decided without it
@@ -70,14 +72,16 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         offers = (start if restart else np.maximum(free, start)) + times[t]
         decided = np.partition(offers, n - 1)[n - 1]
         # the previous step's late READYs that reached the coordinator before this decision
-        late = np.sort(pending[pending + previous_start <= decided])
+        late = np.sort(pending_arrival[pending <= decided])
+        # the coordinator takes the first n READY messages (ties: any n of them, all at `decided`)
+        first = np.argsort(offers, kind="stable")[:n]
+        arrivals = offers[first] - start
         if not restart:
             computing = free <= decided  # the others are still on an older step: this offer is not made
-            pending = offers[computing & (offers > decided)] - start
+            dropped = computing & (offers > decided)
+            start_lag = float(np.median(arrivals - times[t][first]))  # when the members began, after the start
+            pending, pending_arrival = offers[dropped], start_lag + times[t][dropped]
             free = np.where(computing, offers, free)
-        previous_start = start
-        # the coordinator takes the first n READY messages (ties: any n of them, all at `decided`)
-        arrivals = np.sort(offers)[:n] - start
         last = applied[t] = decided + exchange
         chosen[t] = n
         seen.append(arrivals)
