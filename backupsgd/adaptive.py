@@ -149,6 +149,12 @@ class ArrivalEstimate:
         self._previous = seen
         self._fold(0, seen)
 
+    def skip(self) -> None:
+        """A decided step whose arrivals say nothing of the workers (every rank paused before computing it, for
+        an evaluation): nothing is folded, and its late READYs, which the next observe() would bring, are
+        dropped too (they are timed from that step's start lag, which the pause is in)."""
+        self._previous = None
+
     def _fold(self, first: int, seen: np.ndarray) -> None:
         """EMA-update T_(k) for k = first+1..len(seen) with seen[first:]."""
         k = slice(first, len(seen))
@@ -235,9 +241,13 @@ class AutoPolicy:
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
 
-    def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = ()) -> None:
+    def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
+                paused: bool = False) -> None:
         """Fold in one decided step: its READY arrival times (any order) and the smoothed measured B_simple;
-        `late`: the previous step's READYs that came after its decision, up to this one (see ArrivalEstimate).
+        `late`: the previous step's READYs that came after its decision, up to this one (see ArrivalEstimate);
+        `paused`: the step's arrivals include a pause of every rank before it (an evaluation), so they are not
+        folded (ArrivalEstimate.skip). Folded, one evaluation of 0.8 s against 0.1 s steps made every E[T_(k)]
+        equal (they are kept nondecreasing), N = P looked free, and a Fashion-MNIST run waited 34 s at N = P.
 
         The rules use `noise_factor` times B_simple. B_simple is the noise scale of McCandlish et al.'s model,
         which tunes the learning rate for every batch size; at a fixed learning rate (and with momentum) a
@@ -245,7 +255,10 @@ class AutoPolicy:
         B_noise is 0.10x B_simple on digits, 0.16x on Fashion-MNIST, 1.45x on pydocs with Adam
         (results/README.md section 10). So the factor is a workload's calibration, fitted from a static
         sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
-        self.arrivals.observe(arrivals, late)
+        if paused:
+            self.arrivals.skip()
+        else:
+            self.arrivals.observe(arrivals, late)
         if noise_scale is not None and math.isfinite(noise_scale):
             # a negative estimate means "no noise"
             self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor

@@ -8,8 +8,10 @@ after it applies a step: it posts it with `post_noise()`, and the engine thread 
 posted when it observes a step. So the noise scale a choice used is whatever had been posted by then,
 which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
 was, and the per-step overhead too, and how many ranks were busy when the step started and the previous
-step's late READYs (both depend on message timing too), so that feeding what is recorded to a fresh
-AutoPolicy (`replay_choices`) makes the same choices.
+step's late READYs (both depend on message timing too), and whether the step was marked paused (`pause()`:
+its arrivals include an evaluation and are not learnt from; a step decided before rank 0 marks it is learnt
+from as usual), so that feeding what is recorded to a fresh AutoPolicy (`replay_choices`) makes the same
+choices.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class AutoQuorum:
         self._lock = threading.Lock()  # the noise scale and the records cross from one thread to the other
         self._noise = math.nan
         self._records: dict[int, dict] = {}
+        self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
         self._decided_at: float | None = None
         self._overhead: float | None = None
 
@@ -53,6 +56,12 @@ class AutoQuorum:
         """The latest smoothed B_noise (examples); None or nan: not known yet."""
         with self._lock:
             self._noise = math.nan if noise_scale is None else float(noise_scale)
+
+    def pause(self, step: int) -> None:
+        """Every rank pauses before computing `step` (an evaluation, called as it begins): its arrival times would
+        count the pause as the workers' own, so the policy does not learn them."""
+        with self._lock:
+            self._paused.add(step)
 
     def record(self, step: int) -> dict:
         """steps.jsonl's fields for `step` (once): the N chosen (`quorum`) and `auto`, the estimates behind
@@ -83,15 +92,17 @@ class AutoQuorum:
         self._decided_at = time.perf_counter()
         with self._lock:
             noise = self._noise
+            paused = step in self._paused
+            self._paused = {s for s in self._paused if s > step}
         late = [float(x) for x in late]
-        self.policy.observe(list(arrivals), noise, late)
+        self.policy.observe(list(arrivals), noise, late, paused)
         if not self._keep:
             return
         values = self.policy.values()
         after = self.policy.n
         with self._lock:
             auto = self._records.setdefault(step, {"auto": {}})["auto"]
-            auto.update({"noise_scale": noise, "late": late,
+            auto.update({"noise_scale": noise, "late": late, "paused": paused,
                          "expected_s": [float(x) for x in self.policy.arrivals.expected()],
                          "next": after, "value": float(values[after - 1])})
 
@@ -164,5 +175,6 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         policy.overhead_s = auto["overhead_s"]
         chosen.append(policy.choose(auto.get("busy", 0)))
         noise = auto["noise_scale"]
-        policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()))
+        policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),
+                       auto.get("paused", False))
     return chosen

@@ -195,6 +195,8 @@ class _Run:
         self.progress.update(loss=loss)
         step = d.step + 1
         if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
+            if self.auto is not None:  # every rank evaluates now: the next step's arrivals include it
+                self.auto.pause(step)
             metrics = self.replica.evaluate(self.data)
             evaluation = {"step": step, "time": time.perf_counter() - self.start, **metrics}
             writer.evaluation(evaluation) if writer else self.log.evaluation(evaluation)

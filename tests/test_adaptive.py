@@ -177,6 +177,25 @@ def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
     assert [len(a) for a in trace.arrivals] == direct  # the coordinator sees exactly N arrivals
 
 
+def test_a_paused_steps_arrivals_and_its_late_readys_are_not_learnt():
+    """Closed form: after steps whose arrivals were 0.1-0.4 s, a step every rank began 0.8 s late (an evaluation)
+    and the late READYs of it that come with the next step change no E[T_(k)]; learnt from, they lift T_(3) and
+    T_(4) by half."""
+    def fed(paused: bool) -> np.ndarray:
+        policy = AutoPolicy(AutoSpec(window=4, margin=0.0, probe_every=0), 4)
+        for _ in range(3):
+            policy.observe([0.1, 0.2, 0.3, 0.4], 2.0)
+        policy.observe([0.9], 2.0, paused=paused)  # decided at N = 1, its first READY 0.8 s late
+        policy.observe([0.1, 0.2], 2.0, late=[1.0, 1.1])  # that step's late READYs, timed with its pause
+        return policy.arrivals.expected()
+
+    np.testing.assert_allclose(fed(paused=True), [0.1, 0.2, 0.3, 0.4])
+    # learnt (EMA weight 0.4): the late READYs extend the paused step's [0.9] to [0.9, 1.0, 1.1], so T_(3) takes
+    # 1.1, and T_(4), kept at least T_(3), follows
+    learnt = fed(paused=False)
+    np.testing.assert_allclose(learnt[2:], [0.3 + 0.4 * (1.1 - 0.3)] * 2)
+
+
 def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_carries():
     """P = 3, N = 2 throughout, no network: workers 0 and 1 compute for 0.1 s, worker 2 for 0.15 s, so step t
     starts at 0.1 t. Dropped every step, worker 2 begins each step where its previous one ended: its READYs come

@@ -92,6 +92,28 @@ def test_a_calibrated_noise_model_replays_and_drops_more():
     assert replay_choices(parse_auto(spec), 5, 8, records) == chosen
 
 
+def test_a_step_after_an_evaluation_is_not_learnt_from_and_replays():
+    """The CLI marks the step after each evaluation paused (every rank evaluated before computing it). A paused
+    step whose first READY came 0.8 s late leaves the coordinator's estimates as they were (recorded `expected_s`
+    unchanged), its records say so, and a fresh policy fed the records makes the same choices."""
+    spec = "auto:probe=5,window=5,overhead=0.005"
+    auto = AutoQuorum(parse_auto(spec), workers=5, batch=8)
+    rng = np.random.default_rng(1)
+    records = []
+    for step in range(40):
+        n = auto.choose(step, 5)
+        times = np.sort(rng.exponential(0.0005, 5)) + (0.8 if step in (20, 30) else 0.0)
+        if step == 30:
+            auto.pause(step)
+        auto.observe(step, times[:n])
+        auto.post_noise(40.0)
+        records.append({"arrivals": {str(i): t for i, t in enumerate(times[:n])}, **auto.record(step)})
+    assert [r["auto"]["paused"] for r in records].count(True) == 1 and records[30]["auto"]["paused"]
+    assert records[30]["auto"]["expected_s"] == records[29]["auto"]["expected_s"]
+    assert records[20]["auto"]["expected_s"][0] > 10 * records[19]["auto"]["expected_s"][0]  # unmarked: learnt
+    assert replay_choices(parse_auto(spec), 5, 8, records) == [r["quorum"] for r in records]
+
+
 def test_quorum_tally_counts_n_and_the_dropped_from_the_records(tmp_path):
     # Closed forms: a fixed N of P drops P - N per step; under auto the mean of the N chosen, and a record a
     # taking-over writer filled in from a copy (no `quorum`) states its members. A lost record counts nothing.
