@@ -9,9 +9,8 @@ posted when it observes a step. So the noise scale a choice used is whatever had
 which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
 was, and the per-step overhead too, and how many ranks were busy when the step started and the previous
 step's late READYs (both depend on message timing too), and whether the step was marked paused (`pause()`:
-its arrivals include an evaluation and are not learnt from; a step decided before rank 0 marks it is learnt
-from as usual), so that feeding what is recorded to a fresh AutoPolicy (`replay_choices`) makes the same
-choices.
+its arrivals include an evaluation and are not learnt from), so that feeding what is recorded to a fresh
+AutoPolicy (`replay_choices`) makes the same choices.
 """
 
 from __future__ import annotations
@@ -58,8 +57,9 @@ class AutoQuorum:
             self._noise = math.nan if noise_scale is None else float(noise_scale)
 
     def pause(self, step: int) -> None:
-        """Every rank pauses before computing `step` (an evaluation, called as it begins): its arrival times would
-        count the pause as the workers' own, so the policy does not learn them."""
+        """Every rank pauses before computing `step` (an evaluation): its arrival times would count the pause as
+        the workers' own, so the policy does not learn them. Mark it before `step` can be decided (the CLI marks
+        every such step before the run); a step decided first is learnt from as usual."""
         with self._lock:
             self._paused.add(step)
 
