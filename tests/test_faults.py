@@ -29,7 +29,12 @@ def test_frozen_worker_with_members_reducer_blocks_nobody_and_rejoins_identical(
     """Rank 2 SIGSTOPs itself at step 5: the others go on past it; after SIGCONT it is brought back
     with the current state and the job ends with identical replicas."""
     out = tmp_path / "run"
+    # logistic regression, not the digits MLP: with the MLP's ReLUs a one-ulp difference between the reducer's sum
+    # and the replay's sometimes grows to 1e-3 and more over a run (a fresh-clone CI run ended 8e-3 off, 30% of the
+    # weights, replicas identical), as far as a wrong or stale member moves them; tests/test_member_timeout.py's
+    # WORKLOAD comment has the measurements
     cmd = [str(BIN / "mpirun"), "--oversubscribe", "-n", "4", sys.executable, "-m", "backupsgd", "train",
+           "--model", "logreg",
            "--no-progress", "--out", str(out), "--mode", "backup", "--backups", "1", "--reducer", "members",
            "--lag-limit", "5", "--steps", "120", "--straggler", "exp:mean=0.01", "--eval-every", "0",
            "--check-every", "10", "--fault", "hang:rank=2,step=5"]
@@ -169,7 +174,8 @@ def test_dead_rank_under_ulfm_is_shrunk_away_and_training_goes_on(tmp_path, redu
     are a single process's replay of the recorded members (world ranks, before and after the shrink).
     The shm reducer synchronises on the communicator the engine revokes, so no survivor waits on the dead."""
     out = tmp_path / "run"
-    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+    result = mpirun(5, ["-m", "backupsgd", "train", "--model", "logreg", "--no-progress", "--out", str(out),
+                        "--mode", "backup",  # logreg: a replay oracle that is not chaotic (see the test above)
                         "--backups", "2", "--steps", "30", "--eval-every", "0", "--straggler", "exp:mean=0.004",
                         "--check-every", "5", "--fault", "crash:rank=2,step=9", "--reducer", reducer],
                     timeout=180, launcher=ULFM)
