@@ -170,9 +170,13 @@ class _Run:
         before computing them, so their arrivals count the pause: AutoQuorum.pause). Up front, not as each
         evaluation begins: then a faster rank's READY could decide the step first (1-5 of the 15 evaluations of a
         Fashion-MNIST run were learnt from so)."""
-        if self.auto is not None and self.wl.eval_every:
-            for step in range(self.wl.eval_every, self.wl.steps, self.wl.eval_every):
+        if self.auto is not None:
+            for step in filter(self._evaluates_at, range(1, self.wl.steps)):
                 self.auto.pause(step)
+
+    def _evaluates_at(self, step: int) -> bool:
+        """Whether the test set is evaluated once `step` updates are applied (before the next step is computed)."""
+        return bool(self.wl.eval_every and step % self.wl.eval_every == 0) or step == self.wl.steps
 
     def _finish_step(self, d: Decision, timing: StepTiming, check: ReplicaCheck) -> None:
         self._update_and_log(d, timing)
@@ -204,7 +208,7 @@ class _Run:
             self.log.step(record | NO_NOISE | self.tally.stated(len(d.members)))
         self.progress.update(loss=loss)
         step = d.step + 1
-        if (wl.eval_every and step % wl.eval_every == 0) or step == wl.steps:
+        if self._evaluates_at(step):
             metrics = self.replica.evaluate(self.data)
             evaluation = {"step": step, "time": time.perf_counter() - self.start, **metrics}
             writer.evaluation(evaluation) if writer else self.log.evaluation(evaluation)

@@ -381,10 +381,14 @@ class Follower:
         self._waiting = ""
 
     def _ctrl(self, kind: int, step: int, round_: int = 0, took_s: float | None = None) -> None:
+        self._send_ctrl(kind, step, round_, took_s)
+        self._sent += 1
+
+    def _send_ctrl(self, kind: int, step: int, round_: int, took_s: float | None) -> None:
+        """One control message (see READY's comment for the layout); FIN is sent here too, uncounted."""
         took = -1 if took_s is None else round(took_s * 1e6)
         self._sends.append(self._comm.Isend(np.array([kind, step, round_, took], dtype=np.int64), COORDINATOR,
                                             TAG_CTRL))
-        self._sent += 1
 
     def _peek(self) -> Vote | None:
         if self._next is None and (msg := self._comm.Improbe(COORDINATOR, TAG_DECISION)) is not None:
@@ -406,7 +410,10 @@ class Follower:
         while self._peek() is None:  # stopping too: the coordinator's final word always comes (see shutdown)
             self._report_late(host)
             if not offered and (local := host.local(step)) is not None:
-                self._ctrl(NONFINITE, step) if local is REJECTED else self._ctrl(READY, step, took_s=local[2])
+                if local is REJECTED:
+                    self._ctrl(NONFINITE, step)
+                else:
+                    self._ctrl(READY, step, took_s=local[2])
                 offered = True
                 backoff.reset(OFFERED_SPIN_S)
             backoff.pause()
@@ -466,7 +473,7 @@ class Follower:
         return msg.recv()
 
     def shutdown(self, host: Host, next_step: int) -> None:
-        self._sends.append(self._comm.Isend(np.array([FIN, self._sent, 0, -1], dtype=np.int64), COORDINATOR, TAG_CTRL))
+        self._send_ctrl(FIN, self._sent, 0, None)
         wait_all(self._sends)
 
     def describe(self) -> str:
