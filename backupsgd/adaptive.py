@@ -223,7 +223,8 @@ class AutoPolicy:
     (`late`: uncensored arrivals past N, so T_(k) for k > N stays fresh while those workers keep up),
     and how many workers are `busy` when a step starts (dropped from an earlier step and not heard
     from since: still computing a step already decided). Only the P - busy others can offer this
-    step soon, so a probe waits for no more than them.
+    step soon, so a probe waits for no more than them; and no choice waits for the workers not heard
+    from for two decisions or more (`deep` in a delay, see choose()).
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -271,13 +272,19 @@ class AutoPolicy:
                 min(2 * self._probe_gap, MAX_PROBE_BACKOFF * self.spec.probe_every)
             self._next_probe = self.steps + self._probe_gap
 
-    def choose(self, busy: int = 0) -> int:
-        """N for the next step (the decision message carries it); `busy`: workers still on a step decided
-        without them, which a probe does not wait for (one may be deep in a heavy-tailed delay). A rise of N
-        itself needs no such cap: it goes only to arrivals seen lately, and a busy worker sends none."""
+    def choose(self, busy: int = 0, deep: int = 0) -> int:
+        """N for the next step (the decision message carries it); `busy`: workers still on a step decided without
+        them, which a probe does not wait for (one may be deep in a heavy-tailed delay); `deep`: those of them not
+        heard from for two decisions or more, which no step waits for (N <= P - deep, but never below N_min).
+
+        Why two kinds: a worker a few milliseconds behind (dropped from the previous step, its late READY on the way)
+        is busy at nearly every step's start while it catches up, and capping N by it kept N from ever climbing
+        back; a worker silent across two decisions is in a delay far longer than a step, and an N that needs it
+        waits that delay out: a Fashion-MNIST run chose N = P with one worker 34 s into a Pareto delay."""
+        n = self.n
         if self.spec.probe_every and self.steps == self._next_probe:
-            return max(self.n, min(self.n_max, self.n + max(2, round(0.05 * self.workers)), self.workers - busy))
-        return self.n
+            n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
+        return max(self.n_min, min(n, self.workers - deep))
 
     def values(self) -> np.ndarray:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds)."""

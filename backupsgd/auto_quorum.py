@@ -70,20 +70,21 @@ class AutoQuorum:
             return self._records.pop(step, {})
 
     # --- the engine thread (the coordinator) ------------------------------------------------------
-    def choose(self, step: int, size: int, busy: int = 0) -> int:
+    def choose(self, step: int, size: int, busy: int = 0, deep: int = 0) -> int:
         """N for `step`, at most `size` (the ranks still living); `busy`: ranks still on a step decided without
-        them (a probe does not wait for them)."""
+        them (a probe does not wait for them); `deep`: those silent for two decisions or more (no step waits for
+        them), as AutoPolicy.choose takes them."""
         if self._measure_overhead and self._decided_at is not None:
             took = time.perf_counter() - self._decided_at
             alpha = 2.0 / (OVERHEAD_SPAN + 1)
             self._overhead = took if self._overhead is None else self._overhead + alpha * (took - self._overhead)
             self.policy.overhead_s = self._overhead
         self._decided_at = None
-        n = min(self.policy.choose(busy), size)
+        n = min(self.policy.choose(busy, deep), size)
         if self._keep:
             with self._lock:
                 self._records[step] = {"quorum": n, "auto": {"overhead_s": self.policy.overhead_s, "busy": busy,
-                                                             "probe": n != self.policy.n}}
+                                                             "deep": deep, "probe": n > self.policy.n}}
         return n
 
     def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
@@ -173,7 +174,7 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
     for record in steps:
         auto = record["auto"]
         policy.overhead_s = auto["overhead_s"]
-        chosen.append(policy.choose(auto.get("busy", 0)))
+        chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0)))
         noise = auto["noise_scale"]
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),
                        auto.get("paused", False))

@@ -26,6 +26,7 @@ from mpi4py import MPI
 
 from backupsgd.faults import RunFault, rank_names
 from backupsgd.polling import Backoff, wait_all
+from backupsgd.worker_watch import WorkerWatch
 
 TAG_CTRL, TAG_DECISION, TAG_RESYNC = 11, 12, 13
 COORDINATOR = 0
@@ -79,13 +80,14 @@ class Host(Protocol):
 class QuorumPolicy(Protocol):
     """Chooses each step's N on the coordinator (backupsgd.auto_quorum.AutoQuorum)."""
 
-    def choose(self, step: int, size: int, busy: int) -> int:
-        """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind)."""
+    def choose(self, step: int, size: int, busy: int, deep: int) -> int:
+        """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind); `deep`:
+        those not heard from for two decisions or more (backupsgd.worker_watch)."""
 
     def observe(self, step: int, arrivals, late) -> None:
         """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READYs
         of step - 1 that came after its decision and before this one, as seconds into step - 1 had those ranks
-        begun it when its members did (Coordinator._late_arrival)."""
+        begun it when its members did (WorkerWatch._late_arrival)."""
 
 
 class Coordinator:
@@ -117,19 +119,15 @@ class Coordinator:
         self._last_decided = -1  # the latest step whose decision was sent
         self._told_final: set[int] = set()  # ranks sent the final word at shutdown
         self._epoch = 0  # see Vote.epoch
-        # `--backups auto` only: the ranks dropped from a step and not heard from since, the late arrivals of the
-        # step decided last (seconds into it), when that step started, and how long after its start its members
-        # began computing it (the median of their arrival less their own compute time)
-        self._unheard: set[int] = set()
-        self._late: list[float] = []
-        self._last_start = 0.0
-        self._start_lag = 0.0
+        self._watch = WorkerWatch(self.size) if policy is not None else None  # `--backups auto` only
 
     def vote(self, step: int, host: Host, step_start: float) -> Vote | None:
         self._step = step
         if self.policy is not None:  # followers learn N as the number of members the decision names
             self._drain(step)  # the late READYs already here: those ranks are not busy any more
-            self.quorum = self.policy.choose(step, self.size, len(self._busy(host)))
+            self._own_late(host)
+            self.quorum = self.policy.choose(step, self.size, len(self._watch.busy(self.behind)),
+                                             len(self._watch.deep(self.behind)))
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
         counted_self = any(offer[0] == self.rank for offer in ready) or self.rank in rejected
@@ -159,34 +157,15 @@ class Coordinator:
                 backoff.pause()
         return self._decide(step, step_start)
 
-    def _busy(self, host: Host) -> set[int]:
-        """Ranks still computing a step decided without them (as far as this rank knows), or behind."""
-        self._own_late(host)
-        return self._unheard | self.behind
-
     def _own_late(self, host: Host) -> None:
         """This rank's own gradients offered after their step's decision count as the others' late READYs do."""
         for s, t, took_s in host.late():
             self._heard(self.rank, s, t, took_s)
 
-    def _heard(self, rank: int, step: int, when: float, took_s: float | None) -> None:
-        """`rank` offered `step` (READY) at `when` after computing for `took_s`: it is not busy; after `step`'s
-        decision, a late arrival."""
-        self._unheard.discard(rank)
-        if self.policy is not None and step == self._last_decided and step < self._step and rank not in self.behind:
-            self._late.append(self._late_arrival(when, took_s))
-
-    def _late_arrival(self, when: float, took_s: float | None) -> float:
-        """A late READY as seconds into its step, had its rank begun the step when the members did.
-
-        A dropped rank was still on an older step when this one started, so its READY's time from the step's start
-        also counts that lag, which exists only because it was dropped: waiting for it every step would not have
-        left it behind. Counted in, the late arrivals overstate T_(k) for k > N, and a policy that drops workers
-        then never finds it worth waiting for them again. So the rank's own compute time counts, plus the members'
-        usual delay between the step's start and their own (`took_s` None: a rank that did not measure it)."""
-        if took_s is None:
-            return when - self._last_start
-        return self._start_lag + took_s
+    def _heard(self, rank: int, step: int, when: float, took_s: float | None, ready: bool = True) -> None:
+        """`rank` offered (`ready`) or declined `step` at `when` after computing for `took_s`: it is free again."""
+        if self._watch is not None:
+            self._watch.heard(rank, step, when, took_s, late_counts=ready and rank not in self.behind)
 
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
@@ -206,12 +185,10 @@ class Coordinator:
         self._announce(step, 0, members, newly)
         arrivals = {r: t - step_start for r, t, _ in chosen}
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
-            self.policy.observe(step, arrivals.values(), self._late)
             lags = [arrivals[r] - took for r, _, took in chosen if took is not None]
-            self._late, self._last_start = [], step_start
-            self._start_lag = float(np.median(lags)) if lags else 0.0
             offered = {offer[0] for offer in offers} | set(declined)
-            self._unheard = set(range(self.size)) - offered  # still on this step, or on an older one
+            late = self._watch.decided(step, step_start, offered, lags, self.size)
+            self.policy.observe(step, arrivals.values(), late)
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:
@@ -287,10 +264,7 @@ class Coordinator:
             self._received[src] += 1
             if kind in (READY, NONFINITE):
                 self._progress[src] = max(self._progress[src], s - 1)
-                if kind == READY:
-                    self._heard(src, s, time.perf_counter(), took_s)
-                else:
-                    self._unheard.discard(src)
+                self._heard(src, s, time.perf_counter(), took_s, ready=kind == READY)
                 if kind == NONFINITE:
                     self._nonfinite.append((src, s))
                 if s >= step:  # an offer for a decided step is stale: that worker was dropped

@@ -16,6 +16,7 @@ from backupsgd.sim.auto import replay_auto
 from backupsgd.sim.cli import simulate_command
 from backupsgd.sim.model import compute_times, schedule
 from backupsgd.straggler import parse_straggler
+from backupsgd.worker_watch import WorkerWatch
 
 NO_NET = NetConfig(model_mb=0, latency_us=0)
 # E[T_(k)] of 4 exponentials of mean 1 (Renyi): sum over i < k of 1 / (4 - i)
@@ -169,11 +170,13 @@ def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
     assert len(set(trace.n.tolist())) > 1  # N really changes along the run
     policy = AutoPolicy(spec, 16)
     direct = []
-    for arrivals, busy, late in zip(trace.arrivals, trace.busy, trace.late):
-        direct.append(policy.choose(busy))
+    for arrivals, busy, deep, late in zip(trace.arrivals, trace.busy, trace.deep, trace.late):
+        direct.append(policy.choose(busy, deep))
         policy.observe(arrivals, 3.0, late)
     assert direct == trace.n.tolist()
-    assert trace.busy.any() and any(len(x) for x in trace.late)  # both inputs really occur under this tail
+    # all three inputs really occur under this tail
+    assert trace.busy.any() and trace.deep.any() and any(len(x) for x in trace.late)
+    assert np.all(trace.n <= 16 - trace.deep)  # no step waits for a worker deep in a delay
     assert [len(a) for a in trace.arrivals] == direct  # the coordinator sees exactly N arrivals
 
 
@@ -215,6 +218,50 @@ def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_ca
     for arrivals, late in zip(trace.arrivals, trace.late):
         policy.observe(arrivals, 1.0, late)
     np.testing.assert_allclose(policy.arrivals.expected(), [0.1, 0.1, 0.15])
+
+
+def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinator():
+    """P = 3, N = 2, every compute 0.1 s but worker 2's first (0.45 s). Steps start at 0.1 t and are decided 0.1 s
+    later. Worker 2 is busy from step 1 on: first deep in its long step (nothing heard from it before step 0's and
+    step 1's decisions, so deep at steps 2-4), then, its READY for step 0 in at 0.45 s, only a lagging one (0.05 s
+    behind, heard from between every two decisions: busy, never deep). The coordinator's WorkerWatch, fed the
+    messages of that run in the order they come, counts the same."""
+    steps = 7
+    times = np.full((steps, 3), 0.1)
+    times[0, 2] = 0.45
+    trace = replay_auto(times, AutoSpec(min_backups=1, max_backups=1, probe_every=0), "backup", NO_NET, 1, 1.0)
+    assert trace.busy.tolist() == [0, 1, 1, 1, 1, 1, 1]
+    assert trace.deep.tolist() == [0, 0, 1, 1, 1, 0, 0]
+
+    watch, busy, deep, late = WorkerWatch(3), [], [], []
+    for t in range(steps):
+        busy.append(len(watch.busy(set())))
+        deep.append(len(watch.deep(set())))
+        if t == 4:  # worker 2's READY for step 0, at 0.45 s: long after that step's decision, so not late
+            watch.heard(2, 0, 0.45, 0.45)
+        if t >= 5:  # its READY for step t - 1, at 0.1 t + 0.05: after that step's decision (late)
+            watch.heard(2, t - 1, 0.1 * t + 0.05, 0.1)
+        watch.heard(0, t, 0.1 * t + 0.1, 0.1)
+        watch.heard(1, t, 0.1 * t + 0.1, 0.1)
+        late.append(watch.decided(t, 0.1 * t, {0, 1}, [0.0, 0.0], 3))  # step t - 1's late READYs
+    assert busy == trace.busy.tolist() and deep == trace.deep.tolist()
+    assert [x.tolist() for x in trace.late] == [[]] * 5 + [[pytest.approx(0.1)]] * 2 == late
+    assert watch.deep({1}) == {1}  # a rank behind cannot offer either
+
+
+def test_no_choice_waits_for_a_worker_deep_in_a_delay():
+    """Arrivals nearly equal and much noise: every gradient is worth its wait, N = P = 4. With one worker deep in a
+    delay N is capped at 3; workers only busy (heard from lately: a few ms behind) do not cap it; the least N bounds
+    the cap (N >= 3 with max=1: two deep workers leave N at 3, as a static b = 1 would wait for one of them)."""
+    def policy(max_backups: int) -> AutoPolicy:
+        p = AutoPolicy(AutoSpec(max_backups=max_backups, window=1, margin=0.0, probe_every=0), workers=4)
+        p.observe([1.0, 1.0, 1.0, 1.01], 1e6)
+        return p
+
+    assert policy(3).choose() == 4
+    assert policy(3).choose(busy=1, deep=1) == 3
+    assert policy(3).choose(busy=2, deep=0) == 4
+    assert policy(1).choose(busy=2, deep=2) == 3
 
 
 @pytest.mark.parametrize("restart", [False, True])

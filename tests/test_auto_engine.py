@@ -54,12 +54,13 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
 
 def _coordinate(spec: str) -> list[dict]:
     """The coordinator side alone, on made-up arrivals over 80 steps: two ranks 0.3 s slow (busy on stale steps) for
-    steps 20-50, a measured B_simple of 40 examples at a batch of 8; its steps.jsonl records."""
+    steps 20-50, silent for two decisions (deep in their delay) from step 22 on, a measured B_simple of 40 examples
+    at a batch of 8; its steps.jsonl records."""
     auto = AutoQuorum(parse_auto(spec), workers=5, batch=8)
     rng = np.random.default_rng(0)
     records, late = [], []
     for step in range(80):
-        n = auto.choose(step, 5, busy=2 if 20 <= step < 50 else 0)
+        n = auto.choose(step, 5, busy=2 if 20 <= step < 50 else 0, deep=2 if 22 <= step < 50 else 0)
         times = np.sort(rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (20 <= step < 50))
         auto.observe(step, times[:n], late)
         late = times[n:] if step >= 50 else []  # came before the next decision: the next observe takes them
@@ -77,6 +78,7 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
     # back at P two steps after the slow phase, before any probe (4 or 5 later: a near tie at this noise scale)
     assert chosen[52:60] == [5] * 8 and min(chosen[52:]) >= 4, chosen
     assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
+    assert records[22]["auto"]["deep"] == 2, "the ranks deep in their delay are recorded (and replayed, below)"
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
 
 

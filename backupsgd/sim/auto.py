@@ -3,9 +3,9 @@
 The replay hands the policy what the engine's coordinator sees: the READY arrivals of the decided
 step (the first N offers, seconds after the step started, i.e. after the previous update was
 applied), the previous step's offers that came after its decision but before this one (late: as seconds
-into that step had those workers begun it when its members did, as vote.Coordinator._late_arrival), how
-many workers are still on a step decided without them when a step starts (busy), and the smoothed
-noise scale. So the simulator makes the coordinator's choices for the
+into that step had those workers begun it when its members did, as backupsgd.worker_watch does), how
+many workers are still on a step decided without them when a step starts (busy), how many of those have
+sent nothing for two decisions or more (deep), and the smoothed noise scale. So the simulator makes the coordinator's choices for the
 same arrivals (tests/test_adaptive.py feeds a trace's arrivals to a fresh policy to check it).
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 from backupsgd.adaptive import AutoPolicy, AutoSpec, progress_fraction
 from backupsgd.sim.model import Prediction, exchange_time_s, summary
 from backupsgd.sim.network import NetConfig
+from backupsgd.worker_watch import DEEP_AFTER
 
 AUTO_MODES = ("backup", "ps-backup")  # the modes whose N a vote decides
 
@@ -30,6 +31,7 @@ class AutoTrace:
     arrivals: list[np.ndarray]  # the first N_t arrivals of step t, seconds into the step, ascending
     applied_s: np.ndarray  # when step t's update is applied
     busy: np.ndarray  # workers still on a step decided without them when step t started
+    deep: np.ndarray  # ... of them, those whose last offer came before step t-2's decision (worker_watch.DEEP_AFTER)
     late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1 as if
     # those workers had begun t-1 with its members (their own compute time plus the members' median start lag)
 
@@ -58,6 +60,9 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     seen: list[np.ndarray] = []
     applied = np.empty(steps)
     busy_at = np.zeros(steps, dtype=np.int64)
+    deep_at = np.zeros(steps, dtype=np.int64)
+    heard = np.zeros(workers)  # when each worker last offered, before the computation it is on
+    decisions: list[float] = []
     lates: list[np.ndarray] = []
     pending = np.empty(0)  # the previous step's offers that came after its decision, when they came
     pending_arrival = np.empty(0)  # ... and as the coordinator counts them (see AutoTrace.late)
@@ -65,7 +70,9 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         start = last
         # what the coordinator knows at the step's start: who is still on a step decided without it
         busy = busy_at[t] = 0 if restart else int(np.sum(free > start))
-        n = policy.choose(busy)
+        if busy and len(decisions) >= DEEP_AFTER:
+            deep_at[t] = np.sum((free > start) & (heard < decisions[-DEEP_AFTER]))
+        n = policy.choose(busy, int(deep_at[t]))
         exchange = exchange_time_s(mode, workers, n, net)
         if modelled_overhead:
             policy.overhead_s = exchange
@@ -81,13 +88,15 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
             dropped = computing & (offers > decided)
             start_lag = float(np.median(arrivals - times[t][first]))  # when the members began, after the start
             pending, pending_arrival = offers[dropped], start_lag + times[t][dropped]
+            heard = np.where(computing, free, heard)  # its previous offer (0: none yet)
             free = np.where(computing, offers, free)
+        decisions.append(decided)
         last = applied[t] = decided + exchange
         chosen[t] = n
         seen.append(arrivals)
         lates.append(late)
         policy.observe(arrivals, noise_scale, late)
-    return AutoTrace(chosen, seen, applied, busy_at, lates)
+    return AutoTrace(chosen, seen, applied, busy_at, deep_at, lates)
 
 
 def predict_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, batch: int, noise_scale: float,

@@ -1,0 +1,71 @@
+"""What the vote's coordinator knows of each worker's whereabouts, for `--backups auto`: who is still on a step
+decided without it (busy), who has been silent for two decisions or more (deep in a delay), and the READYs
+that came after the decision of the step decided last (late arrivals, timed as the policy wants them).
+
+No MPI here: the Coordinator (backupsgd.vote) calls `heard()` for every READY or NONFINITE it receives, its own
+included, and `decided()` when it decides a step; the simulator's replay (backupsgd.sim.auto) models the same
+two counts from drawn compute times, so that it makes the coordinator's choices.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+DEEP_AFTER = 2  # decisions without a word from a rank before it counts as deep in a delay
+
+
+class WorkerWatch:
+    """Per-worker bookkeeping of the coordinator under `--backups auto` (see the module docstring)."""
+
+    def __init__(self, size: int) -> None:
+        self._unheard: set[int] = set()  # dropped from a decided step and not heard from since
+        self._heard_at = [0] * size  # how many decisions had been made when each rank was last heard from
+        self._decisions = 0
+        self._last_decided = -1
+        self._late: list[float] = []  # the step decided last's READYs that came after its decision
+        self._last_start = 0.0  # when that step started
+        self._start_lag = 0.0  # how long after its start its members began computing it (median)
+
+    def heard(self, rank: int, step: int, when: float, took_s: float | None, late_counts: bool = True) -> None:
+        """`rank` sent a READY (or NONFINITE) for `step` at `when`, having computed for `took_s`: it is free again.
+        If `step` is the one decided last, the READY is a late arrival (`late_counts` False: one that says nothing
+        of the ranks' speed, from a rank brought back from behind or a NONFINITE)."""
+        self._unheard.discard(rank)
+        self._heard_at[rank] = self._decisions
+        if late_counts and step == self._last_decided:
+            self._late.append(self._late_arrival(when, took_s))
+
+    def _late_arrival(self, when: float, took_s: float | None) -> float:
+        """A late READY as seconds into its step, had its rank begun the step when the members did.
+
+        A dropped rank was still on an older step when this one started, so its READY's time from the step's start
+        also counts that lag, which exists only because it was dropped: waiting for it every step would not have
+        left it behind. Counted in, the late arrivals overstate T_(k) for k > N, and a policy that drops workers
+        then never finds it worth waiting for them again. So the rank's own compute time counts, plus the members'
+        usual delay between the step's start and their own (`took_s` None: a rank that did not measure it)."""
+        if took_s is None:
+            return when - self._last_start
+        return self._start_lag + took_s
+
+    def decided(self, step: int, step_start: float, offered: Iterable[int], member_lags: Sequence[float],
+                size: int) -> list[float]:
+        """`step` (started at `step_start`) was decided; `offered`: the ranks that offered or declined it by then;
+        `member_lags`: its members' arrival less their compute time (seconds after the step's start each began).
+        Returns the late READYs of the step decided before it, which the policy learns from with this one."""
+        late, self._late = self._late, []
+        self._decisions += 1
+        self._last_decided, self._last_start = step, step_start
+        self._start_lag = float(np.median(member_lags)) if len(member_lags) else 0.0
+        self._unheard = set(range(size)) - set(offered)  # still on this step, or on an older one
+        return late
+
+    def busy(self, behind: set[int]) -> set[int]:
+        """Ranks still on a step decided without them (as far as the coordinator knows), or behind."""
+        return self._unheard | behind
+
+    def deep(self, behind: set[int]) -> set[int]:
+        """The busy ranks not heard from for DEEP_AFTER decisions or more (in a delay far longer than a step), and
+        the ranks behind (brought back before they can offer again)."""
+        return {r for r in self._unheard if self._decisions - self._heard_at[r] >= DEEP_AFTER} | behind
