@@ -210,7 +210,10 @@ class DbwRule:
 class AutoPolicy:
     """Chooses N for the next step: `observe(arrivals, noise_scale)` after each step, `choose()` before.
 
-    Start at N_max (every arrival seen). While the noise scale is unknown (nan), stay where it is.
+    Start at N_max (every arrival seen). While the noise scale is still unknown (nan) after that step, wait for
+    the least N that measures it (2 where the bounds allow; backupsgd.noise needs two batch sizes): in the engine the
+    first measurement reaches the coordinator a step or two late (rank 0's training thread posts it after applying
+    step 0), and those steps at N = P cost a digits run about 5% of its time to target.
     Switch to the best N only when its predicted value beats the current N's by `margin` (hysteresis,
     so near ties do not flap), and never to an N whose arrival was not seen within the window. Every
     `probe_every` steps, wait for max(2, 5% of P) more workers than the choice (at most N_max) for one
@@ -237,7 +240,7 @@ class AutoPolicy:
         self.arrivals = ArrivalEstimate(workers, spec.window)
         self.noise_scale = math.nan
         self.overhead_s = spec.overhead_s  # a caller that measures or models the exchange may update it
-        self.n = self.n_max  # the current choice, before probing
+        self.n = self.n_max  # the current choice, before probing (see the class docstring for the first steps)
         self.steps = 0
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
@@ -300,7 +303,7 @@ class AutoPolicy:
 
     def _best(self) -> int:
         if math.isnan(self.noise_scale):
-            return self.n
+            return max(self.n_min, min(2, self.n_max))
         val = self.values()
         if np.all(np.isnan(val)):
             return self.n

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from mpi4py import MPI
@@ -42,6 +42,14 @@ REJECTED = "rejected"  # what Host.local returns for a step whose local gradient
 # Once this rank has offered its step, the decision is usually a vote round trip away: poll without
 # sleeping this long first (polling.Backoff says why; a sync rank spins in its allreduce all along).
 OFFERED_SPIN_S = 2e-3
+
+
+class Offer(NamedTuple):
+    """A READY the coordinator holds for a step not yet decided."""
+
+    rank: int
+    when: float  # time.perf_counter() when it came
+    took_s: float | None  # how long the rank computed the gradient; None: not measured
 
 
 @dataclass
@@ -102,7 +110,7 @@ class Coordinator:
         self.grace = grace  # once stuck itself, how long to wait for the others' STUCK reports
         self._box = np.zeros(4, dtype=np.int64)
         self._recv = comm.Irecv(self._box, MPI.ANY_SOURCE, TAG_CTRL)
-        self._ready: dict[int, list[tuple[int, float, float | None]]] = {}  # step -> (rank, when, took_s)
+        self._ready: dict[int, list[Offer]] = {}  # step -> its READYs, in the order they came
         self._rejected: dict[int, list[int]] = {}
         self._nonfinite: list[tuple[int, int]] = []
         self._received = [0] * self.size  # control messages received per rank, FIN excluded
@@ -130,7 +138,7 @@ class Coordinator:
                                              len(self._watch.deep(self.behind)))
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
-        counted_self = any(offer[0] == self.rank for offer in ready) or self.rank in rejected
+        counted_self = any(offer.rank == self.rank for offer in ready) or self.rank in rejected
         backoff = Backoff()
         while True:
             progressed = self._drain(step)
@@ -140,11 +148,11 @@ class Coordinator:
                     rejected.append(self.rank)
                     self._nonfinite.append((self.rank, step))
                 else:
-                    ready.append((self.rank, time.perf_counter(), local[2]))
+                    ready.append(Offer(self.rank, time.perf_counter(), local[2]))
                 counted_self = progressed = True
             if self._rejoining:  # no step is decided until the laggards hold the state it starts from
                 progressed |= self._serve_rejoin(step, host)
-            elif sum(offer[0] not in self.behind for offer in ready) >= self.quorum:
+            elif sum(offer.rank not in self.behind for offer in ready) >= self.quorum:
                 break
             elif len(rejected) > self.size - self.quorum:
                 raise RunFault(f"step {step}: {rank_names(rejected)} produced non-finite gradients; fewer than "
@@ -170,10 +178,10 @@ class Coordinator:
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
         offers = self._ready.pop(step)
-        chosen = [offer for offer in offers if offer[0] not in self.behind][: self.quorum]
+        chosen = [offer for offer in offers if offer.rank not in self.behind][: self.quorum]
         declined = self._rejected.pop(step, [])
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
-        members = tuple(sorted(offer[0] for offer in chosen))
+        members = tuple(sorted(offer.rank for offer in chosen))
         newly = set()
         for r in members:
             self._progress[r] = step
@@ -183,10 +191,10 @@ class Coordinator:
                         and step - self._progress[r] > self.lag_limit:
                     newly.add(r)
         self._announce(step, 0, members, newly)
-        arrivals = {r: t - step_start for r, t, _ in chosen}
+        arrivals = {offer.rank: offer.when - step_start for offer in chosen}
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
-            lags = [arrivals[r] - took for r, _, took in chosen if took is not None]
-            offered = {offer[0] for offer in offers} | set(declined)
+            lags = [arrivals[offer.rank] - offer.took_s for offer in chosen if offer.took_s is not None]
+            offered = {offer.rank for offer in offers} | set(declined)
             late = self._watch.decided(step, step_start, offered, lags, self.size)
             self.policy.observe(step, arrivals.values(), late)
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
@@ -269,7 +277,7 @@ class Coordinator:
                     self._nonfinite.append((src, s))
                 if s >= step:  # an offer for a decided step is stale: that worker was dropped
                     if kind == READY:
-                        self._ready.setdefault(s, []).append((src, time.perf_counter(), took_s))
+                        self._ready.setdefault(s, []).append(Offer(src, time.perf_counter(), took_s))
                     else:
                         self._rejected.setdefault(s, []).append(src)
             elif kind == ACK:
@@ -296,7 +304,7 @@ class Coordinator:
             self.behind.discard(r)
             self._progress[r] = step - 1
             for offers in self._ready.values():  # offers it made before being brought back are stale
-                offers[:] = [offer for offer in offers if offer[0] != r]
+                offers[:] = [offer for offer in offers if offer.rank != r]
             for declined in self._rejected.values():
                 declined[:] = [q for q in declined if q != r]
         self._rejoining.clear()
@@ -327,7 +335,7 @@ class Coordinator:
 
     def describe(self) -> str:
         step = self._step
-        ready = {offer[0] for offer in self._ready.get(step, [])}
+        ready = {offer.rank for offer in self._ready.get(step, [])}
         missing = [r for r in range(self.size) if r not in ready and r not in self._rejected.get(step, [])]
         text = (f"step {step}: {len(ready)} of the N = {self.quorum} READY needed; "
                 f"no READY yet from {rank_names(missing)}")

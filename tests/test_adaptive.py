@@ -104,10 +104,16 @@ def test_bounds_are_respected_and_probes_stay_inside_them():
     assert [i for i, n in enumerate(chosen) if n == 5] == [2, 9]
 
 
-def test_noise_scale_unknown_keeps_the_initial_n():
+def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_measures_it():
     policy = AutoPolicy(AutoSpec(window=1, probe_every=0), workers=4)
+    assert policy.choose() == 4  # the first step sees every arrival
     policy.observe(EXP4, float("nan"))
-    assert policy.choose() == 4
+    assert policy.choose() == 2  # two gradients measure the noise scale (backupsgd.noise); N = 4 waits 1.8x longer
+    policy.observe(EXP4[:2], 2.0)
+    assert policy.choose() == 2  # from then on the rule: 2 / 4 / 0.58 s beats 3 / 5 / 1.08 s and 4 / 6 / 2.08 s
+    bounded = AutoPolicy(AutoSpec(min_backups=1, max_backups=1, window=1, probe_every=0), workers=4)
+    bounded.observe(EXP4, float("nan"))
+    assert bounded.choose() == 3  # the least N within the bounds
 
 
 def test_hysteresis_keeps_n_through_near_ties():

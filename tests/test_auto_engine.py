@@ -74,7 +74,8 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
     # up again; records replay.
     records = _coordinate("auto:probe=5,window=5,overhead=0.005")
     chosen = [r["quorum"] for r in records]
-    assert chosen[:10] == [5] * 10 and chosen[40:50] == [3] * 10
+    # step 1 is chosen before the first noise scale is posted: N = 2, the least that measures it
+    assert chosen[:10] == [5, 2] + [5] * 8 and chosen[40:50] == [3] * 10
     # back at P two steps after the slow phase, before any probe (4 or 5 later: a near tie at this noise scale)
     assert chosen[52:60] == [5] * 8 and min(chosen[52:]) >= 4, chosen
     assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
@@ -206,6 +207,18 @@ def test_library_script_under_backupsgd_backups_auto(tmp_path):
     assert replay_choices(parse_auto("auto"), 4, 1, steps) == chosen
 
 
+def _as_auto(run_dir):
+    """Make a written static run (backups=1 at P = 3) an auto run whose N alternates 2, 3 (mean 2.5)."""
+    for name, fix in (("config.json", {"quorum": None, "quorum_bounds": [1, 3]}),
+                      ("summary.json", {"backups": "auto", "quorum": 2.5, "quorum_bounds": [1, 3]})):
+        record = json.loads((run_dir / name).read_text()) | fix
+        if name == "config.json":
+            record["mode"]["backups"] = "auto"
+        (run_dir / name).write_text(json.dumps(record))
+    steps = [s | {"quorum": 2 + s["step"] % 2} for s in read_steps(run_dir)]
+    (run_dir / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+
+
 def test_report_judges_auto_against_the_best_static_b(tmp_path):
     """Made-up runs at P = 3: static b = 1 reaches 90% at 2 s, b = 2 at 1.5 s, auto (N alternating 2, 3) at 1.2 s."""
     from test_report import write_run
@@ -214,17 +227,23 @@ def test_report_judges_auto_against_the_best_static_b(tmp_path):
     common = dict(mode="backup", seed=0, step_s=0.008, final_acc=0.95, steps_per_s=40.0)
     write_run(root, "b1", backups=1, evals=[(4, 1.0, 0.8), (8, 2.0, 0.91)], **common)
     write_run(root, "b2", backups=2, evals=[(4, 1.5, 0.91)], **common)
-    auto = write_run(root, "auto", backups=1, evals=[(4, 1.2, 0.92)], **common)
-    for name, fix in (("config.json", {"quorum": None, "quorum_bounds": [1, 3]}),
-                      ("summary.json", {"backups": "auto", "quorum": 2.5, "quorum_bounds": [1, 3]})):
-        record = json.loads((auto / name).read_text()) | fix
-        if name == "config.json":
-            record["mode"]["backups"] = "auto"
-        (auto / name).write_text(json.dumps(record))
-    steps = [s | {"quorum": 2 + s["step"] % 2} for s in read_steps(auto)]
-    (auto / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    _as_auto(write_run(root, "auto", backups=1, evals=[(4, 1.2, 0.92)], **common))
     report = build_report(root, scale=False)
     text = report.markdown.read_text()
     assert "| backup b=auto, P=3, none | 1 | 2.50 | 2..3 | 11.0 |" in text  # mean N, range, changes of N
-    assert "| none, P=3 | backup b=auto | 1/1 | 1.20 | b=2 (1.50) | 0.800 | yes | none |" in text
+    assert "| none, P=3 | backup b=auto | 1/1 | 1.20 | b=2 (1.50) | 0.800 | n/a | yes | none |" in text
     assert root / "auto.png" in report.figures
+
+
+def test_the_judgments_interval_pairs_seeds(tmp_path):
+    """Three seeds whose times to target spread 1.0-2.0 s, auto 0.8x b = 2's on each: paired, the interval is
+    exactly [0.8, 0.8] (every resample has ratio 0.8); an unpaired bootstrap spans 0.51-1.26."""
+    from test_report import write_run
+
+    root = tmp_path / "runs"
+    common = dict(mode="backup", step_s=0.008, final_acc=0.95, steps_per_s=40.0)
+    for seed, t in enumerate([1.0, 1.5, 2.0]):
+        write_run(root, f"b2-{seed}", backups=2, seed=seed, evals=[(4, t, 0.91)], **common)
+        _as_auto(write_run(root, f"auto-{seed}", backups=1, seed=seed, evals=[(4, 0.8 * t, 0.92)], **common))
+    text = build_report(root, scale=False).markdown.read_text()
+    assert "| none, P=3 | backup b=auto | 3/3 | 1.20 | b=2 (1.50) | 0.800 | 0.800-0.800 | yes | none |" in text

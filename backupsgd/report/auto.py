@@ -1,16 +1,18 @@
 """`--backups auto` runs in a report: N over the steps beside who was slow (auto.png), and a table of mean N.
 
-One column per auto configuration (its lowest seed): on top the N the coordinator chose each step (from
+One panel pair per auto configuration (its lowest seed), COLUMNS to a row: on top the N the coordinator chose each step (from
 steps.jsonl's `quorum`; a probe shows as a spike), below every worker's time to a ready gradient per step
 (compute + injected delay, from ranks.jsonl: the stragglers the choice answered). Both share the step axis.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+import scipy.stats
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,7 +21,10 @@ from backupsgd.report.aggregate import GroupStats, comparable, panels  # noqa: E
 from backupsgd.report.plots import DPI  # noqa: E402
 from backupsgd.report.tables import markdown_table  # noqa: E402
 
-MAX_COLUMNS = 6  # configurations drawn side by side; the table lists every one
+MAX_SHOWN = 12  # configurations drawn; the table lists every one
+COLUMNS = 4  # ... side by side, so that a sweep's 2 rules x 4 regimes make two readable rows
+BOOTSTRAP_RESAMPLES = 9999
+TITLE_WIDTH = 48  # characters a title line takes at 9 pt over one column (wrapped at the label's ", ")
 
 
 def auto_groups(stats: list[GroupStats]) -> list[GroupStats]:
@@ -28,24 +33,30 @@ def auto_groups(stats: list[GroupStats]) -> list[GroupStats]:
 
 def auto_plot(stats: list[GroupStats], path: Path) -> Path | None:
     """auto.png, or None when no run chose N per step."""
-    shown = [s for s in auto_groups(stats) if s.group.first.steps][:MAX_COLUMNS]
+    shown = [s for s in auto_groups(stats) if s.group.first.steps][:MAX_SHOWN]
     if not shown:
         return None
-    fig, axes = plt.subplots(2, len(shown), figsize=(5.2 * len(shown), 6.4), squeeze=False, sharex="col",
-                             gridspec_kw={"height_ratios": [1, 1.3]}, layout="constrained")
-    for col, s in enumerate(shown):
+    columns, rows = min(COLUMNS, len(shown)), -(-len(shown) // COLUMNS)
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(5.2 * columns, 7.0 * rows), squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 1.3] * rows}, layout="constrained")
+    for unused in range(len(shown), rows * columns):
+        axes[-2, unused % columns].set_axis_off()
+        axes[-1, unused % columns].set_axis_off()
+    for i, s in enumerate(shown):
         run = s.group.first
         n = run.chosen_n()
-        top, bottom = axes[0, col], axes[1, col]
+        top, bottom = axes[2 * (i // columns), i % columns], axes[2 * (i // columns) + 1, i % columns]
+        top.sharex(bottom)
         top.step(np.arange(len(n)), n, where="post", color="C0", lw=1.2)
         top.set(ylim=(0.5, run.workers + 0.5), ylabel="N chosen", yticks=range(1, run.workers + 1))
-        top.set_title(f"{s.group.label}\nseed {run.seed}: mean N {np.mean(n):.2f}", fontsize=9, loc="left")
+        title = textwrap.fill(s.group.label.replace(";", "; "), TITLE_WIDTH, break_on_hyphens=False)
+        top.set_title(f"{title}\nseed {run.seed}: mean N {np.mean(n):.2f}", fontsize=9, loc="left")
         top.grid(alpha=0.3)
         ready = run.arrival_matrix()  # (steps, P) seconds; NaN where a worker skipped the step
         if ready.size:
             image = bottom.imshow(1e3 * ready.T, aspect="auto", interpolation="nearest", cmap="magma_r",
                                   extent=(-0.5, ready.shape[0] - 0.5, ready.shape[1] - 0.5, -0.5))
-            fig.colorbar(image, ax=axes[:, col], label="compute + delay, ms", pad=0.01)  # both rows stay aligned
+            fig.colorbar(image, ax=[top, bottom], label="compute + delay, ms", pad=0.01)  # both panels stay aligned
             bottom.set_yticks(range(ready.shape[1]), [f"rank {r}" for r in range(ready.shape[1])], fontsize=8)
         bottom.set(xlabel="step", title="who was slow: each worker's time to a ready gradient\n"
                    "(white: still behind, it never computed that step)")
@@ -72,9 +83,26 @@ def auto_table(stats: list[GroupStats]) -> str:
                           align_right_from=1)
 
 
+def paired_ratio_interval(auto: GroupStats, static: GroupStats) -> tuple[float, float] | None:
+    """A 95% bootstrap interval of auto's mean time to target over `static`'s, resampling seeds in pairs: a seed
+    fixes the data order, the initial weights and the straggler draws of both runs, so its luck counts once and the
+    interval is about the choice of N, not the seeds. None unless both reached the target on the same 3 or more
+    seeds (a seed that never reached it has no time to pair)."""
+    times = [{r.seed: r.time_to(g.target) for r in g.group.runs} for g in (auto, static)]
+    seeds = sorted(set(times[0]) & set(times[1]))
+    if len(seeds) < 3 or any(t[seed] is None for t in times for seed in seeds):
+        return None
+    x, y = (np.array([t[seed] for seed in seeds]) for t in times)
+    result = scipy.stats.bootstrap((x, y), lambda x, y, axis: np.mean(x, axis) / np.mean(y, axis), paired=True,
+                                   vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                                   random_state=0)  # percentile: BCa fails on ratios that never vary
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def auto_against_static(stats: list[GroupStats]) -> str:
     """Issue 14's judgment per panel: each auto configuration's mean time to target against the best static b's
-    (`backup` mode, same workload) and whether it beats every static b; "" when no panel has both."""
+    (`backup` mode, same workload), with a paired 95% interval of that ratio over seeds, and whether it beats every
+    static b; "" when no panel has both."""
     rows = []
     for (straggler, workers), group_stats in panels(stats).items():
         for a in auto_groups(group_stats):
@@ -85,12 +113,15 @@ def auto_against_static(stats: list[GroupStats]) -> str:
             best = min(static, key=lambda s: s.time_to_target.mean)
             ratio = a.time_to_target.mean / best.time_to_target.mean
             unreached = [s for s in static if s.reached < s.seeds]
+            interval = paired_ratio_interval(a, best)
             rows.append([f"{straggler}, P={workers}", a.group.short, f"{a.reached}/{a.seeds}",
                          f"{a.time_to_target.mean:.2f}", f"b={best.group.backups} ({best.time_to_target.mean:.2f})",
-                         f"{ratio:.3f}", "yes" if ratio < 1 and a.reached == a.seeds else "no",
+                         f"{ratio:.3f}", "n/a" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}",
+                         "yes" if ratio < 1 and a.reached == a.seeds else "no",
                          ", ".join(f"b={s.group.backups}" for s in unreached) or "none"])
     if not rows:
         return ""
     return markdown_table(["panel", "auto", "reached", "time to target, s", "best static b (s)",
-                           "auto / best static", "beats every static b", "static b not reaching it every seed"],
+                           "auto / best static", "95% interval, paired seeds", "beats every static b",
+                           "static b not reaching it every seed"],
                           rows, align_right_from=2)

@@ -169,7 +169,10 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
                 table, ""]
         if (judged := auto_against_static(stats)):
             out += ["Time to target (mean over the seeds that reached it) against the static b with the lowest "
-                    "mean, chosen knowing the outcome; below 1, auto was faster:", "", judged, ""]
+                    "mean, chosen knowing the outcome; below 1, auto was faster. The interval is a 95% bootstrap "
+                    "interval of that ratio, drawing seeds with replacement and each seed's two runs together (a seed "
+                    "fixes the data order and the straggler draws of both); a ratio whose interval holds 1 is not "
+                    "told apart from the best static b by these seeds:", "", judged, ""]
         if "auto.png" in figures:
             out += ["Top: N per step (a one-step spike is a probe); bottom: every worker's compute + injected delay "
                     "per step, for the lowest seed.", "", "![N over time](auto.png)", ""]
