@@ -25,6 +25,7 @@ import numpy as np
 from backupsgd.errors import ConfigError
 
 RULES = ("progress", "dbw")
+DEEP_FACTOR = 2.0  # a worker silent this many times the slowest usual step (see AutoPolicy.deep_after_s) is deep in a delay
 MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
 
 
@@ -226,8 +227,8 @@ class AutoPolicy:
     (`late`: uncensored arrivals past N, so T_(k) for k > N stays fresh while those workers keep up),
     and how many workers are `busy` when a step starts (dropped from an earlier step and not heard
     from since: still computing a step already decided). Only the P - busy others can offer this
-    step soon, so a probe waits for no more than them; and no choice waits for the workers not heard
-    from for two decisions or more (`deep` in a delay, see choose()).
+    step soon, so a probe waits for no more than them; and no choice waits for the workers silent for
+    longer than deep_after_s() (`deep` in a delay, see choose()).
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -277,17 +278,25 @@ class AutoPolicy:
 
     def choose(self, busy: int = 0, deep: int = 0) -> int:
         """N for the next step (the decision message carries it); `busy`: workers still on a step decided without
-        them, which a probe does not wait for (one may be deep in a heavy-tailed delay); `deep`: those of them not
-        heard from for two decisions or more, which no step waits for (N <= P - deep, but never below N_min).
+        them, which a probe does not wait for (one may be deep in a heavy-tailed delay); `deep`: those of them silent
+        for longer than deep_after_s(), which no step waits for (N <= P - deep, but never below N_min).
 
         Why two kinds: a worker a few milliseconds behind (dropped from the previous step, its late READY on the way)
         is busy at nearly every step's start while it catches up, and capping N by it kept N from ever climbing
-        back; a worker silent across two decisions is in a delay far longer than a step, and an N that needs it
+        back; a worker silent for twice the slowest usual step is in a delay of its own, and an N that needs it
         waits that delay out: a Fashion-MNIST run chose N = P with one worker 34 s into a Pareto delay."""
         n = self.n
         if self.spec.probe_every and self.steps == self._next_probe:
             n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
         return max(self.n_min, min(n, self.workers - deep))
+
+    def deep_after_s(self) -> float:
+        """How long a worker may go unheard before it counts as deep in a delay: DEEP_FACTOR times E[T_(N_max)]
+        plus the overhead, the slowest step this policy may wait for (from its last READY a worker also waits for
+        the decision and the update before computing again). Counted in time, not in decisions: at N = 1 steps can
+        be decided within a millisecond of each other, and a worker of ordinary speed misses several. nan (no
+        worker is deep) until E[T_(N_max)] has been seen."""
+        return DEEP_FACTOR * (float(self.arrivals.expected()[self.n_max - 1]) + self.overhead_s)
 
     def values(self) -> np.ndarray:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds)."""

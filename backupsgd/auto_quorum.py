@@ -72,8 +72,8 @@ class AutoQuorum:
     # --- the engine thread (the coordinator) ------------------------------------------------------
     def choose(self, step: int, size: int, busy: int = 0, deep: int = 0) -> int:
         """N for `step`, at most `size` (the ranks still living); `busy`: ranks still on a step decided without
-        them (a probe does not wait for them); `deep`: those silent for two decisions or more (no step waits for
-        them), as AutoPolicy.choose takes them."""
+        them (a probe does not wait for them); `deep`: those silent for longer than deep_after_s() (no step waits
+        for them), as AutoPolicy.choose takes them."""
         if self._measure_overhead and self._decided_at is not None:
             took = time.perf_counter() - self._decided_at
             alpha = 2.0 / (OVERHEAD_SPAN + 1)
@@ -86,6 +86,9 @@ class AutoQuorum:
                 self._records[step] = {"quorum": n, "auto": {"overhead_s": self.policy.overhead_s, "busy": busy,
                                                              "deep": deep, "probe": n > self.policy.n}}
         return n
+
+    def deep_after_s(self) -> float:
+        return self.policy.deep_after_s()
 
     def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
         """`step` was decided with these members' READY times (seconds into the step); `late`: step - 1's READY

@@ -90,7 +90,10 @@ class QuorumPolicy(Protocol):
 
     def choose(self, step: int, size: int, busy: int, deep: int) -> int:
         """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind); `deep`:
-        those not heard from for two decisions or more (backupsgd.worker_watch)."""
+        those silent for longer than deep_after_s() (backupsgd.worker_watch)."""
+
+    def deep_after_s(self) -> float:
+        """How long a rank may go unheard before it counts as deep in a delay (nan: none does yet)."""
 
     def observe(self, step: int, arrivals, late) -> None:
         """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READYs
@@ -134,8 +137,8 @@ class Coordinator:
         if self.policy is not None:  # followers learn N as the number of members the decision names
             self._drain(step)  # the late READYs already here: those ranks are not busy any more
             self._own_late(host)
-            self.quorum = self.policy.choose(step, self.size, len(self._watch.busy(self.behind)),
-                                             len(self._watch.deep(self.behind)))
+            deep = self._watch.deep(self.behind, time.perf_counter(), self.policy.deep_after_s())
+            self.quorum = self.policy.choose(step, self.size, len(self._watch.busy(self.behind)), len(deep))
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
         counted_self = any(offer.rank == self.rank for offer in ready) or self.rank in rejected

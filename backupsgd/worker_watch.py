@@ -1,6 +1,7 @@
 """What the vote's coordinator knows of each worker's whereabouts, for `--backups auto`: who is still on a step
-decided without it (busy), who has been silent for two decisions or more (deep in a delay), and the READYs
-that came after the decision of the step decided last (late arrivals, timed as the policy wants them).
+decided without it (busy), who of those has been silent for longer than the policy's deep_after_s() (deep in a
+delay), and the READYs that came after the decision of the step decided last (late arrivals, timed as the policy
+wants them).
 
 No MPI here: the Coordinator (backupsgd.vote) calls `heard()` for every READY or NONFINITE it receives, its own
 included, and `decided()` when it decides a step; the simulator's replay (backupsgd.sim.auto) models the same
@@ -9,11 +10,10 @@ two counts from drawn compute times, so that it makes the coordinator's choices.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
-
-DEEP_AFTER = 2  # decisions without a word from a rank before it counts as deep in a delay
 
 
 class WorkerWatch:
@@ -21,8 +21,7 @@ class WorkerWatch:
 
     def __init__(self, size: int) -> None:
         self._unheard: set[int] = set()  # dropped from a decided step and not heard from since
-        self._heard_at = [0] * size  # how many decisions had been made when each rank was last heard from
-        self._decisions = 0
+        self._heard_at: list[float | None] = [None] * size  # when each rank was last heard from (None: not yet)
         self._last_decided = -1
         self._late: list[float] = []  # the step decided last's READYs that came after its decision
         self._last_start = 0.0  # when that step started
@@ -33,7 +32,7 @@ class WorkerWatch:
         If `step` is the one decided last, the READY is a late arrival (`late_counts` False: one that says nothing
         of the ranks' speed, from a rank brought back from behind or a NONFINITE)."""
         self._unheard.discard(rank)
-        self._heard_at[rank] = self._decisions
+        self._heard_at[rank] = when
         if late_counts and step == self._last_decided:
             self._late.append(self._late_arrival(when, took_s))
 
@@ -55,7 +54,9 @@ class WorkerWatch:
         `member_lags`: its members' arrival less their compute time (seconds after the step's start each began).
         Returns the late READYs of the step decided before it, which the policy learns from with this one."""
         late, self._late = self._late, []
-        self._decisions += 1
+        # a rank not heard from before the first decision counts as silent from the first step's start, not from
+        # whenever this watch was made (start-up can take seconds)
+        self._heard_at = [step_start if t is None else t for t in self._heard_at]
         self._last_decided, self._last_start = step, step_start
         self._start_lag = float(np.median(member_lags)) if len(member_lags) else 0.0
         self._unheard = set(range(size)) - set(offered)  # still on this step, or on an older one
@@ -65,7 +66,9 @@ class WorkerWatch:
         """Ranks still on a step decided without them (as far as the coordinator knows), or behind."""
         return self._unheard | behind
 
-    def deep(self, behind: set[int]) -> set[int]:
-        """The busy ranks not heard from for DEEP_AFTER decisions or more (in a delay far longer than a step), and
-        the ranks behind (brought back before they can offer again)."""
-        return {r for r in self._unheard if self._decisions - self._heard_at[r] >= DEEP_AFTER} | behind
+    def deep(self, behind: set[int], now: float, after_s: float) -> set[int]:
+        """The busy ranks silent at `now` for longer than `after_s` (AutoPolicy.deep_after_s; nan: none), and the
+        ranks behind (brought back before they can offer again)."""
+        if math.isnan(after_s):
+            return set(behind)
+        return {r for r in self._unheard if now - self._heard_at[r] > after_s} | behind

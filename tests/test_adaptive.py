@@ -227,22 +227,24 @@ def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_ca
 
 
 def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinator():
-    """P = 3, N = 2, every compute 0.1 s but worker 2's first (0.45 s). Steps start at 0.1 t and are decided 0.1 s
-    later. Worker 2 is busy from step 1 on: first deep in its long step (nothing heard from it before step 0's and
-    step 1's decisions, so deep at steps 2-4), then, its READY for step 0 in at 0.45 s, only a lagging one (0.05 s
-    behind, heard from between every two decisions: busy, never deep). The coordinator's WorkerWatch, fed the
-    messages of that run in the order they come, counts the same."""
+    """P = 3, N = 2, every compute 0.1 s but worker 2's first (0.45 s), no network, a fixed overhead of 0.025 s in
+    the policy: steps start at 0.1 t, and a worker silent for longer than 2 (E[T_(2)] + 0.025) = 0.25 s is deep.
+    Worker 2 is busy from step 1 on: first deep in its long step (silent since 0 at steps 3 and 4, 0.3 and 0.4 s
+    in), then, its READY for step 0 in at 0.45 s, only a lagging one (0.05 s behind, heard from every step: busy,
+    never deep). The coordinator's WorkerWatch, fed the messages of that run in the order they come, counts the
+    same."""
     steps = 7
     times = np.full((steps, 3), 0.1)
     times[0, 2] = 0.45
-    trace = replay_auto(times, AutoSpec(min_backups=1, max_backups=1, probe_every=0), "backup", NO_NET, 1, 1.0)
+    spec = AutoSpec(min_backups=1, max_backups=1, probe_every=0, overhead_s=0.025)
+    trace = replay_auto(times, spec, "backup", NO_NET, 1, 1.0)
     assert trace.busy.tolist() == [0, 1, 1, 1, 1, 1, 1]
-    assert trace.deep.tolist() == [0, 0, 1, 1, 1, 0, 0]
+    assert trace.deep.tolist() == [0, 0, 0, 1, 1, 0, 0]
 
     watch, busy, deep, late = WorkerWatch(3), [], [], []
     for t in range(steps):
         busy.append(len(watch.busy(set())))
-        deep.append(len(watch.deep(set())))
+        deep.append(len(watch.deep(set(), now=0.1 * t, after_s=2 * (0.1 + 0.025))))
         if t == 4:  # worker 2's READY for step 0, at 0.45 s: long after that step's decision, so not late
             watch.heard(2, 0, 0.45, 0.45)
         if t >= 5:  # its READY for step t - 1, at 0.1 t + 0.05: after that step's decision (late)
@@ -252,7 +254,10 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
         late.append(watch.decided(t, 0.1 * t, {0, 1}, [0.0, 0.0], 3))  # step t - 1's late READYs
     assert busy == trace.busy.tolist() and deep == trace.deep.tolist()
     assert [x.tolist() for x in trace.late] == [[]] * 5 + [[pytest.approx(0.1)]] * 2 == late
-    assert watch.deep({1}) == {1}  # a rank behind cannot offer either
+    assert watch.deep({1}, now=0.7, after_s=float("nan")) == {1}  # a rank behind cannot offer either
+    policy = AutoPolicy(spec, 3)
+    policy.observe([0.1, 0.1], 1.0)
+    assert policy.deep_after_s() == pytest.approx(0.25)
 
 
 def test_no_choice_waits_for_a_worker_deep_in_a_delay():

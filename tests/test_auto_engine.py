@@ -54,7 +54,7 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
 
 def _coordinate(spec: str) -> list[dict]:
     """The coordinator side alone, on made-up arrivals over 80 steps: two ranks 0.3 s slow (busy on stale steps) for
-    steps 20-50, silent for two decisions (deep in their delay) from step 22 on, a measured B_simple of 40 examples
+    steps 20-50, counted deep in their delay from step 22 on, a measured B_simple of 40 examples
     at a batch of 8; its steps.jsonl records."""
     auto = AutoQuorum(parse_auto(spec), workers=5, batch=8)
     rng = np.random.default_rng(0)

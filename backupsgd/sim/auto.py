@@ -5,7 +5,7 @@ step (the first N offers, seconds after the step started, i.e. after the previou
 applied), the previous step's offers that came after its decision but before this one (late: as seconds
 into that step had those workers begun it when its members did, as backupsgd.worker_watch does), how
 many workers are still on a step decided without them when a step starts (busy), how many of those have
-sent nothing for two decisions or more (deep), and the smoothed noise scale. So the simulator makes the coordinator's choices for the
+been silent for longer than the policy's deep_after_s() (deep), and the smoothed noise scale. So the simulator makes the coordinator's choices for the
 same arrivals (tests/test_adaptive.py feeds a trace's arrivals to a fresh policy to check it).
 """
 
@@ -18,7 +18,6 @@ import numpy as np
 from backupsgd.adaptive import AutoPolicy, AutoSpec, progress_fraction
 from backupsgd.sim.model import Prediction, exchange_time_s, summary
 from backupsgd.sim.network import NetConfig
-from backupsgd.worker_watch import DEEP_AFTER
 
 AUTO_MODES = ("backup", "ps-backup")  # the modes whose N a vote decides
 
@@ -31,7 +30,7 @@ class AutoTrace:
     arrivals: list[np.ndarray]  # the first N_t arrivals of step t, seconds into the step, ascending
     applied_s: np.ndarray  # when step t's update is applied
     busy: np.ndarray  # workers still on a step decided without them when step t started
-    deep: np.ndarray  # ... of them, those whose last offer came before step t-2's decision (worker_watch.DEEP_AFTER)
+    deep: np.ndarray  # ... of them, those whose last offer came longer than the policy's deep_after_s() before
     late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1 as if
     # those workers had begun t-1 with its members (their own compute time plus the members' median start lag)
 
@@ -61,8 +60,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     applied = np.empty(steps)
     busy_at = np.zeros(steps, dtype=np.int64)
     deep_at = np.zeros(steps, dtype=np.int64)
-    heard = np.zeros(workers)  # when each worker last offered, before the computation it is on
-    decisions: list[float] = []
+    heard = np.zeros(workers)  # when each worker last offered, before the computation it is on (0: the start)
     lates: list[np.ndarray] = []
     pending = np.empty(0)  # the previous step's offers that came after its decision, when they came
     pending_arrival = np.empty(0)  # ... and as the coordinator counts them (see AutoTrace.late)
@@ -70,8 +68,8 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         start = last
         # what the coordinator knows at the step's start: who is still on a step decided without it
         busy = busy_at[t] = 0 if restart else int(np.sum(free > start))
-        if busy and len(decisions) >= DEEP_AFTER:
-            deep_at[t] = np.sum((free > start) & (heard < decisions[-DEEP_AFTER]))
+        if busy:  # (a nan deep_after_s compares False: nobody is deep)
+            deep_at[t] = np.sum((free > start) & (start - heard > policy.deep_after_s()))
         n = policy.choose(busy, int(deep_at[t]))
         exchange = exchange_time_s(mode, workers, n, net)
         if modelled_overhead:
@@ -90,7 +88,6 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
             pending, pending_arrival = offers[dropped], start_lag + times[t][dropped]
             heard = np.where(computing, free, heard)  # its previous offer (0: none yet)
             free = np.where(computing, offers, free)
-        decisions.append(decided)
         last = applied[t] = decided + exchange
         chosen[t] = n
         seen.append(arrivals)
