@@ -198,7 +198,7 @@ class Coordinator:
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
             lags = [arrivals[offer.rank] - offer.took_s for offer in chosen if offer.took_s is not None]
             offered = {offer.rank for offer in offers} | set(declined)
-            late = self._watch.decided(step, step_start, offered, lags, self.size)
+            late = self._watch.decided(step, step_start, offered, lags)
             self.policy.observe(step, arrivals.values(), late)
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 

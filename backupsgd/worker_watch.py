@@ -48,8 +48,8 @@ class WorkerWatch:
             return when - self._last_start
         return self._start_lag + took_s
 
-    def decided(self, step: int, step_start: float, offered: Iterable[int], member_lags: Sequence[float],
-                size: int) -> list[float]:
+    def decided(self, step: int, step_start: float, offered: Iterable[int],
+                member_lags: Sequence[float]) -> list[float]:
         """`step` (started at `step_start`) was decided; `offered`: the ranks that offered or declined it by then;
         `member_lags`: its members' arrival less their compute time (seconds after the step's start each began).
         Returns the late READYs of the step decided before it, which the policy learns from with this one."""
@@ -59,7 +59,7 @@ class WorkerWatch:
         self._heard_at = [step_start if t is None else t for t in self._heard_at]
         self._last_decided, self._last_start = step, step_start
         self._start_lag = float(np.median(member_lags)) if len(member_lags) else 0.0
-        self._unheard = set(range(size)) - set(offered)  # still on this step, or on an older one
+        self._unheard = set(range(len(self._heard_at))) - set(offered)  # still on this step, or on an older one
         return late
 
     def busy(self, behind: set[int]) -> set[int]:

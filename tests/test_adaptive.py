@@ -251,7 +251,7 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
             watch.heard(2, t - 1, 0.1 * t + 0.05, 0.1)
         watch.heard(0, t, 0.1 * t + 0.1, 0.1)
         watch.heard(1, t, 0.1 * t + 0.1, 0.1)
-        late.append(watch.decided(t, 0.1 * t, {0, 1}, [0.0, 0.0], 3))  # step t - 1's late READYs
+        late.append(watch.decided(t, 0.1 * t, {0, 1}, [0.0, 0.0]))  # step t - 1's late READYs
     assert busy == trace.busy.tolist() and deep == trace.deep.tolist()
     assert [x.tolist() for x in trace.late] == [[]] * 5 + [[pytest.approx(0.1)]] * 2 == late
     assert watch.deep({1}, now=0.7, after_s=float("nan")) == {1}  # a rank behind cannot offer either
