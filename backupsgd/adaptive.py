@@ -25,7 +25,7 @@ import numpy as np
 from backupsgd.errors import ConfigError
 
 RULES = ("progress", "dbw")
-DEEP_FACTOR = 2.0  # a worker silent this many times the slowest usual step (see AutoPolicy.deep_after_s) is deep in a delay
+DEEP_FACTOR = 2.0  # silent this many times the slowest usual step, a worker is deep in a delay (deep_after_s)
 MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
 
 

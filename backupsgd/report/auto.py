@@ -1,8 +1,8 @@
 """`--backups auto` runs in a report: N over the steps beside who was slow (auto.png), and a table of mean N.
 
-One panel pair per auto configuration (its lowest seed), COLUMNS to a row: on top the N the coordinator chose each step (from
-steps.jsonl's `quorum`; a probe shows as a spike), below every worker's time to a ready gradient per step
-(compute + injected delay, from ranks.jsonl: the stragglers the choice answered). Both share the step axis.
+One panel pair per auto configuration (its lowest seed), COLUMNS to a row: on top the N the coordinator chose
+each step (from steps.jsonl's `quorum`; a probe shows as a spike), below every worker's time to a ready gradient
+per step (compute + injected delay, from ranks.jsonl: the stragglers the choice answered). Both share the step axis.
 """
 
 from __future__ import annotations

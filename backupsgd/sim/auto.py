@@ -5,8 +5,9 @@ step (the first N offers, seconds after the step started, i.e. after the previou
 applied), the previous step's offers that came after its decision but before this one (late: as seconds
 into that step had those workers begun it when its members did, as backupsgd.worker_watch does), how
 many workers are still on a step decided without them when a step starts (busy), how many of those have
-been silent for longer than the policy's deep_after_s() (deep), and the smoothed noise scale. So the simulator makes the coordinator's choices for the
-same arrivals (tests/test_adaptive.py feeds a trace's arrivals to a fresh policy to check it).
+been silent for longer than the policy's deep_after_s() (deep), and the smoothed noise scale. So the
+simulator makes the coordinator's choices for the same arrivals (tests/test_adaptive.py feeds a trace's
+arrivals to a fresh policy to check it).
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     for t in range(steps):
         start = last
         # what the coordinator knows at the step's start: who is still on a step decided without it
-        busy = busy_at[t] = 0 if restart else int(np.sum(free > start))
+        still_on = np.zeros(workers, dtype=bool) if restart else free > start
+        busy = busy_at[t] = int(np.sum(still_on))
         if busy:  # (a nan deep_after_s compares False: nobody is deep)
-            deep_at[t] = np.sum((free > start) & (start - heard > policy.deep_after_s()))
+            deep_at[t] = np.sum(still_on & (start - heard > policy.deep_after_s()))
         n = policy.choose(busy, int(deep_at[t]))
         exchange = exchange_time_s(mode, workers, n, net)
         if modelled_overhead:
