@@ -29,11 +29,12 @@ TAKES_OVER = "; rank 1 takes over as the vote's coordinator and the writer of th
 
 
 @pytest.mark.parametrize("dead,settings,went_on_from,took_over", [
-    # a worker, in the step's dense reduction: rank 0 goes on coordinating and writing. 10 is right too: a rank
-    # dropped from step 8 still computes its stale gradient while its engine thread adds zeros to step 9's dense
-    # reduction as a non-member; its script reaches step 9 (and the crash) only after that (a CI run under load)
+    # a worker, in the step's dense reduction: rank 0 goes on coordinating and writing. 10 is right too, for this
+    # rank and for the coordinator below: a rank dropped from step 8 still computes its stale gradient while its
+    # engine thread adds zeros to step 9's dense reduction as a non-member; its script reaches step 9 (and the
+    # crash) only after that (CI runs under load, once for each)
     (2, {}, (9, 10), ""),
-    (0, {}, (9,), TAKES_OVER),  # the coordinator and writer
+    (0, {}, (9, 10), TAKES_OVER),  # the coordinator and writer
     # a worker never a member (100 ms slow) dies as step 9 starts: the members reducer decides step 9 without
     # it, and the others meet its death in the epoch's test-loss hvd.allreduce, which runs again on the survivors
     # (10 in the runs here; 9 if a survivor's engine meets the death before step 9 is decided)
