@@ -229,6 +229,11 @@ class AutoPolicy:
     from since: still computing a step already decided). Only the P - busy others can offer this
     step soon, so a probe waits for no more than them; and no choice waits for the workers silent for
     longer than deep_after_s() (`deep` in a delay, see choose()).
+
+    A step of one member measures no noise scale (backupsgd.noise needs two batch sizes), and B_simple grows as
+    training goes on: at N = 1 the noise scale the rule used was the first steps' (a digits run measured it on 5
+    of 250 steps, its B_simple 2-8x below a static b = 3 run's), so N looked worth less than it was. So when no
+    step of two or more members was seen within the window, the next step waits for 2 (a measuring step).
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -245,6 +250,7 @@ class AutoPolicy:
         self.steps = 0
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
+        self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
                 paused: bool = False) -> None:
@@ -268,6 +274,8 @@ class AutoPolicy:
             # a negative estimate means "no noise"
             self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor
         self.steps += 1
+        if len(arrivals) >= 2:
+            self._measured = self.steps
         before, self.n = self.n, self._best()
         if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?
             # A probe that changed nothing was exploration wasted: back off, up to MAX_PROBE_BACKOFF times the
@@ -288,6 +296,8 @@ class AutoPolicy:
         n = self.n
         if self.spec.probe_every and self.steps == self._next_probe:
             n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
+        elif n < 2 <= self.n_max and self.steps - self._measured >= self.spec.window:
+            n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))
 
     def deep_after_s(self) -> float:

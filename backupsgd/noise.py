@@ -64,8 +64,14 @@ class NoiseScale:
 
     Averaging the two estimates separately (as the paper does) keeps the ratio consistent: each average
     is an unbiased estimate of its term, where the mean of per-step ratios is not. `decay` weighs the
-    past (0.95: roughly the last 20 steps); the averages are bias-corrected as Adam's moments are, so the
-    first steps are not pulled toward zero.
+    past per step (0.95: roughly the last 20 steps); the averages are bias-corrected as Adam's moments are, so
+    the first steps are not pulled toward zero.
+
+    The past decays with the steps trained, not with the measurements made: a measurement after g steps without
+    one (steps of one member measure nothing) weighs 1 - decay^g. B_simple grows as training goes on, and under
+    `--backups auto` a run at N = 1 measures only now and then; counted per measurement, its average still
+    held the first steps' small values a hundred steps on, and N was chosen as if the gradients were far
+    less noisy than they were. When every step is measured the two ways are the same.
     """
 
     def __init__(self, decay: float = 0.95) -> None:
@@ -73,28 +79,32 @@ class NoiseScale:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         self.decay = decay
         self._grad_sq = self._trace_cov = 0.0
-        self._steps = 0
+        self._weight = 0.0  # the same average of a constant 1: the bias correction (1 - decay^t, measured each step)
+        self._last: int | None = None  # the step last measured
 
-    def update(self, step: NoiseEstimate) -> NoiseEstimate:
-        """Fold in one step's estimate; returns the smoothed |G|^2 and tr(Sigma) (b_simple: their ratio)."""
-        d = self.decay
-        self._grad_sq = d * self._grad_sq + (1 - d) * step.grad_sq
-        self._trace_cov = d * self._trace_cov + (1 - d) * step.trace_cov
-        self._steps += 1
+    def update(self, step: NoiseEstimate, at: int | None = None) -> NoiseEstimate:
+        """Fold in one step's estimate, of step `at` (None: the step after the last one folded); returns the
+        smoothed |G|^2 and tr(Sigma) (b_simple: their ratio)."""
+        gap = 1 if at is None or self._last is None else max(1, at - self._last)
+        keep = self.decay ** gap
+        self._grad_sq = keep * self._grad_sq + (1 - keep) * step.grad_sq
+        self._trace_cov = keep * self._trace_cov + (1 - keep) * step.trace_cov
+        self._weight = keep * self._weight + (1 - keep)
+        self._last = at if at is not None else (self._last or 0) + 1
         return self.value
 
     @property
     def value(self) -> NoiseEstimate:
-        if self._steps == 0:
+        if self._weight == 0:
             return NoiseEstimate(math.nan, math.nan)
-        correction = 1 - self.decay ** self._steps
-        return NoiseEstimate(self._grad_sq / correction, self._trace_cov / correction)
+        return NoiseEstimate(self._grad_sq / self._weight, self._trace_cov / self._weight)
 
 
-def step_fields(sum_sq_norms: float, count: int, batch: int, mean_sq_norm: float, smoother: NoiseScale) -> dict:
-    """steps.jsonl's noise fields for one decided step: its own estimates of |G|^2 and tr(Sigma), and the
+def step_fields(step: int, sum_sq_norms: float, count: int, batch: int, mean_sq_norm: float,
+                smoother: NoiseScale) -> dict:
+    """steps.jsonl's noise fields for decided step `step`: its own estimates of |G|^2 and tr(Sigma), and the
     smoothed B_simple in examples (`noise_scale`). A step of one member has one batch size: no estimate."""
     if count < 2:
         return {"grad_sq": None, "trace_cov": None, "noise_scale": smoother.value.b_simple}
-    step = estimate(sum_sq_norms, count, batch, mean_sq_norm)
-    return {"grad_sq": step.grad_sq, "trace_cov": step.trace_cov, "noise_scale": smoother.update(step).b_simple}
+    own = estimate(sum_sq_norms, count, batch, mean_sq_norm)
+    return {"grad_sq": own.grad_sq, "trace_cov": own.trace_cov, "noise_scale": smoother.update(own, step).b_simple}

@@ -198,7 +198,7 @@ class _Run:
         record = step_record(d, time.perf_counter() - self.start, loss, timing, self.living)
         if writer:
             # The gradient noise scale, measured: the members' own squared norms against their mean's.
-            record.update(step_fields(float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
+            record.update(step_fields(d.step, float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
                                       fused.squared_norm(d.total, d.scale), self.noise))
             # The chosen N; under auto the estimates behind it, and the noise scale handed to the coordinator.
             record.update(self.tally.fields(d.step, record["noise_scale"], len(d.members)))

@@ -116,6 +116,23 @@ def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_mea
     assert bounded.choose() == 3  # the least N within the bounds
 
 
+def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_a_window():
+    """Noise-free, the fastest N = 1 is best, and a step of one member measures no noise scale: once no step of
+    two or more was seen within the window (5 here), the next waits for 2 (a measuring step), and the count starts
+    again from it. Bounds that allow only N = 1 leave it at 1."""
+    def run(spec: AutoSpec) -> list[int]:
+        policy = AutoPolicy(spec, workers=4)
+        policy.observe(EXP4, 0.0)  # N = 4 measured it
+        chosen = []
+        for _ in range(12):
+            chosen.append(policy.choose())
+            policy.observe(EXP4[:chosen[-1]], 0.0)
+        return chosen
+
+    assert run(AutoSpec(window=5, margin=0.0, probe_every=0, max_backups=3)) == ([1] * 5 + [2]) * 2
+    assert run(AutoSpec(window=5, margin=0.0, probe_every=0, min_backups=3, max_backups=3)) == [1] * 12
+
+
 def test_hysteresis_keeps_n_through_near_ties():
     # P = 2, B_noise = 1: value(1) = 0.5 / T1, value(2) = 0.667 / T2; with T1 = 1 they tie at T2 = 1.333
     def run(margin: float) -> list[int]:

@@ -86,6 +86,23 @@ def test_smoothing_is_the_ratio_of_bias_corrected_averages():
     assert second.b_simple == pytest.approx(3.0)
 
 
+def test_a_measurement_after_unmeasured_steps_weighs_as_if_each_had_measured_it():
+    """Steps of one member measure nothing: the past decays with the steps trained, so a measurement of step 3
+    after one of step 0 folds in as the same estimate at steps 1, 2 and 3 would (what the average should hold
+    when nothing newer is known), not as one step's worth."""
+    gapped, every = NoiseScale(decay=0.5), NoiseScale(decay=0.5)
+    gapped.update(NoiseEstimate(2.0, 10.0), at=0)
+    every.update(NoiseEstimate(2.0, 10.0), at=0)
+    late = gapped.update(NoiseEstimate(4.0, 40.0), at=3)
+    for step in (1, 2, 3):
+        each = every.update(NoiseEstimate(4.0, 40.0), at=step)
+    assert (late.grad_sq, late.trace_cov) == pytest.approx((each.grad_sq, each.trace_cov))
+    # closed form: averages 0.125 * 1 + 0.875 * 4 = 3.625 and 0.125 * 5 + 0.875 * 40 = 35.625, weight 0.9375
+    assert (late.grad_sq, late.trace_cov) == pytest.approx((3.625 / 0.9375, 35.625 / 0.9375))
+    # B_simple 9.83, near the fresh 10; counted per measurement (averages 2.5 and 22.5) it would read 9.0
+    assert late.b_simple == pytest.approx(35.625 / 3.625)
+
+
 def test_bad_inputs():
     assert math.isnan(NoiseEstimate(-1.0, 5.0).b_simple)
     with pytest.raises(ValueError, match="count must be >= 2"):

@@ -114,7 +114,7 @@ def test_batch_size_records_the_noise_scale_in_its_closed_form(tmp_path):
         expected = estimate(float((grads ** 2).sum()), len(grads), BATCH, float((grads.mean(0) ** 2).sum()))
         assert s["grad_sq"] == pytest.approx(expected.grad_sq, rel=1e-4, abs=1e-4), s
         assert s["trace_cov"] == pytest.approx(expected.trace_cov, rel=1e-4, abs=1e-4), s
-        smoothed = smoother.update(expected).b_simple  # nan (written as null) while the smoothed |G|^2 <= 0
+        smoothed = smoother.update(expected, s["step"]).b_simple  # nan (written as null) while the smoothed |G|^2 <= 0
         assert s["noise_scale"] is None if math.isnan(smoothed) else s["noise_scale"] == pytest.approx(smoothed,
                                                                                                       rel=1e-3), s
     assert len({tuple(s["members"]) for s in steps}) > 1, "random stragglers should vary the members"

@@ -266,7 +266,7 @@ class _DistributedOptimizer(WrappedOptimizer):
     def _step_fields(self, decision: Decision) -> dict:
         """Rank 0: the step's noise-scale fields and, under auto, the N chosen and the estimates behind it; the
         noise scale goes to the coordinator for its next choices (as in train.py)."""
-        fields = step_fields(float(decision.total[self._fused.sq_norm]), len(decision.members),
+        fields = step_fields(decision.step, float(decision.total[self._fused.sq_norm]), len(decision.members),
                              self._batch_size or 1,
                              self._fused.squared_norm(decision.total, decision.scale), self._noise)
         return fields | self.record.tally.fields(decision.step, fields["noise_scale"], len(decision.members))
