@@ -204,12 +204,17 @@ def test_report_states_compute_against_injected_delay(runs_root):
     assert "## Compute against injected delay" in text and row in text, text
 
 
-def _log_noise_scale(root: Path, first_half: float, second_half: float) -> None:
-    """Give every run's steps a noise scale that jumps halfway: the report must read the second half's."""
+def _log_noise_scale(root: Path, read: float, other: float) -> None:
+    """Give every run's steps the noise scale `read` before its first evaluation at >= 90% and `other` from then on;
+    a run that never gets there `other` in its first half and `read` in its second. The report must read `read`:
+    B_simple grows as training goes on, and what explains the steps to the target is its value before it."""
     for path in root.rglob("steps.jsonl"):
         steps = [json.loads(line) for line in path.read_text().splitlines()]
+        evals = [json.loads(line) for line in (path.parent / "evals.jsonl").read_text().splitlines()]
+        reached = next((e["step"] for e in evals if e["test_accuracy"] >= 0.9), None)
         for s in steps:
-            s["noise_scale"] = first_half if s["step"] < len(steps) // 2 else second_half
+            reads = s["step"] < reached if reached is not None else s["step"] >= len(steps) // 2
+            s["noise_scale"] = read if reads else other
         path.write_text("".join(json.dumps(s) + "\n" for s in steps))
 
 
@@ -220,7 +225,7 @@ def test_measured_noise_scale_predicts_the_b_trade_off_and_drives_the_projection
     from backupsgd.report.noise_scale import noise_table
     from backupsgd.report.scale import project
 
-    _log_noise_scale(runs_root, first_half=5.0, second_half=64.0)
+    _log_noise_scale(runs_root, read=64.0, other=5.0)
     stats, _ = _stats(runs_root)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in noise_table(list(stats.values())).splitlines()}
     sync_row = next(v for k, v in rows.items() if k.startswith("sync"))
@@ -245,7 +250,7 @@ def test_calibration_fits_the_effective_noise_scale_against_the_measured_one(tmp
                   final_acc=0.91, steps_per_s=10.0, step_s=0.006)
         write_run(root, f"b{seed}", mode="backup", backups=1, seed=seed, evals=[(4, 1.0, 0.5), (9, 2.0, 0.91)],
                   final_acc=0.91, steps_per_s=10.0, step_s=0.006)
-    _log_noise_scale(root, first_half=5.0, second_half=64.0)
+    _log_noise_scale(root, read=64.0, other=5.0)
     stats, _ = _stats(root)
     table = calibration_table(list(stats.values()))
     assert "| none, P=3 | 2.00 | 1.00 (4 runs) | 0.50 | `--backups auto:noise=0.5` |" in table, table

@@ -192,7 +192,8 @@ def _noise_markdown(stats: list[GroupStats]) -> list[str]:
         return []
     return ["## Gradient noise scale and the b trade-off", "",
             "The noise scale each run measured (B_simple from the members' gradient norms, steps.jsonl "
-            "`noise_scale`; median over the run's second half, since it grows as training goes on), and what it "
+            "`noise_scale`; median over the steps before the run reached the target, or its second half if it never "
+            "did, since it grows as training goes on), and what it "
             "predicts: a step of N worker batches of B examples makes N B / (N B + B_simple) of a noise-free "
             "step's progress. Predicted speed vs sync: that progress per measured step time, relative to sync's; "
             "measured: sync's mean time to target over this configuration's. Where they agree, the noise scale "
@@ -275,8 +276,8 @@ def _noise_sentence(proj) -> str:
               f"S_min = {proj.fitted.s_min:.0f} steps ({proj.fitted.points} runs)" if proj.fitted
               else "no fit from steps to target (the runs cover one N, or the fit was not physical)")
     if proj.noise is not None and proj.noise.source == "measured":
-        return (f"gradient-noise scale measured (B_simple, median over the second half of {proj.noise.points} "
-                f"runs): {proj.noise.noise_scale:.2f} workers' minibatches, used below; {fitted}")
+        return (f"gradient-noise scale measured (B_simple, median over the steps before the target of "
+                f"{proj.noise.points} runs): {proj.noise.noise_scale:.2f} workers' minibatches, used below; {fitted}")
     return f"gradient-noise scale {fitted}"
 
 

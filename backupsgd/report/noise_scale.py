@@ -11,7 +11,9 @@ model's progress per step, per second (with the measured step time), and the mea
 each relative to sync. Where the two speed-ups agree, the noise scale explains the trade-off.
 
 B_simple grows as training goes on (the true gradient shrinks faster than its noise), so one number per
-run is taken from the run's second half, the part of the run the target is usually reached in.
+run is taken from the steps before it reached its target: the steps whose count the noise model explains, and
+where `--backups auto` chooses N (on digits about steps 0-90 of 250, with B_simple there 0.4x the second half's,
+which a calibration against the second half left out). A run that never reached it: its second half.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from backupsgd.adaptive import progress_fraction
 from backupsgd.report.aggregate import GroupStats, Stat
 from backupsgd.report.runs import Run
+from backupsgd.report.target import Target
 from backupsgd.report.tables import markdown_table, stat_cell
 
 VOTED = ("sync", "backup", "horovod")  # modes whose steps average N gradients: the noise model applies
@@ -37,11 +40,13 @@ class NoiseFit:
     source: str = "fitted"  # "fitted" from steps to target, or "measured" (B_simple logged per step)
 
 
-def run_noise_scale(run: Run) -> float | None:
-    """Median B_simple (examples) over the second half of the run's steps; None if it logged none."""
-    values = [float(s["noise_scale"]) for s in run.steps if s.get("noise_scale") is not None]
-    values = values[len(values) // 2:]
-    values = [v for v in values if np.isfinite(v)]
+def run_noise_scale(run: Run, target: Target) -> float | None:
+    """Median B_simple (examples) over the steps before the run reached `target`, or over the second half of its
+    steps if it never did; None if it logged none there."""
+    reached = run.steps_to(target)
+    logged = [s for s in run.steps if s.get("noise_scale") is not None]
+    logged = logged[len(logged) // 2:] if reached is None else [s for s in logged if int(s["step"]) < reached]
+    values = [v for s in logged if np.isfinite(v := float(s["noise_scale"]))]
     return statistics.median(values) if values else None
 
 
@@ -53,7 +58,7 @@ def batch_size(run: Run) -> int | None:
 def panel_noise_batches(stats: list[GroupStats]) -> float | None:
     """The panel's measured noise scale in worker minibatches (median over its voted runs), or None."""
     values = [b / size for s in stats if s.group.mode in VOTED for r in s.group.runs
-              if (b := run_noise_scale(r)) is not None and (size := batch_size(r))]
+              if (b := run_noise_scale(r, s.target)) is not None and (size := batch_size(r))]
     return statistics.median(values) if values else None
 
 
@@ -90,15 +95,15 @@ def noise_table(stats: list[GroupStats]) -> str:
     for panel_stats in _by_panel(stats):
         sync = _baseline(panel_stats)
         for s in panel_stats:
-            scales = [run_noise_scale(r) for r in s.group.runs]
+            scales = [run_noise_scale(r, s.target) for r in s.group.runs]
             stat = Stat.of(scales, lower_is_better=True)
             size = batch_size(s.group.first)
             if stat is None or size is None:
                 continue
             n = _quorum(s)
             progress = float(progress_fraction(n, size, stat.mean))
-            row = [s.group.label, f"{n:g}" if n == int(n) else f"{n:.1f}", stat_cell(stat, lambda x: f"{x:.0f}"), f"{stat.mean / size:.2f}",
-                   f"{progress:.3f}"]
+            row = [s.group.label, f"{n:g}" if n == int(n) else f"{n:.1f}", stat_cell(stat, lambda x: f"{x:.0f}"),
+                   f"{stat.mean / size:.2f}", f"{progress:.3f}"]
             if sync is not None and s.step_s and sync.step_s:
                 sync_progress = float(progress_fraction(_quorum(sync), size, stat.mean))
                 predicted = (progress / s.step_s.mean) / (sync_progress / sync.step_s.mean)

@@ -50,7 +50,8 @@ def project(stats: list[GroupStats], seed: int = 0) -> Projection | None:
     fitted = fit_noise_scale(stats)
     measured = panel_noise_batches(stats)
     noise = fitted if measured is None else NoiseFit(
-        math.nan, measured, sum(run_noise_scale(r) is not None for r in runs), source="measured")
+        math.nan, measured, sum(run_noise_scale(r, s.target) is not None for s in stats for r in s.group.runs),
+        source="measured")
     model_mb = 4 * counts[0] / MIB  # fp32 gradient
     objective = "time-to-accuracy" if noise else "grads-per-s"
     compute_s = statistics.median(computes)
