@@ -9,7 +9,7 @@ seen when the step decides at N (later ones are censored). Two rules, behind one
 
 - "progress" (the default): a step that averages N gradients of B examples each makes
   N B / (N B + B_noise) of a noise-free step's progress (McCandlish et al. 2018, arXiv 1812.06162),
-  and takes E[T_(N)] + overhead seconds; pick the N that maximises their ratio.
+  and takes E[T_(N)] + overhead(N) seconds; pick the N that maximises their ratio.
 - "dbw": Xu, Neglia, Sebastianelli, "Dynamic Backup Workers" (arXiv 2004.14696), as faithfully as
   we could reconstruct it: see `DbwRule`.
 """
@@ -27,6 +27,7 @@ from backupsgd.errors import ConfigError
 RULES = ("progress", "dbw")
 DEEP_FACTOR = 2.0  # silent this many times the slowest usual step, a worker is deep in a delay (deep_after_s)
 MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
+EXCHANGE_SPAN = 20  # steps at one N: its measured exchange time is smoothed over about this many
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class AutoSpec:
     window: int = 20  # memory of the arrival estimates, in steps (an EMA span)
     margin: float = 0.05  # hysteresis: switch N only for a predicted gain above this fraction
     probe_every: int = 10  # every this many steps, wait for a few more workers to refresh the estimates
-    overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds
+    overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds; 0: measured per N
     lr_l: float = 1.0  # dbw only: learning rate times the loss's smoothness L, in (0, 2)
     noise_factor: float = 1.0  # the rules' B_noise is this times the measured B_simple (see AutoPolicy.observe)
 
@@ -176,6 +177,43 @@ def progress_fraction(n: np.ndarray | int, batch: int, noise_scale: float) -> np
     return n * batch / (n * batch + noise_scale)
 
 
+class ExchangeEstimate:
+    """overhead(N): the time from a step's decision at N to the next step's start (its exchange), measured per N.
+
+    One number for every N was wrong where the exchange depends on N: the members-only reducer reduces over a
+    group of N, and on a shared host the cores are shared with the non-members. Digits, 5 ranks on 2 cores (static
+    runs at 32a2c31, medians): under exponential delays 0.66 / 1.25 / 1.95 / 2.31 ms at N = 1..4 (the non-members
+    sleep in their delays and leave the cores to the exchange); in a quiet phase 3.49 / 2.25 / 2.38 / 2.68 ms (at
+    N = 1 the dense reduction waits for the non-members' engine threads to get a core, i.e. for much of their
+    compute), so every N from 1 to 5 took 3.5-4.6 ms a step there, while E[T_(5)] plus the overhead measured at
+    N = 1 said N = 5 cost 40% more. An N never measured takes the nearest measured N's value (the lower one on a
+    tie): a probe or a change of N measures it.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.alpha = 2.0 / (EXCHANGE_SPAN + 1)
+        self.mean = np.full(workers, np.nan)
+        self.count = np.zeros(workers, dtype=np.int64)
+
+    def observe(self, n: int, took_s: float) -> None:
+        """A step decided at N = `n` took `took_s` from its decision to the next step's start."""
+        k = n - 1
+        self.count[k] += 1
+        weight = max(self.alpha, 1.0 / self.count[k])  # the plain mean of the first few, then the EMA
+        self.mean[k] = took_s if np.isnan(self.mean[k]) else self.mean[k] + weight * (took_s - self.mean[k])
+
+    def expected(self, default: float) -> np.ndarray:
+        """overhead(N) for N = 1..P: measured, else the nearest measured N's; `default` everywhere until one is."""
+        seen = ~np.isnan(self.mean)
+        if not seen.any():
+            return np.full(len(self.mean), default)
+        k = np.arange(len(self.mean))
+        below = np.maximum.accumulate(np.where(seen, k, -1))  # the nearest measured N at or below (-1: none)
+        above = np.minimum.accumulate(np.where(seen, k, len(k))[::-1])[::-1]  # ... at or above (len: none)
+        use_below = (below >= 0) & ((above == len(k)) | (k - below <= above - k))
+        return self.mean[np.where(use_below, below, above)]
+
+
 class Rule(Protocol):
     def value(self, n: np.ndarray, time_s: np.ndarray, batch: int, noise_scale: float) -> np.ndarray:
         """Expected progress per second of each candidate N taking `time_s` seconds."""
@@ -183,7 +221,7 @@ class Rule(Protocol):
 
 @dataclass(frozen=True)
 class ProgressRule:
-    """Progress per second under the noise model: N B / (N B + B_noise) / (E[T_(N)] + overhead)."""
+    """Progress per second under the noise model: N B / (N B + B_noise) / (E[T_(N)] + overhead(N))."""
 
     def value(self, n, time_s, batch, noise_scale):
         return progress_fraction(n, batch, noise_scale) / time_s
@@ -245,7 +283,7 @@ class AutoPolicy:
         self.hysteresis = spec.margin if spec.rule == "progress" else 0.0  # DBW re-chooses every iteration
         self.arrivals = ArrivalEstimate(workers, spec.window)
         self.noise_scale = math.nan
-        self.overhead_s = spec.overhead_s  # a caller that measures or models the exchange may update it
+        self.exchanges = ExchangeEstimate(workers)  # overhead(N), unless the spec fixes one (see exchanged())
         self.n = self.n_max  # the current choice, before probing (see the class docstring for the first steps)
         self.steps = 0
         self._probe_gap = spec.probe_every
@@ -300,19 +338,31 @@ class AutoPolicy:
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))
 
+    def exchanged(self, n: int, took_s: float) -> None:
+        """The step decided at `n` took `took_s` seconds from its decision to the next step's start (the engine's
+        coordinator measures it; the simulator models it): overhead(n) learns it, unless the spec fixes the
+        overhead. Call it before the next choose()."""
+        if self.spec.overhead_s == 0:
+            self.exchanges.observe(n, took_s)
+
+    def overheads(self) -> np.ndarray:
+        """overhead(N) for N = 1..P, seconds: the spec's fixed one, else as measured (ExchangeEstimate; 0 until
+        a step's exchange was)."""
+        return self.exchanges.expected(self.spec.overhead_s)
+
     def deep_after_s(self) -> float:
         """How long a worker may go unheard before it counts as deep in a delay: DEEP_FACTOR times E[T_(N_max)]
         plus the overhead, the slowest step this policy may wait for (from its last READY a worker also waits for
         the decision and the update before computing again). Counted in time, not in decisions: at N = 1 steps can
         be decided within a millisecond of each other, and a worker of ordinary speed misses several. nan (no
         worker is deep) until E[T_(N_max)] has been seen."""
-        return DEEP_FACTOR * (float(self.arrivals.expected()[self.n_max - 1]) + self.overhead_s)
+        return DEEP_FACTOR * float(self.arrivals.expected()[self.n_max - 1] + self.overheads()[self.n_max - 1])
 
     def values(self) -> np.ndarray:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds)."""
         n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, self.arrivals.expected() + self.overhead_s, self.batch, self.noise_scale)
+            val = self.rule.value(n, self.arrivals.expected() + self.overheads(), self.batch, self.noise_scale)
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.

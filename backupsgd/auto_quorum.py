@@ -7,10 +7,10 @@ ArrivalEstimate expects). The smoothed gradient noise scale is measured on rank 
 after it applies a step: it posts it with `post_noise()`, and the engine thread takes the latest one
 posted when it observes a step. So the noise scale a choice used is whatever had been posted by then,
 which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
-was, and the per-step overhead too, and how many ranks were busy when the step started and the previous
-step's late READYs (both depend on message timing too), and whether the step was marked paused (`pause()`:
-its arrivals include an evaluation and are not learnt from), so that feeding what is recorded to a fresh
-AutoPolicy (`replay_choices`) makes the same choices.
+was, and the previous step's exchange time as measured (the policy's overhead(N) learns it), and how many
+ranks were busy when the step started and the previous step's late READYs (both depend on message timing
+too), and whether the step was marked paused (`pause()`: its arrivals include an evaluation and are not
+learnt from), so that feeding what is recorded to a fresh AutoPolicy (`replay_choices`) makes the same choices.
 """
 
 from __future__ import annotations
@@ -27,28 +27,25 @@ import numpy as np
 
 from backupsgd.adaptive import AutoPolicy, AutoSpec
 
-OVERHEAD_SPAN = 20  # steps: the measured exchange time is smoothed over about this many
-
 
 class AutoQuorum:
     """The coordinator's `--backups auto` state (one per run, on rank 0); see the module docstring.
 
-    Unless the spec fixes `overhead`, the per-step overhead the rule adds to the wait for the N-th arrival is
-    measured: the time from a step's decision to the next step's start on the coordinator (its reduction),
-    smoothed over about OVERHEAD_SPAN steps.
+    The per-step overhead the rule adds to the wait for the N-th arrival is measured: the time from a step's
+    decision to the next step's start on the coordinator (its reduction), which the policy learns per N
+    (AutoPolicy.exchanged) unless the spec fixes `overhead`.
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int, keep_records: bool = True) -> None:
         self.policy = AutoPolicy(spec, workers, batch)
         self.n_min, self.n_max = self.policy.n_min, self.policy.n_max
-        self._measure_overhead = spec.overhead_s == 0
         self._keep = keep_records
         self._lock = threading.Lock()  # the noise scale and the records cross from one thread to the other
         self._noise = math.nan
         self._records: dict[int, dict] = {}
         self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
-        self._decided_at: float | None = None
-        self._overhead: float | None = None
+        self._decided_at: float | None = None  # when the last step observed was decided ...
+        self._decided_n = 0  # ... and at which N
 
     # --- rank 0's training thread --------------------------------------------------------------
     def post_noise(self, noise_scale: float | None) -> None:
@@ -74,17 +71,16 @@ class AutoQuorum:
         """N for `step`, at most `size` (the ranks still living); `busy`: ranks still on a step decided without
         them (a probe does not wait for them); `deep`: those silent for longer than deep_after_s() (no step waits
         for them), as AutoPolicy.choose takes them."""
-        if self._measure_overhead and self._decided_at is not None:
-            took = time.perf_counter() - self._decided_at
-            alpha = 2.0 / (OVERHEAD_SPAN + 1)
-            self._overhead = took if self._overhead is None else self._overhead + alpha * (took - self._overhead)
-            self.policy.overhead_s = self._overhead
+        took = None if self._decided_at is None else time.perf_counter() - self._decided_at
+        if took is not None:
+            self.policy.exchanged(self._decided_n, took)
         self._decided_at = None
         n = min(self.policy.choose(busy, deep), size)
         if self._keep:
             with self._lock:
-                self._records[step] = {"quorum": n, "auto": {"overhead_s": self.policy.overhead_s, "busy": busy,
-                                                             "deep": deep, "probe": n > self.policy.n}}
+                self._records[step] = {"quorum": n, "auto": {
+                    "last_exchange_s": took, "overhead_s": float(self.policy.overheads()[n - 1]), "busy": busy,
+                    "deep": deep, "probe": n > self.policy.n}}
         return n
 
     def deep_after_s(self) -> float:
@@ -93,13 +89,14 @@ class AutoQuorum:
     def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
         """`step` was decided with these members' READY times (seconds into the step); `late`: step - 1's READY
         times that came after its decision (seconds into step - 1)."""
-        self._decided_at = time.perf_counter()
+        arrivals = list(arrivals)
+        self._decided_at, self._decided_n = time.perf_counter(), len(arrivals)
         with self._lock:
             noise = self._noise
             paused = step in self._paused
             self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
         late = [float(x) for x in late]
-        self.policy.observe(list(arrivals), noise, late, paused)
+        self.policy.observe(arrivals, noise, late, paused)
         if not self._keep:
             return
         values = self.policy.values()
@@ -170,14 +167,17 @@ class QuorumTally:
 
 
 def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dict]) -> list[int]:
-    """The N a fresh policy chooses for each step, fed the arrivals, noise scales and overheads that `steps`
+    """The N a fresh policy chooses for each step, fed the arrivals, noise scales and exchange times that `steps`
     (steps.jsonl records of an auto run) say the coordinator fed its own: the engine's choices, replayed."""
     policy = AutoPolicy(spec, workers, batch)
     chosen = []
+    decided_n = 0
     for record in steps:
         auto = record["auto"]
-        policy.overhead_s = auto["overhead_s"]
+        if auto.get("last_exchange_s") is not None:  # the previous step's, decided at decided_n
+            policy.exchanged(decided_n, auto["last_exchange_s"])
         chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0)))
+        decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),
                        auto.get("paused", False))

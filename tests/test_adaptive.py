@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from backupsgd.adaptive import ArrivalEstimate, AutoPolicy, AutoSpec, parse_auto
+from backupsgd.adaptive import ArrivalEstimate, AutoPolicy, AutoSpec, ExchangeEstimate, parse_auto
 from backupsgd.errors import ConfigError
 from backupsgd.sim import NetConfig, SimConfig, simulate
 from backupsgd.sim.auto import replay_auto
@@ -59,6 +59,39 @@ def test_noise_factor_scales_the_measured_noise_scale():
     policy = _policy("progress", 100.0, 10.0, noise_factor=0.001)
     assert policy.noise_scale == pytest.approx(0.1)
     assert policy.choose() == 2
+
+
+def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
+    """EXP4 arrivals, B_noise = 2: with the exchange measured only at N = 1 (0.5 s) every N's overhead is 0.5 and
+    N = 2 is best (0.444, 0.462, 0.379, 0.258, as above). Measured at N = 4 too (0 s: say, the cores are free
+    once every rank has offered), N = 3 takes N = 4's (the nearest), N = 2 N = 1's: N / (N + 2) / (E[T_(N)] +
+    overhead(N)) = 0.444, 0.462, 0.6 / 1.083 = 0.554, 0.667 / 2.083 = 0.320: N = 3. A spec that fixes the overhead
+    learns nothing."""
+    policy = _policy(overhead=0.0)
+    policy.exchanged(1, 0.5)
+    np.testing.assert_allclose(policy.overheads(), [0.5] * 4)
+    assert policy.choose() == 1  # self.n was chosen before the exchange was known (0 overhead: N = 1)
+    policy.observe(EXP4, 2.0)
+    assert policy.choose() == 2
+    policy.exchanged(4, 0.0)
+    np.testing.assert_allclose(policy.overheads(), [0.5, 0.5, 0.0, 0.0])
+    policy.observe(EXP4, 2.0)
+    assert policy.choose() == 3
+    fixed = _policy(overhead=0.5)
+    fixed.exchanged(4, 0.0)
+    np.testing.assert_allclose(fixed.overheads(), [0.5] * 4)
+
+
+def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20():
+    est = ExchangeEstimate(3)
+    for took in (1.0, 2.0, 3.0):
+        est.observe(2, took)
+    np.testing.assert_allclose(est.expected(0.0), [2.0] * 3)  # the plain mean; N = 1 and 3 take N = 2's
+    for _ in range(200):
+        est.observe(2, 5.0)
+    assert est.expected(0.0)[1] == pytest.approx(5.0)
+    est.observe(2, 26.0)  # weight 2 / 21 once the average has settled
+    assert est.expected(0.0)[1] == pytest.approx(5.0 + 2 / 21 * 21.0)
 
 
 def test_arrival_estimate_converges_to_the_exponential_order_statistics():
@@ -189,13 +222,15 @@ def _times(spec: str, workers: int, steps: int, seed: int = 0) -> np.ndarray:
 def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
     times = _times("pareto:scale=0.01,alpha=1.5", 16, 300)
     spec = AutoSpec(rule=rule, window=10, probe_every=7)
-    trace = replay_auto(times, spec, "backup", NO_NET, batch=1, noise_scale=3.0)
+    trace = replay_auto(times, spec, "ps-backup", NetConfig(model_mb=1, latency_us=100), batch=1, noise_scale=3.0)
     assert len(set(trace.n.tolist())) > 1  # N really changes along the run
     policy = AutoPolicy(spec, 16)
     direct = []
-    for arrivals, busy, deep, late in zip(trace.arrivals, trace.busy, trace.deep, trace.late):
+    for arrivals, busy, deep, late, exchange in zip(trace.arrivals, trace.busy, trace.deep, trace.late,
+                                                   trace.exchange):
         direct.append(policy.choose(busy, deep))
         policy.observe(arrivals, 3.0, late)
+        policy.exchanged(direct[-1], exchange)
     assert direct == trace.n.tolist()
     # all three inputs really occur under this tail
     assert trace.busy.any() and trace.deep.any() and any(len(x) for x in trace.late)

@@ -5,7 +5,8 @@ step (the first N offers, seconds after the step started, i.e. after the previou
 applied), the previous step's offers that came after its decision but before this one (late: as seconds
 into that step had those workers begun it when its members did, as backupsgd.worker_watch does), how
 many workers are still on a step decided without them when a step starts (busy), how many of those have
-been silent for longer than the policy's deep_after_s() (deep), and the smoothed noise scale. So the
+been silent for longer than the policy's deep_after_s() (deep), the smoothed noise scale, and the step's
+exchange (from its decision to the next step's start: the mode's modelled exchange at its N). So the
 simulator makes the coordinator's choices for the same arrivals (tests/test_adaptive.py feeds a trace's
 arrivals to a fresh policy to check it).
 """
@@ -34,6 +35,7 @@ class AutoTrace:
     deep: np.ndarray  # ... of them, those whose last offer came longer than the policy's deep_after_s() before
     late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1 as if
     # those workers had begun t-1 with its members (their own compute time plus the members' median start lag)
+    exchange: np.ndarray  # step t's exchange, seconds: what the policy's overhead(N_t) learnt after step t
 
     @property
     def step_s(self) -> np.ndarray:
@@ -48,12 +50,11 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
                 restart: bool = False) -> AutoTrace:
     """Replay `times` (steps x P, as backupsgd.sim.model.schedule takes it) with N from the policy.
 
-    The policy's per-step overhead is the mode's exchange at its current N, unless the spec sets one:
-    the coordinator would measure it as the step time beyond the N-th arrival.
+    The policy learns each step's exchange at its N (the mode's, modelled) as overhead(N), unless the spec sets
+    one: the coordinator measures it as the time from a step's decision to the next step's start.
     """
     steps, workers = times.shape
     policy = AutoPolicy(spec, workers, batch)
-    modelled_overhead = spec.overhead_s == 0
     free = np.zeros(workers)
     last = 0.0
     chosen = np.empty(steps, dtype=np.int64)
@@ -61,6 +62,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     applied = np.empty(steps)
     busy_at = np.zeros(steps, dtype=np.int64)
     deep_at = np.zeros(steps, dtype=np.int64)
+    exchanges = np.empty(steps)
     heard = np.zeros(workers)  # when each worker last offered, before the computation it is on (0: the start)
     lates: list[np.ndarray] = []
     pending = np.empty(0)  # the previous step's offers that came after its decision, when they came
@@ -73,9 +75,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         if busy:  # (a nan deep_after_s compares False: nobody is deep)
             deep_at[t] = np.sum(still_on & (start - heard > policy.deep_after_s()))
         n = policy.choose(busy, int(deep_at[t]))
-        exchange = exchange_time_s(mode, workers, n, net)
-        if modelled_overhead:
-            policy.overhead_s = exchange
+        exchange = exchanges[t] = exchange_time_s(mode, workers, n, net)
         offers = (start if restart else np.maximum(free, start)) + times[t]
         decided = np.partition(offers, n - 1)[n - 1]
         # the previous step's late READYs that reached the coordinator before this decision
@@ -95,7 +95,8 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         seen.append(arrivals)
         lates.append(late)
         policy.observe(arrivals, noise_scale, late)
-    return AutoTrace(chosen, seen, applied, busy_at, deep_at, lates)
+        policy.exchanged(n, exchange)
+    return AutoTrace(chosen, seen, applied, busy_at, deep_at, lates, exchanges)
 
 
 def predict_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, batch: int, noise_scale: float,
