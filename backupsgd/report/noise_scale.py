@@ -56,9 +56,10 @@ def batch_size(run: Run) -> int | None:
 
 
 def panel_noise_batches(stats: list[GroupStats]) -> float | None:
-    """The panel's measured noise scale in worker minibatches (median over its voted runs), or None."""
-    values = [b / size for s in stats if s.group.mode in VOTED for r in s.group.runs
-              if (b := run_noise_scale(r, s.target)) is not None and (size := batch_size(r))]
+    """The panel's measured noise scale in worker minibatches (median over its voted runs of a fixed N, as the
+    fit from steps to target takes them: an auto run's noise scale follows the N it chose), or None."""
+    values = [b / size for s in stats if s.group.mode in VOTED and not isinstance(s.group.backups, str)
+              for r in s.group.runs if (b := run_noise_scale(r, s.target)) is not None and (size := batch_size(r))]
     return statistics.median(values) if values else None
 
 
