@@ -271,7 +271,8 @@ class AutoPolicy:
     A step of one member measures no noise scale (backupsgd.noise needs two batch sizes), and B_simple grows as
     training goes on: at N = 1 the noise scale the rule used was the first steps' (a digits run measured it on 5
     of 250 steps, its B_simple 2-8x below a static b = 3 run's), so N looked worth less than it was. So when no
-    step of two or more members was seen within the window, the next step waits for 2 (a measuring step).
+    step of two or more members was seen within the window, and twice the noise scale in hand would make another
+    N best, the next step waits for 2 (a measuring step).
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1) -> None:
@@ -334,7 +335,7 @@ class AutoPolicy:
         n = self.n
         if self.spec.probe_every and self.steps == self._next_probe:
             n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
-        elif n < 2 <= self.n_max and self.steps - self._measured >= self.spec.window:
+        elif n < 2 <= self.n_max and self.steps - self._measured >= self.spec.window and self._noise_could_move_n():
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))
 
@@ -358,31 +359,50 @@ class AutoPolicy:
         worker is deep) until E[T_(N_max)] has been seen."""
         return DEEP_FACTOR * float(self.arrivals.expected()[self.n_max - 1] + self.overheads()[self.n_max - 1])
 
-    def values(self) -> np.ndarray:
-        """The rule's value of every N in 1..P (nan where unknown or out of bounds)."""
+    def values(self, noise_scale: float | None = None, fresh_only: bool = True) -> np.ndarray:
+        """The rule's value of every N in 1..P (nan where unknown or out of bounds), at the noise scale in hand
+        or at `noise_scale`; `fresh_only`: only the N whose arrival was seen within the window (see below)."""
         n = np.arange(1, self.workers + 1)
+        noise = self.noise_scale if noise_scale is None else noise_scale
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, self.arrivals.expected() + self.overheads(), self.batch, self.noise_scale)
+            val = self.rule.value(n, self.arrivals.expected() + self.overheads(), self.batch, noise)
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.
-        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window
+        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else True
         val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
         return val
+
+    def _noise_could_move_n(self) -> bool:
+        """Whether a noise scale twice the one in hand would move the best N off the current one, on every arrival
+        estimate kept, fresh or not: if not, measuring it again (a step of two at N = 1) buys nothing. Under steady
+        exponential delays on digits N = 1 stays best at twice the noise, and a measuring step every window cost
+        about 3% of the time to target; B_simple about doubles over digits' first hundred steps."""
+        if math.isnan(self.noise_scale):
+            return True
+        top = self._top(self.values(2 * self.noise_scale, fresh_only=False))
+        return top is not None and top != self.n
+
+    def _top(self, val: np.ndarray) -> int | None:
+        """The N of the largest value (ties go to the smaller N: nanargmax takes the first); N_max when none is
+        positive (DBW: every step would raise the loss bound, so wait for the most gradients); None if all are
+        unknown."""
+        if np.all(np.isnan(val)):
+            return None
+        best = int(np.nanargmax(val)) + 1
+        return self.n_max if val[best - 1] <= 0 else best
 
     def _best(self) -> int:
         if math.isnan(self.noise_scale):
             return max(self.n_min, min(2, self.n_max))
         val = self.values()
-        if np.all(np.isnan(val)):
+        best = self._top(val)
+        if best is None:
             return self.n
-        best = int(np.nanargmax(val)) + 1  # ties go to the smaller N: nanargmax takes the first
-        if val[best - 1] <= 0:  # DBW: every step would raise the loss bound; wait for the most gradients
-            return self.n_max
-        current = val[self.n - 1]
-        if not math.isnan(current) and val[best - 1] <= current * (1 + self.hysteresis):
-            return self.n
-        return best
+        top = np.nanmax(val)
+        # hold the current N through a near tie (a nan current value compares False); not when every value is
+        # negative (DBW), where _top's N_max is the answer whatever the current N's value
+        return self.n if 0 < top <= val[self.n - 1] * (1 + self.hysteresis) else best
 
 
 RULE_REGISTRY: dict[str, Callable[[AutoSpec], Rule]] = {
