@@ -68,13 +68,13 @@ def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     overhead(N)) = 0.444, 0.462, 0.6 / 1.083 = 0.554, 0.667 / 2.083 = 0.320: N = 3. A spec that fixes the overhead
     learns nothing."""
     policy = _policy(overhead=0.0)
-    policy.exchanged(1, 0.5)
+    assert policy.choose() == 1  # no exchange known yet: no overhead, and the fastest N wins
+    policy.exchanged(1, 0.5)  # the first exchange learnt: the choice is made again with it
     np.testing.assert_allclose(policy.overheads(), [0.5] * 4)
-    assert policy.choose() == 1  # self.n was chosen before the exchange was known (0 overhead: N = 1)
-    policy.observe(EXP4, 2.0)
     assert policy.choose() == 2
     policy.exchanged(4, 0.0)
     np.testing.assert_allclose(policy.overheads(), [0.5, 0.5, 0.0, 0.0])
+    assert policy.choose() == 2  # later ones count from the next observe()
     policy.observe(EXP4, 2.0)
     assert policy.choose() == 3
     fixed = _policy(overhead=0.5)
