@@ -12,7 +12,7 @@ each relative to sync. Where the two speed-ups agree, the noise scale explains t
 
 B_simple grows as training goes on (the true gradient shrinks faster than its noise), so one number per
 run is taken from the steps before it reached its target: the steps whose count the noise model explains, and
-where `--backups auto` chooses N (on digits about steps 0-90 of 250, with B_simple there 0.4x the second half's,
+where `--backups auto` chooses N (on digits about steps 0-100 of 250, with B_simple there 0.6x the second half's,
 which a calibration against the second half left out). A run that never reached it: its second half.
 """
 
