@@ -123,6 +123,24 @@ def test_censored_steps_do_not_pull_later_estimates_down():
     np.testing.assert_allclose(est.expected(), [0.1, *EXP4[1:]])
 
 
+def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_that_time():
+    """Window 3 (EMA weight 0.5). After a step seeing T = 0.1, 0.2, 0.3 s, a step decided at N = 1 at 0.1 s whose
+    exchange took 0.05 s, then the next decided at 0.1 s into it: that is 0.25 s after the first one's start, and
+    its second and third arrivals had not come. T_(2) = 0.2 is below 0.25 and moves half way, to 0.225; T_(3) = 0.3
+    says more already. Without the exchange (none told yet) nothing is raised; a late READY at 0.12 s (the second
+    arrival) leaves only T_(3) censored. Fed only the late READYs that come quickly, E[T_(2)] would stay low."""
+    def estimate(late=(), gap_s=0.05) -> np.ndarray:
+        est = ArrivalEstimate(3, window=3)
+        est.observe([0.1, 0.2, 0.3])
+        est.observe([0.1])
+        est.observe([0.1], late, gap_s)
+        return est.expected()
+
+    np.testing.assert_allclose(estimate(), [0.1, 0.225, 0.3])
+    np.testing.assert_allclose(estimate(gap_s=None), [0.1, 0.2, 0.3])
+    assert estimate(late=[0.12])[2] == pytest.approx(0.3) and estimate(late=[0.12])[1] < 0.2
+
+
 def test_bounds_are_respected_and_probes_stay_inside_them():
     spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
     policy = AutoPolicy(spec, workers=6)
