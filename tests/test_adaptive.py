@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from backupsgd.adaptive import ArrivalEstimate, AutoPolicy, AutoSpec, ExchangeEstimate, parse_auto
+from backupsgd.adaptive import AutoPolicy, AutoSpec, parse_auto
+from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate
 from backupsgd.errors import ConfigError
 from backupsgd.sim import NetConfig, SimConfig, simulate
 from backupsgd.sim.auto import replay_auto

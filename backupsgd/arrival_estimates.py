@@ -1,0 +1,117 @@
+"""What `--backups auto`'s policy (backupsgd.adaptive) knows of time: E[T_(k)], the k-th READY arrival of a step
+(`ArrivalEstimate`), and overhead(N), a step's exchange after a decision at N (`ExchangeEstimate`), both smoothed
+over recent steps. Pure numpy: the engine's coordinator and the simulator's replay feed them alike."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+EXCHANGE_SPAN = 20  # steps at one N: its measured exchange time is smoothed over about this many
+
+
+class ArrivalEstimate:
+    """E[T_(k)] for k = 1..P from recent steps: one exponential moving average per k, fed only by
+    the steps that saw the k-th arrival (a censored one says only "later than the decision").
+
+    An estimate not fed for a while weighs less than a fresh observation: its weight decays with
+    its age in steps, not in observations, so after a stretch at small N one probe step mostly
+    replaces the stale values for larger k instead of nudging them. Until k has been seen `window`
+    times the average is the plain mean of what was seen, so the first value does not linger.
+    """
+
+    def __init__(self, workers: int, window: int) -> None:
+        self.alpha = 2.0 / (window + 1)  # EMA span `window`, as pandas' ewm(span=window)
+        self.mean = np.full(workers, np.nan)
+        self.last = np.zeros(workers, dtype=np.int64)  # step at which each k was last observed
+        self.count = np.zeros(workers, dtype=np.int64)  # how often each k was observed
+        self.steps = 0
+        self._previous: np.ndarray | None = None  # the latest step's first N arrivals, sorted
+
+    def observe(self, arrivals: Sequence[float], late: Sequence[float] = (), gap_s: float | None = None) -> None:
+        """Fold in one decided step's first N arrivals (any order), after `late`: the READY times of the
+        step observed before it that came after its decision (seconds into that step), as far as they came.
+        Those extend that step's first N to its first N + len(late) arrivals: uncensored order statistics
+        past the N it decided at, which keep T_(k) for k > N fresh without a probe.
+
+        `gap_s`: the time from that step's decision to this one's start (its exchange). This step was decided
+        gap_s + this step's N-th arrival after that one's decision, and the arrivals of that step still missing
+        then are later: an estimate below that time is raised toward it. Left out, the late READYs fed T_(k) only
+        on the steps where the k-th came quickly, so E[T_(k)] for k > N was an average of the fast ones: under a
+        heavy tail (digits, Pareto) N = 2 looked cheap at N = 1 and its steps took 15-28 ms against 8-12."""
+        if self._previous is not None:
+            both = np.sort(np.concatenate([self._previous, np.asarray(late, dtype=float)]))[: len(self.mean)]
+            if len(late):
+                self._fold(len(self._previous), both)
+            if gap_s is not None and len(arrivals) and len(self._previous):
+                self._raise(len(both), float(self._previous[-1]) + gap_s + float(np.max(arrivals)))
+        self.steps += 1
+        seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
+        self._previous = seen
+        self._fold(0, seen)
+
+    def skip(self) -> None:
+        """A decided step whose arrivals say nothing of the workers (every rank paused before computing it, for
+        an evaluation): nothing is folded, and its late READYs, which the next observe() would bring, are
+        dropped too (they are timed from that step's start lag, which the pause is in)."""
+        self._previous = None
+
+    def _fold(self, first: int, seen: np.ndarray) -> None:
+        """EMA-update T_(k) for k = first+1..len(seen) with seen[first:]."""
+        k = slice(first, len(seen))
+        self.count[k] += 1
+        weight = np.maximum(1.0 - (1.0 - self.alpha) ** (self.steps - self.last[k]), 1.0 / self.count[k])
+        old = self.mean[k]
+        self.mean[k] = np.where(np.isnan(old), seen[k], old + weight * (seen[k] - old))
+        self.last[k] = self.steps
+
+    def _raise(self, first: int, floor: float) -> None:
+        """T_(k) for k > first is known only to exceed `floor` (censored): move each estimate below it toward it
+        by one EMA step. It is not an observation: neither the count nor the freshness of those k changes."""
+        k = slice(first, len(self.mean))
+        old = self.mean[k]
+        with np.errstate(invalid="ignore"):  # nan (never seen) stays nan
+            self.mean[k] = np.where(old < floor, old + self.alpha * (floor - old), old)
+
+    def expected(self) -> np.ndarray:
+        """E[T_(k)] for k = 1..P, nondecreasing in k; nan where k was never seen."""
+        out = np.fmax.accumulate(self.mean)  # EMAs of different ages can cross; T_(k) cannot
+        return np.where(np.isnan(self.mean), np.nan, out)
+
+
+class ExchangeEstimate:
+    """overhead(N): the time from a step's decision at N to the next step's start (its exchange), measured per N.
+
+    One number for every N was wrong where the exchange depends on N: the members-only reducer reduces over a
+    group of N, and on a shared host the cores are shared with the non-members. Digits, 5 ranks on 2 cores (static
+    runs at 32a2c31, medians): under exponential delays 0.66 / 1.25 / 1.95 / 2.31 ms at N = 1..4 (the non-members
+    sleep in their delays and leave the cores to the exchange); in a quiet phase 3.49 / 2.25 / 2.38 / 2.68 ms (at
+    N = 1 the dense reduction waits for the non-members' engine threads to get a core, i.e. for much of their
+    compute), so every N from 1 to 5 took 3.5-4.6 ms a step there, while E[T_(5)] plus the overhead measured at
+    N = 1 said N = 5 cost 40% more. An N never measured takes the nearest measured N's value (the lower one on a
+    tie): a probe or a change of N measures it.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.alpha = 2.0 / (EXCHANGE_SPAN + 1)
+        self.mean = np.full(workers, np.nan)
+        self.count = np.zeros(workers, dtype=np.int64)
+
+    def observe(self, n: int, took_s: float) -> None:
+        """A step decided at N = `n` took `took_s` from its decision to the next step's start."""
+        k = n - 1
+        self.count[k] += 1
+        weight = max(self.alpha, 1.0 / self.count[k])  # the plain mean of the first few, then the EMA
+        self.mean[k] = took_s if np.isnan(self.mean[k]) else self.mean[k] + weight * (took_s - self.mean[k])
+
+    def expected(self, default: float) -> np.ndarray:
+        """overhead(N) for N = 1..P: measured, else the nearest measured N's; `default` everywhere until one is."""
+        seen = ~np.isnan(self.mean)
+        if not seen.any():
+            return np.full(len(self.mean), default)
+        k = np.arange(len(self.mean))
+        below = np.maximum.accumulate(np.where(seen, k, -1))  # the nearest measured N at or below (-1: none)
+        above = np.minimum.accumulate(np.where(seen, k, len(k))[::-1])[::-1]  # ... at or above (len: none)
+        use_below = (below >= 0) & ((above == len(k)) | (k - below <= above - k))
+        return self.mean[np.where(use_below, below, above)]
