@@ -290,7 +290,7 @@ class AutoPolicy:
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.
-        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else True
+        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else np.ones(len(n), bool)
         val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
         return val
 

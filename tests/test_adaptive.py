@@ -184,6 +184,8 @@ def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_a_window_where_it_co
         return chosen
 
     assert run(1.0, max_backups=3) == ([1] * 5 + [2]) * 2
+    # the check weighs every N within the bounds, stale or not
+    assert np.isfinite(_policy(overhead=0.5).values(4.0, fresh_only=False)).all()
     assert run(0.5, max_backups=3) == [1] * 12
     assert run(1.0, min_backups=3, max_backups=3) == [1] * 12
 
