@@ -18,6 +18,7 @@ which a calibration against the second half left out). A run that never reached 
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -55,12 +56,13 @@ def batch_size(run: Run) -> int | None:
     return int(value) if value else None
 
 
-def panel_noise_batches(stats: list[GroupStats]) -> float | None:
+def panel_noise_batches(stats: list[GroupStats]) -> NoiseFit | None:
     """The panel's measured noise scale in worker minibatches (median over its voted runs of a fixed N, as the
-    fit from steps to target takes them: an auto run's noise scale follows the N it chose), or None."""
+    fit from steps to target takes them: an auto run's noise scale follows the N it chose) and how many runs
+    gave it, or None."""
     values = [b / size for s in stats if s.group.mode in VOTED and not isinstance(s.group.backups, str)
               for r in s.group.runs if (b := run_noise_scale(r, s.target)) is not None and (size := batch_size(r))]
-    return statistics.median(values) if values else None
+    return NoiseFit(math.nan, statistics.median(values), len(values), source="measured") if values else None
 
 
 def fit_noise_scale(stats: list[GroupStats]) -> NoiseFit | None:
@@ -129,9 +131,10 @@ def calibration_table(stats: list[GroupStats]) -> str:
     no panel has both."""
     rows = []
     for panel_stats in _by_panel(stats):
-        measured, fitted = panel_noise_batches(panel_stats), fit_noise_scale(panel_stats)
-        if measured is None or fitted is None or measured <= 0:
+        measured_fit, fitted = panel_noise_batches(panel_stats), fit_noise_scale(panel_stats)
+        if measured_fit is None or fitted is None or measured_fit.noise_scale <= 0:
             continue
+        measured = measured_fit.noise_scale
         factor = fitted.noise_scale / measured
         straggler, workers = panel_stats[0].group.panel
         rows.append([f"{straggler}, P={workers}", f"{measured:.2f}", f"{fitted.noise_scale:.2f} ({fitted.points} runs)",

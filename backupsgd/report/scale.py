@@ -10,7 +10,6 @@ several N (McCandlish et al. 2018: S(N) = S_min (1 + B_noise / N), a straight li
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from backupsgd.report.aggregate import GroupStats
-from backupsgd.report.noise_scale import NoiseFit, fit_noise_scale, panel_noise_batches, run_noise_scale
+from backupsgd.report.noise_scale import NoiseFit, fit_noise_scale, panel_noise_batches
 from backupsgd.sim.network import MIB, NetConfig
 from backupsgd.sim.model import Prediction
 from backupsgd.sim.sweep import SimConfig, simulate
@@ -48,10 +47,7 @@ def project(stats: list[GroupStats], seed: int = 0) -> Projection | None:
     if not computes or not counts:
         return None
     fitted = fit_noise_scale(stats)
-    measured = panel_noise_batches(stats)
-    noise = fitted if measured is None else NoiseFit(
-        math.nan, measured, sum(run_noise_scale(r, s.target) is not None for s in stats for r in s.group.runs),
-        source="measured")
+    noise = panel_noise_batches(stats) or fitted  # measured where the runs logged it
     model_mb = 4 * counts[0] / MIB  # fp32 gradient
     objective = "time-to-accuracy" if noise else "grads-per-s"
     compute_s = statistics.median(computes)
