@@ -85,7 +85,8 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         arrivals = offers[first] - start
         if not restart:
             computing = free <= decided  # the others are still on an older step: this offer is not made
-            dropped = computing & (offers > decided)
+            dropped = computing.copy()  # the others' READYs come after the decision, a tie's at it
+            dropped[first] = False
             start_lag = float(np.median(arrivals - times[t][first]))  # when the members began, after the start
             pending, pending_arrival = offers[dropped], start_lag + times[t][dropped]
             heard = np.where(computing, free, heard)  # its previous offer (0: none yet)
