@@ -160,10 +160,13 @@ class DbwRule:
 class AutoPolicy:
     """Chooses N for the next step: `observe(arrivals, noise_scale)` after each step, `choose()` before.
 
-    Start at N_max (every arrival seen). While the noise scale is still unknown (nan) after that step, wait for
-    the least N that measures it (2 where the bounds allow; backupsgd.noise needs two batch sizes): in the engine the
-    first measurement reaches the coordinator a step or two late (rank 0's training thread posts it after applying
-    step 0), and those steps at N = P cost a digits run about 5% of its time to target.
+    While the noise scale is unknown (nan), the first step included, wait for the least N that measures it (2 where
+    the bounds allow; backupsgd.noise needs two batch sizes); in the engine the first measurement reaches the
+    coordinator a step or two late (rank 0's training thread posts it after applying step 0). The first step used to
+    wait for N_max, to see every arrival: in the engine that step is a warm-up (AutoQuorum.observe does not learn
+    from it) and its N_max-th arrival came 20-70 ms after its first on digits, 2-8% of a run's time to target; in
+    the simulator at 1,000 workers under Pareto delays it waited out the slowest of 1,000 and cost 8% of a run's
+    progress per second. The late READYs of the steps after it show the arrivals past 2.
     Switch to the best N only when its predicted value beats the current N's by `margin` (hysteresis,
     so near ties do not flap), and never to an N whose arrival was not seen within the window. Every
     `probe_every` steps, wait for max(2, 5% of P) more workers than the choice (at most N_max) for one
@@ -196,12 +199,12 @@ class AutoPolicy:
         self.arrivals = ArrivalEstimate(workers, spec.window)
         self.noise_scale = math.nan
         self.exchanges = ExchangeEstimate(workers)  # overhead(N), unless the spec fixes one (see exchanged())
-        self.n = self.n_max  # the current choice, before probing (see the class docstring for the first steps)
         self.steps = 0
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._last_exchange_s: float | None = None  # the latest step's exchange, as exchanged() was told it
+        self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
                 paused: bool = False) -> None:
@@ -275,10 +278,12 @@ class AutoPolicy:
     def deep_after_s(self) -> float:
         """How long a worker may go unheard before it counts as deep in a delay: DEEP_FACTOR times E[T_(N_max)]
         plus the overhead, the slowest step this policy may wait for (from its last READY a worker also waits for
-        the decision and the update before computing again). Counted in time, not in decisions: at N = 1 steps can
-        be decided within a millisecond of each other, and a worker of ordinary speed misses several. nan (no
-        worker is deep) until E[T_(N_max)] has been seen."""
-        return DEEP_FACTOR * float(self.arrivals.expected()[self.n_max - 1] + self.overheads()[self.n_max - 1])
+        the decision and the update before computing again); the largest E[T_(k)] seen for k <= N_max stands in
+        until T_(N_max) is (a run that starts at N = 2 may not see it for a while). Counted in time, not in
+        decisions: at N = 1 steps can be decided within a millisecond of each other, and a worker of ordinary speed
+        misses several. nan (no worker is deep) until an arrival has been seen."""
+        slowest = self.arrivals.expected()[: self.n_max] + self.overheads()[: self.n_max]
+        return DEEP_FACTOR * float(np.nanmax(slowest)) if np.isfinite(slowest).any() else math.nan
 
     def values(self, noise_scale: float | None = None, fresh_only: bool = True) -> np.ndarray:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds), at the noise scale in hand

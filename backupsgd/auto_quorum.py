@@ -46,6 +46,7 @@ class AutoQuorum:
         self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
         self._decided_at: float | None = None  # when the last step observed was decided ...
         self._decided_n = 0  # ... and at which N
+        self._warm = False  # whether a step was observed yet: the first one's arrivals are a warm-up's (observe)
 
     # --- rank 0's training thread --------------------------------------------------------------
     def post_noise(self, noise_scale: float | None) -> None:
@@ -88,13 +89,18 @@ class AutoQuorum:
 
     def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
         """`step` was decided with these members' READY times (seconds into the step); `late`: step - 1's READY
-        times that came after its decision (seconds into step - 1)."""
+        times that came after its decision (seconds into step - 1).
+
+        The first step observed is not learnt from, as a paused one is not: the ranks begin it unsynchronised (from
+        start-up, a resume or a takeover) and its compute is a warm-up (digits: 18 ms against 1.4 ms a step after
+        it), so its arrivals (T_(1..5) 22-46 ms against ~1-12 ms) lingered in E[T_(k)] for the N not chosen since."""
         arrivals = list(arrivals)
         self._decided_at, self._decided_n = time.perf_counter(), len(arrivals)
         with self._lock:
             noise = self._noise
-            paused = step in self._paused
+            paused = step in self._paused or not self._warm
             self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
+        self._warm = True
         late = [float(x) for x in late]
         self.policy.observe(arrivals, noise, late, paused)
         if not self._keep:

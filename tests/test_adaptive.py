@@ -145,7 +145,7 @@ def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_t
 def test_bounds_are_respected_and_probes_stay_inside_them():
     spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
     policy = AutoPolicy(spec, workers=6)
-    assert policy.choose() == 5  # starts at N_max = P - min
+    assert policy.choose() == 4  # starts at the least N that measures the noise scale: 2, raised to P - max
     chosen = []
     for _ in range(12):
         policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0], 0.0)  # noise-free: the fewest would be best
@@ -158,7 +158,7 @@ def test_bounds_are_respected_and_probes_stay_inside_them():
 
 def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_measures_it():
     policy = AutoPolicy(AutoSpec(window=1, probe_every=0), workers=4)
-    assert policy.choose() == 4  # the first step sees every arrival
+    assert policy.choose() == 2  # the first step too: its late READYs show the arrivals past 2
     policy.observe(EXP4, float("nan"))
     assert policy.choose() == 2  # two gradients measure the noise scale (backupsgd.noise); N = 4 waits 1.8x longer
     policy.observe(EXP4[:2], 2.0)
@@ -336,6 +336,16 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
     assert policy.deep_after_s() == pytest.approx(0.25)
 
 
+def test_deep_after_s_falls_back_to_the_slowest_arrival_seen():
+    # DEEP_FACTOR (2) times E[T_(N_max)] plus the overhead; only T_(1), T_(2) seen (a start at N = 2): T_(2) stands in
+    policy = AutoPolicy(AutoSpec(max_backups=3, window=1, probe_every=0, overhead_s=0.05), workers=4)
+    assert np.isnan(policy.deep_after_s())  # nothing seen: nobody is deep
+    policy.observe([0.1, 0.2], 1.0)
+    assert policy.deep_after_s() == pytest.approx(2 * (0.2 + 0.05))
+    policy.observe([0.1, 0.2, 0.3, 0.4], 1.0)
+    assert policy.deep_after_s() == pytest.approx(2 * (0.4 + 0.05))
+
+
 def test_no_choice_waits_for_a_worker_deep_in_a_delay():
     """Arrivals nearly equal and much noise: every gradient is worth its wait, N = P = 4. With one worker deep in a
     delay N is capped at 3; workers only busy (heard from lately: a few ms behind) do not cap it; the least N bounds
@@ -373,7 +383,9 @@ def test_auto_beats_every_static_b_when_the_regime_shifts():
     assert auto.progress_per_s > max(r.progress_per_s for r in static)
     trace = replay_auto(_times(spec, 16, 300), AutoSpec(), "backup", NO_NET, 1, 64.0)
     probes = trace.n == 14  # a probe waits for two workers more
-    assert np.all(trace.n[1:100][~probes[1:100]] == 12)  # the slow ranks are dropped from the first step on
+    # the slow ranks are dropped from the start: steps 0 and 1 wait for 2 (the noise scale's N), step 0's late
+    # READYs (the other fast ranks', tied with its decision) show T_(12) at step 1's, and step 2 waits for 12
+    assert trace.n[:2].tolist() == [2, 2] and np.all(trace.n[2:100][~probes[2:100]] == 12)
     assert np.all(trace.n[200:] == 16)  # a probe found the regime without stragglers, then N climbed to P
 
 
