@@ -204,6 +204,7 @@ class AutoPolicy:
         self._next_probe = spec.probe_every
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._last_exchange_s: float | None = None  # the latest step's exchange, as exchanged() was told it
+        self._values: tuple | None = None  # values()'s last answer and what it was computed from
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
@@ -288,15 +289,22 @@ class AutoPolicy:
     def values(self, noise_scale: float | None = None, fresh_only: bool = True) -> np.ndarray:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds), at the noise scale in hand
         or at `noise_scale`; `fresh_only`: only the N whose arrival was seen within the window (see below)."""
-        n = np.arange(1, self.workers + 1)
         noise = self.noise_scale if noise_scale is None else noise_scale
+        arrivals, overheads = self.arrivals.expected(), self.overheads()  # both kept until they change
+        key = (noise, fresh_only, self.arrivals.steps)
+        cached = self._values
+        if cached is not None and cached[0] == key and cached[1] is arrivals and cached[2] is overheads:
+            return cached[3]  # asked again before anything changed (a step asks two or three times)
+        n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, self.arrivals.expected() + self.overheads(), self.batch, noise)
+            val = self.rule.value(n, arrivals + overheads, self.batch, noise)
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.
         fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else np.ones(len(n), bool)
         val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
+        val.flags.writeable = False
+        self._values = (key, arrivals, overheads, val)
         return val
 
     def _noise_could_move_n(self) -> bool:
