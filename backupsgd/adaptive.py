@@ -9,8 +9,7 @@ seen when the step decides at N (later ones are censored). Two rules, behind one
 
 - "progress" (the default): a step that averages N gradients of B examples each makes
   N B / (N B + B_noise) of a noise-free step's progress (McCandlish et al. 2018, arXiv 1812.06162),
-  and takes E[T_(N)] + overhead(N) seconds (or, for an N timed within the window, its measured step time:
-  AutoPolicy.step_seconds); pick the N that maximises their ratio.
+  and takes E[T_(N)] + overhead(N) seconds; pick the N that maximises their ratio.
 - "dbw": Xu, Neglia, Sebastianelli, "Dynamic Backup Workers" (arXiv 2004.14696), as faithfully as
   we could reconstruct it: see `DbwRule`.
 """
@@ -206,10 +205,6 @@ class AutoPolicy:
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._last_exchange_s: float | None = None  # the latest step's exchange, as exchanged() was told it
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
-        # the whole time of the steps decided at each N, start to start, as measured (see step_seconds())
-        self.step_times = ExchangeEstimate(workers)
-        self._timed_at = np.full(workers, -(2 ** 62), dtype=np.int64)  # self.steps when each N was last timed
-        self._decided_s: float | None = None  # the latest step's decision, seconds into it (None: paused)
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
@@ -230,8 +225,6 @@ class AutoPolicy:
             self.arrivals.skip()
         else:
             self.arrivals.observe(arrivals, late, self._last_exchange_s)
-        # when this step was decided: with its exchange (exchanged()), its whole time, start to start
-        self._decided_s = None if paused or not len(arrivals) else float(np.max(arrivals))
         if noise_scale is not None and math.isfinite(noise_scale):
             # a negative estimate means "no noise"
             self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor
@@ -275,9 +268,6 @@ class AutoPolicy:
         if self.spec.overhead_s == 0:
             first = not self.exchanges.count.any()
             self.exchanges.observe(n, took_s)
-            if self._decided_s is not None:  # (a paused step's time counts an evaluation)
-                self.step_times.observe(n, self._decided_s + took_s)
-                self._timed_at[n - 1] = self.steps
             if first and not math.isnan(self.noise_scale):
                 self.n = self._best(hold=False)
 
@@ -301,40 +291,21 @@ class AutoPolicy:
         or at `noise_scale`; `fresh_only`: only the N whose arrival was seen within the window (see below)."""
         noise = self.noise_scale if noise_scale is None else noise_scale
         arrivals, overheads = self.arrivals.expected(), self.overheads()  # both kept until they change
-        timed = self.step_times.expected(0.0)
         key = (noise, fresh_only, self.arrivals.steps)
         cached = self._values
-        if cached is not None and cached[0] == key and cached[1] is arrivals and cached[2] is overheads \
-                and cached[3] is timed:
-            return cached[4]  # asked again before anything changed (a step asks two or three times)
+        if cached is not None and cached[0] == key and cached[1] is arrivals and cached[2] is overheads:
+            return cached[3]  # asked again before anything changed (a step asks two or three times)
         n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, self.step_seconds(), self.batch, noise)
+            val = self.rule.value(n, arrivals + overheads, self.batch, noise)
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.
         fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else np.ones(len(n), bool)
         val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
         val.flags.writeable = False
-        self._values = (key, arrivals, overheads, timed, val)
+        self._values = (key, arrivals, overheads, val)
         return val
-
-    def step_seconds(self) -> np.ndarray:
-        """What a step at each N = 1..P is expected to take, start to start: E[T_(N)] + overhead(N), except where
-        steps decided at N were timed within the window: there their measured time (smoothed as overhead(N) is).
-
-        Why: on a host whose cores the workers share, the sum is wrong for the N not chosen. Digits, 5 ranks on 2
-        cores (static runs at 9af953c, medians of the quiet phases): every N from 1 to 5 took 5.5-6.7 ms a step,
-        since the workers a small N drops still compute and hold the cores; but at N = 1 the dropped workers' READYs
-        came 2-12 ms into the step and the exchange took 5-9 ms, so the sum said N = 5 cost about twice N = 1 and
-        auto stayed at N = 1-2 where N = 5 made 28% more progress a step in the same time. Where the cores are the
-        workers' own (a cluster, the simulator) the measured time is that sum, and this changes nothing. Not with a
-        fixed overhead (`overhead=`): that spec asks for the model alone."""
-        model = self.arrivals.expected() + self.overheads()
-        if self.spec.overhead_s != 0:
-            return model
-        recent = self._timed_at >= self.steps - self.spec.window
-        return np.where(recent, self.step_times.expected(0.0), model)
 
     def _noise_could_move_n(self) -> bool:
         """Whether a noise scale twice the one in hand would move the best N off the current one, on every arrival

@@ -336,36 +336,6 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
     assert policy.deep_after_s() == pytest.approx(0.25)
 
 
-def test_an_n_timed_within_the_window_is_costed_at_its_measured_step_time():
-    """On a shared host a dropped worker's READY comes late because the cores are busy, not because waiting for it
-    would cost that much: the step time measured at N (decision + exchange, start to start) beats E[T_(N)] +
-    overhead(N) for an N timed within the window. P = 2, B_noise = B: N / (N + 1) is 0.5 and 0.667."""
-    def feed(policy):
-        policy.observe([0.001, 0.003], 1.0)  # a step at N = 2, decided at 3 ms ...
-        policy.exchanged(2, 0.001)  # ... its exchange 1 ms: 4 ms in all
-        policy.observe([0.001], 1.0)  # two at N = 1, 1 ms + 5 ms each
-        policy.exchanged(1, 0.005)
-        policy.observe([0.001], 1.0, late=[0.020])  # the second worker's READY 20 ms into the step before
-        policy.exchanged(1, 0.005)
-        return policy
-
-    spec = AutoSpec(max_backups=1, window=5, margin=0.0, probe_every=0)
-    measured = feed(AutoPolicy(spec, workers=2))
-    # E[T_(2)]: 3 ms, then the late 20 ms (of the step after): the plain mean of its first two, 11.5 ms
-    e2 = (0.003 + 0.020) / 2
-    assert measured.arrivals.expected()[1] == pytest.approx(e2)
-    np.testing.assert_allclose(measured.step_seconds(), [0.006, 0.004])  # both timed within the window
-    assert measured.choose() == 2  # 0.667 / 4 ms beats 0.5 / 6 ms
-    # the model alone (a fixed overhead): 0.5 / 2 ms beats 0.667 / (11.5 + 1) ms
-    model = feed(AutoPolicy(AutoSpec(max_backups=1, window=5, margin=0.0, probe_every=0, overhead_s=0.001), 2))
-    np.testing.assert_allclose(model.step_seconds(), [0.002, e2 + 0.001])
-    assert model.choose() == 1
-    for _ in range(5):  # N = 2 not timed for a window: its model again (E[T_(2)] + overhead(2), 1 ms)
-        measured.observe([0.001], 1.0)
-        measured.exchanged(1, 0.005)
-    assert measured.step_seconds()[1] == pytest.approx(measured.arrivals.expected()[1] + 0.001)
-
-
 def test_deep_after_s_falls_back_to_the_slowest_arrival_seen():
     # DEEP_FACTOR (2) times E[T_(N_max)] plus the overhead; only T_(1), T_(2) seen (a start at N = 2): T_(2) stands in
     policy = AutoPolicy(AutoSpec(max_backups=3, window=1, probe_every=0, overhead_s=0.05), workers=4)
