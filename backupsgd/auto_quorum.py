@@ -46,7 +46,6 @@ class AutoQuorum:
         self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
         self._decided_at: float | None = None  # when the last step observed was decided ...
         self._decided_n = 0  # ... and at which N
-        self._warm = False  # whether a step was observed yet: the first one's arrivals are a warm-up's (observe)
 
     # --- rank 0's training thread --------------------------------------------------------------
     def post_noise(self, noise_scale: float | None) -> None:
@@ -98,9 +97,8 @@ class AutoQuorum:
         self._decided_at, self._decided_n = time.perf_counter(), len(arrivals)
         with self._lock:
             noise = self._noise
-            paused = step in self._paused or not self._warm
+            paused = step in self._paused or self.policy.steps == 0  # (no step observed yet: a warm-up)
             self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
-        self._warm = True
         late = [float(x) for x in late]
         self.policy.observe(arrivals, noise, late, paused)
         if not self._keep:
