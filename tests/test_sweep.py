@@ -40,7 +40,8 @@ straggler = "exp:mean=0.001"
 
 
 def test_grid_product_collapses_full_modes_and_is_seed_major(tmp_path):
-    grid = load_grid(grid_file(tmp_path, GRID))
+    listed = GRID + 'order = "listed"\n'
+    grid = load_grid(grid_file(tmp_path, listed))
     points = [(s.options["seed"], s.options["mode"], s.options["backups"]) for s in grid.runs]
     # mode x backups x seed = 12 points; sync's b = 1, 2 collapse onto b = 0: 8 runs, seed 0 first
     assert points == [(0, "sync", 0), (0, "backup", 0), (0, "backup", 1), (0, "backup", 2),
@@ -50,7 +51,22 @@ def test_grid_product_collapses_full_modes_and_is_seed_major(tmp_path):
     names = [s.name for s in grid.runs]
     assert len(set(names)) == len(names)
     assert names[2].startswith("backup-b1-n4-exp_mean=0.001-s0-")
-    assert names == [s.name for s in load_grid(grid_file(tmp_path, GRID, "again.toml")).runs]  # deterministic
+    assert names == [s.name for s in load_grid(grid_file(tmp_path, listed, "again.toml")).runs]  # deterministic
+
+
+def test_default_order_shuffles_each_seed_so_no_configuration_always_runs_first(tmp_path):
+    text = GRID.replace("seed = [0, 1]", "seed = [0, 1, 2, 3, 4, 5, 6, 7]")
+    listed = load_grid(grid_file(tmp_path, text + 'order = "listed"\n', "listed.toml")).runs
+    shuffled = load_grid(grid_file(tmp_path, text)).runs
+    assert [s.options["seed"] for s in shuffled] == [s.options["seed"] for s in listed]  # still seed by seed
+    assert sorted(s.name for s in shuffled) == sorted(s.name for s in listed)  # the same runs
+    blocks = [[s.name for s in shuffled[i:i + 4]] for i in range(0, 32, 4)]
+    firsts = {block[0].split("-s")[0] for block in blocks}  # the configuration that ran first, per seed
+    assert len(firsts) > 1 and len({tuple(b) for b in blocks}) > 1  # not one order for every seed
+    assert [s.name for s in load_grid(grid_file(tmp_path, text, "again.toml")).runs] == \
+        [s.name for s in shuffled]  # drawn from the seeds: the same every load, so a sweep resumes in place
+    with pytest.raises(ConfigError, match='order = "listed"'):
+        load_grid(grid_file(tmp_path, text + 'order = "random"\n', "bad.toml"))
 
 
 def test_variants_override_and_union(tmp_path):

@@ -8,6 +8,7 @@ Format (documented with an example at the top of launch/experiments/smoke.toml):
     mode = ["sync", "backup"]  # any `backupsgd train` option: a list is swept, a scalar is fixed
     backups = [0, 1, 2]         # or "auto", "auto:rule=dbw": N chosen per step (backup mode only)
     seed = [0, 1, 2, 3, 4]
+    order = "shuffled"         # within a seed, runs in an order drawn from the seed ("listed": as written)
 
     [[sweep.variant]]          # optional: each variant's keys override [sweep]'s; the runs are the
     mode = "backup"            # union of every variant's Cartesian product (none: [sweep] alone)
@@ -15,6 +16,12 @@ Format (documented with an example at the top of launch/experiments/smoke.toml):
 
 A mode that waits for every worker refuses backups > 0 (`sync`, and the other full modes): for such
 a mode the grid collapses `backups` to 0 instead of failing, and the duplicates run once; `auto` too.
+
+The runs go seed by seed (every configuration of seed 0, then of seed 1, ...), so a slow drift of the machine's
+load hits every configuration alike; within a seed they go in an order drawn from the seed (a randomized block
+design), so that no configuration always runs first. In the written order the first-listed configuration
+(`auto`, in launch/experiments/auto-*.toml) ran first in every seed, and this machine's first ~10 minutes of a
+session ran slower than the rest: a bias against it that no number of seeds averages away.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +39,8 @@ from backupsgd.errors import ConfigError
 from backupsgd.sweep.script import SCRIPT_KEYS, check_script_point
 
 LAUNCH_KEYS = ("ranks",)  # vary per run, but are mpirun's, not train's
-SWEEP_KEYS = ("timeout_s",)  # one value for the whole sweep
+SWEEP_KEYS = ("timeout_s", "order")  # one value for the whole sweep
+ORDERS = ("shuffled", "listed")  # within a seed: drawn from the seed (the default), or as the grid file lists them
 OWNED_BY_SWEEP = ("out", "progress")  # the sweep sets these itself for every run
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -47,7 +56,7 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Grid:
-    runs: list[RunSpec]  # seed-major: every configuration of seed 0, then of seed 1, ...
+    runs: list[RunSpec]  # seed-major: every configuration of seed 0, then of seed 1, ... (see `order`)
     timeout_s: float
     collapsed: int  # points dropped as duplicates after a full mode's backups collapsed to 0
 
@@ -69,20 +78,37 @@ def load_grid(path: str | Path) -> Grid:
     timeout_s = table.pop("timeout_s", DEFAULT_TIMEOUT_S)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
         raise ConfigError(f"grid file {path}: timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    order = table.pop("order", ORDERS[0])
+    if order not in ORDERS:
+        raise ConfigError(f"grid file {path}: order = {order!r}; use order = \"shuffled\" (the default: within a "
+                          f"seed, an order drawn from the seed) or order = \"listed\" (as the file lists them)")
     points: dict[str, RunSpec] = {}
     expanded = 0
     for variant in variants:
         variant = {k.replace("-", "_"): v for k, v in variant.items()}
-        if "timeout_s" in variant:
-            raise ConfigError(f"grid file {path}: timeout_s belongs in [sweep], not in a [[sweep.variant]]")
+        for key in SWEEP_KEYS:
+            if key in variant:
+                raise ConfigError(f"grid file {path}: {key} belongs in [sweep], not in a [[sweep.variant]]")
         for values in _product(path, table | variant):
             expanded += 1
             spec = _point(path, values)
             points.setdefault(spec.name, spec)
-    # Seed-major order: a slow drift of the machine's load then hits every configuration alike.
-    order = {name: i for i, name in enumerate(points)}
-    runs = sorted(points.values(), key=lambda s: (s.options.get("seed", 0), order[s.name]))
-    return Grid(runs, float(timeout_s), expanded - len(runs))
+    return Grid(_seed_major(list(points.values()), order), float(timeout_s), expanded - len(points))
+
+
+def _seed_major(listed: list[RunSpec], order: str) -> list[RunSpec]:
+    """The runs seed by seed; within a seed as listed, or shuffled by a generator seeded from the seed (the same
+    order every time the grid loads, so an interrupted sweep resumes where it was)."""
+    by_seed: dict[Any, list[RunSpec]] = {}
+    for spec in listed:
+        by_seed.setdefault(spec.options.get("seed", 0), []).append(spec)
+    runs = []
+    for seed in sorted(by_seed):
+        block = by_seed[seed]
+        if order == "shuffled":
+            random.Random(f"backupsgd sweep order, seed {seed}").shuffle(block)
+        runs.extend(block)
+    return runs
 
 
 def _product(path: Path, table: dict[str, Any]) -> list[dict[str, Any]]:
