@@ -16,6 +16,12 @@ from backupsgd.auto_quorum import replay_choices, survivors_spec
 from backupsgd.failover import StepLog, go_on_from
 from backupsgd.rundir import RunWriter
 
+# The runs replayed here train logistic regression (convex, smooth), not the digits MLP: with the MLP's ReLUs a
+# one-ulp difference between the reducer's sum and the replay's grows chaotically (a fresh-clone CI run of the
+# round-1 case ended 1.3e-4 off on 0.4% of the weights, replicas identical), as far as a stale member moves them;
+# tests/test_member_timeout.py's WORKLOAD comment has the measurements.
+WORKLOAD = ["--model", "logreg"]
+
 
 @pytest.mark.parametrize("reducer,straggler,fault,member_timeout,went_on_from", [
     # killed as step 9 starts: the survivors go on from about there
@@ -35,7 +41,7 @@ from backupsgd.rundir import RunWriter
 def test_dead_coordinator_under_ulfm_hands_over_and_training_goes_on(tmp_path, reducer, straggler, fault,
                                                                      member_timeout, went_on_from):
     out = tmp_path / "run"
-    result = mpirun(5, ["-m", "backupsgd", "train", "--no-progress", "--out", str(out), "--mode", "backup",
+    result = mpirun(5, ["-m", "backupsgd", "train", *WORKLOAD, "--no-progress", "--out", str(out), "--mode", "backup",
                         "--backups", "2", "--steps", "30", "--eval-every", "5", "--straggler", straggler,
                         "--check-every", "5", "--reducer", reducer, "--member-timeout", member_timeout,
                         "--fault", fault, "--stall-timeout", "60"],  # a stall is reported, naming whom it waits for
