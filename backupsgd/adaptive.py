@@ -28,6 +28,10 @@ from backupsgd.errors import ConfigError
 RULES = ("progress", "dbw")
 DEEP_FACTOR = 2.0  # silent this many times the slowest usual step, a worker is deep in a delay (deep_after_s)
 MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
+# The least b by default: one backup, so no N waits for the slowest of all P. The rules see a few steps' mean
+# arrivals, which cannot foresee a rare long delay (Fashion-MNIST under Pareto: one worker's 35 s at step 5 met
+# auto at N = P); one backup bounds what any single worker's tail costs a step, the point of Chen et al.'s method.
+DEFAULT_MIN_BACKUPS = 1
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class AutoSpec:
     """A parsed `--backups auto[:key=value,...]`; None bounds mean "what the world allows"."""
 
     rule: str = "progress"  # progress or dbw
-    min_backups: int = 0  # b never below this (N <= P - min)
+    min_backups: int | None = None  # b never below this (N <= P - min); default 1 where max allows, see bounds()
     max_backups: int | None = None  # b never above this (N >= P - max); default P - 2, see bounds()
     window: int = 20  # memory of the arrival estimates, in steps (an EMA span)
     margin: float = 0.05  # hysteresis: switch N only for a predicted gain above this fraction
@@ -47,7 +51,8 @@ class AutoSpec:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ConfigError(f"--backups auto: unknown rule {self.rule!r}; use rule=progress or rule=dbw")
-        if self.min_backups < 0 or (self.max_backups is not None and self.max_backups < self.min_backups):
+        if (self.min_backups is not None and self.min_backups < 0) or (
+                None not in (self.min_backups, self.max_backups) and self.max_backups < self.min_backups):
             raise ConfigError(f"--backups auto: need 0 <= min <= max, got min={self.min_backups}, "
                               f"max={self.max_backups}; e.g. --backups auto:min=0,max=4")
         if self.window < 1 or self.probe_every < 0:
@@ -64,12 +69,17 @@ class AutoSpec:
 
     def bounds(self, workers: int) -> tuple[int, int]:
         """(N_min, N_max) at P workers. The default max keeps N >= 2 where P allows, so the noise
-        scale (which needs two batch sizes, backupsgd.noise) stays measurable."""
+        scale (which needs two batch sizes, backupsgd.noise) stays measurable; the default min keeps
+        one backup (DEFAULT_MIN_BACKUPS) unless max leaves no room for it (P <= 2, or max=0)."""
         max_b = max(workers - 2, 0) if self.max_backups is None else self.max_backups
-        if max_b >= workers or self.min_backups >= workers:
-            raise ConfigError(f"--backups auto: max={max_b} or min={self.min_backups} leaves no N >= 1 at "
+        min_b = min(DEFAULT_MIN_BACKUPS, max_b) if self.min_backups is None else self.min_backups
+        if max_b >= workers or min_b >= workers:
+            raise ConfigError(f"--backups auto: max={max_b} or min={min_b} leaves no N >= 1 at "
                               f"{workers} workers; give max <= {workers - 1}")
-        return workers - max_b, workers - self.min_backups
+        if min_b > max_b:
+            raise ConfigError(f"--backups auto: the default max={max_b} at {workers} workers is below min={min_b}; "
+                              f"give min <= {max_b} or a max of its own")
+        return workers - max_b, workers - min_b
 
     @property
     def label(self) -> str:

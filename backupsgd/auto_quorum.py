@@ -115,7 +115,8 @@ class AutoQuorum:
 def survivors_spec(spec: AutoSpec, living: int, least: int) -> AutoSpec:
     """`spec` for a coordinator that takes over with `living` workers: its least N stays `least` (the N a run
     was launched to keep), and its most is the living workers less `spec`'s minimum backups."""
-    return replace(spec, max_backups=living - least, min_backups=min(spec.min_backups, living - least))
+    fewest = None if spec.min_backups is None else min(spec.min_backups, living - least)
+    return replace(spec, max_backups=living - least, min_backups=fewest)
 
 
 def successor(spec: AutoSpec, living: int, least: int, batch: int) -> AutoQuorum:

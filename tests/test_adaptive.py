@@ -235,7 +235,22 @@ def test_bad_auto_specs_name_the_fix(text, fix):
 def test_bounds_beyond_the_world_are_refused():
     with pytest.raises(ConfigError, match="give max <= 3"):
         parse_auto("auto:max=4").bounds(4)
-    assert parse_auto("auto").bounds(4) == (2, 4) and parse_auto("auto").bounds(1) == (1, 1)
+    with pytest.raises(ConfigError, match="give min <= 2"):
+        parse_auto("auto:min=3").bounds(4)  # the default max (P - 2) leaves N >= 2; min=3 asks N <= 1
+
+
+@pytest.mark.parametrize("text,workers,bounds", [
+    ("auto", 5, (2, 4)),  # by default one backup: no N waits for the slowest of all P
+    ("auto", 3, (2, 2)),
+    ("auto", 2, (2, 2)),  # max = P - 2 = 0 leaves no room for a backup: min falls to 0
+    ("auto", 1, (1, 1)),
+    ("auto:min=0", 5, (2, 5)),  # N = P only when asked for
+    ("auto:max=0", 5, (5, 5)),
+    ("auto:max=4", 5, (1, 4)),
+    ("auto:min=2,max=3", 5, (2, 3)),
+])
+def test_default_bounds_keep_one_backup(text, workers, bounds):
+    assert parse_auto(text).bounds(workers) == bounds
 
 
 def _times(spec: str, workers: int, steps: int, seed: int = 0) -> np.ndarray:
@@ -338,7 +353,7 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
 
 def test_deep_after_s_falls_back_to_the_slowest_arrival_seen():
     # DEEP_FACTOR (2) times E[T_(N_max)] plus the overhead; only T_(1), T_(2) seen (a start at N = 2): T_(2) stands in
-    policy = AutoPolicy(AutoSpec(max_backups=3, window=1, probe_every=0, overhead_s=0.05), workers=4)
+    policy = AutoPolicy(AutoSpec(min_backups=0, max_backups=3, window=1, probe_every=0, overhead_s=0.05), workers=4)
     assert np.isnan(policy.deep_after_s())  # nothing seen: nobody is deep
     policy.observe([0.1, 0.2], 1.0)
     assert policy.deep_after_s() == pytest.approx(2 * (0.2 + 0.05))
@@ -351,7 +366,7 @@ def test_no_choice_waits_for_a_worker_deep_in_a_delay():
     delay N is capped at 3; workers only busy (heard from lately: a few ms behind) do not cap it; the least N bounds
     the cap (N >= 3 with max=1: two deep workers leave N at 3, as a static b = 1 would wait for one of them)."""
     def policy(max_backups: int) -> AutoPolicy:
-        p = AutoPolicy(AutoSpec(max_backups=max_backups, window=1, margin=0.0, probe_every=0), workers=4)
+        p = AutoPolicy(AutoSpec(min_backups=0, max_backups=max_backups, window=1, margin=0.0, probe_every=0), 4)
         p.observe([1.0, 1.0, 1.0, 1.01], 1e6)
         return p
 
@@ -370,7 +385,8 @@ def test_auto_pinned_to_one_n_replays_as_the_static_schedule(restart):
 
 
 def test_auto_beats_every_static_b_when_the_regime_shifts():
-    # 100 steps with 4 ranks 5x slow (the best N is 12), then none (the best N is P = 16, with this much noise)
+    # 100 steps with 4 ranks 5x slow (the best N is 12), then none (the best N is P = 16, with this much noise;
+    # auto's default bounds keep one backup, so it goes to 15 and still beats every static b over the run)
     spec = "phases:slow:ranks=0+1+2+3,factor=5@0-100;none@100-"
     config = SimConfig(workers=(16,), backups=(0, 2, 4, 6), modes=("backup",), straggler=spec, steps=300,
                        net=NO_NET, noise_scale=64.0, auto=(AutoSpec(),))
@@ -386,7 +402,7 @@ def test_auto_beats_every_static_b_when_the_regime_shifts():
     # the slow ranks are dropped from the start: steps 0 and 1 wait for 2 (the noise scale's N), step 0's late
     # READYs (the other fast ranks', tied with its decision) show T_(12) at step 1's, and step 2 waits for 12
     assert trace.n[:2].tolist() == [2, 2] and np.all(trace.n[2:100][~probes[2:100]] == 12)
-    assert np.all(trace.n[200:] == 16)  # a probe found the regime without stragglers, then N climbed to P
+    assert np.all(trace.n[200:] == 15)  # a probe found the regime without stragglers, then N climbed to P - 1
 
 
 def test_cli_reports_auto_rows_and_progress_per_s(tmp_path):
@@ -397,7 +413,7 @@ def test_cli_reports_auto_rows_and_progress_per_s(tmp_path):
     assert result.exit_code == 0, result.output
     assert "progress/s" in result.output
     rows = json.loads(out.read_text())["rows"]
-    assert [r["backups"] for r in rows] == [0, 2, "auto:max=4", "auto-dbw"]
+    assert [r["backups"] for r in rows] == [0, 2, "auto:min=0,max=4", "auto-dbw"]
     assert all(r["progress_per_s"] > 0 for r in rows)
     assert 12 <= rows[2]["N"] <= 16
     static = rows[0]
