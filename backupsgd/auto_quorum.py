@@ -1,9 +1,9 @@
 """`--backups auto` on the coordinator: the policy (backupsgd.adaptive) fed what rank 0 sees, and what it chose;
 and the writer's count of each step's N (`QuorumTally`), auto or not, for steps.jsonl and the summary.
 
-Rank 0's engine thread asks `choose()` before each step's vote and calls `observe()` when it decides the
+Rank 0's engine thread asks `choose()` before each step's vote and calls `decided()` when it decides the
 step, with the READY arrivals of the step's members (the first N; later ones are censored, as
-ArrivalEstimate expects). The smoothed gradient noise scale is measured on rank 0's training thread,
+ArrivalEstimate expects); the policy learns them in `catch_up()`, after the step's reduction. The smoothed gradient noise scale is measured on rank 0's training thread,
 after it applies a step: it posts it with `post_noise()`, and the engine thread takes the latest one
 posted when it observes a step. So the noise scale a choice used is whatever had been posted by then,
 which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections import deque
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class AutoQuorum:
         self._noise = math.nan
         self._records: dict[int, dict] = {}
         self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
+        self._pending: deque[tuple[int, list[float], list[float]]] = deque()  # decided(), not yet learnt from
         self._decided_at: float | None = None  # when the last step observed was decided ...
         self._decided_n = 0  # ... and at which N
 
@@ -63,6 +65,7 @@ class AutoQuorum:
     def record(self, step: int) -> dict:
         """steps.jsonl's fields for `step` (once): the N chosen (`quorum`) and `auto`, the estimates behind
         it and after it; {} if none was kept (a step not decided by this coordinator)."""
+        self.catch_up()
         with self._lock:
             return self._records.pop(step, {})
 
@@ -88,28 +91,46 @@ class AutoQuorum:
 
     def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
         """`step` was decided with these members' READY times (seconds into the step); `late`: step - 1's READY
-        times that came after its decision (seconds into step - 1).
+        times that came after its decision (seconds into step - 1). decided() and catch_up() at once."""
+        self.decided(step, arrivals, late)
+        self.catch_up()
+
+    def decided(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
+        """`step` was decided now, as observe() takes it, but learnt from later (catch_up()): the coordinator
+        calls this as it sends the decision, when every rank waits for its part of the reduction, and the policy's
+        update (0.15 ms a step, on digits' 6-10 ms steps on 2 cores) would hold them all up."""
+        arrivals = [float(x) for x in arrivals]
+        self._decided_at, self._decided_n = time.perf_counter(), len(arrivals)
+        with self._lock:
+            self._pending.append((step, arrivals, [float(x) for x in late]))
+
+    def catch_up(self) -> None:
+        """Learn from the steps decided() since: the coordinator's engine thread calls it before it chooses the
+        next N (after its reduction), record() before it hands out a step's record (a writer may ask first), so
+        every choice and every record sees the policy as observe() would have left it. Either thread may run it;
+        the engine thread touches the policy only after its own catch_up(), with nothing pending."""
+        with self._lock:
+            while self._pending:
+                self._learn(*self._pending.popleft())
+
+    def _learn(self, step: int, arrivals: list[float], late: list[float]) -> None:
+        """Fold one decided step into the policy and its record (the lock held).
 
         The first step observed is not learnt from, as a paused one is not: the ranks begin it unsynchronised (from
         start-up, a resume or a takeover) and its compute is a warm-up (digits: 18 ms against 1.4 ms a step after
         it), so its arrivals (T_(1..5) 22-46 ms against ~1-12 ms) lingered in E[T_(k)] for the N not chosen since."""
-        arrivals = list(arrivals)
-        self._decided_at, self._decided_n = time.perf_counter(), len(arrivals)
-        with self._lock:
-            noise = self._noise
-            paused = step in self._paused or self.policy.steps == 0  # (no step observed yet: a warm-up)
-            self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
-        late = [float(x) for x in late]
+        noise = self._noise
+        paused = step in self._paused or self.policy.steps == 0  # (no step observed yet: a warm-up)
+        self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
         self.policy.observe(arrivals, noise, late, paused)
         if not self._keep:
             return
         values = self.policy.values()
         after = self.policy.n
-        with self._lock:
-            auto = self._records.setdefault(step, {"auto": {}})["auto"]
-            auto.update({"noise_scale": noise, "late": late, "paused": paused,
-                         "expected_s": [float(x) for x in self.policy.arrivals.expected()],
-                         "next": after, "value": float(values[after - 1])})
+        auto = self._records.setdefault(step, {"auto": {}})["auto"]
+        auto.update({"noise_scale": noise, "late": late, "paused": paused,
+                     "expected_s": [float(x) for x in self.policy.arrivals.expected()],
+                     "next": after, "value": float(values[after - 1])})
 
 
 def survivors_spec(spec: AutoSpec, living: int, least: int) -> AutoSpec:

@@ -87,6 +87,33 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
 
 
+def test_a_decision_learnt_after_its_reduction_makes_the_same_choices_and_records(monkeypatch):
+    """The coordinator calls decided() as it sends a decision and catch_up() before its next choice (the policy's
+    update off the reduction's critical path); a writer may ask for the step's record in between. Either way the
+    choices and the records equal those of observe() at the decision (on one clock: the exchange is timed)."""
+    clock = [0.0]
+    monkeypatch.setattr("backupsgd.auto_quorum.time.perf_counter", lambda: clock[0])
+    spec = parse_auto("auto:probe=5,window=5")
+    now, later = AutoQuorum(spec, workers=5, batch=8), AutoQuorum(spec, workers=5, batch=8)
+    rng = np.random.default_rng(2)
+    for step in range(60):
+        times = np.sort(rng.exponential(0.0005, 5) + np.array([0, 0, 0, 0.3, 0.3]) * (20 <= step < 40))
+        later.catch_up()
+        if step:
+            later.post_noise(40.0)  # posted after the step before was learnt from, as `now`'s was
+        clock[0] = step * 0.01  # each step starts 10 ms after the last, 2 ms after its decision
+        n = now.choose(step, 5)
+        assert later.choose(step, 5) == n, step
+        clock[0] += 0.008
+        now.observe(step, times[:n])
+        now.post_noise(40.0)
+        later.decided(step, times[:n])
+        if step % 2:  # the writer asks before the engine thread catches up: record() learns first
+            assert later._pending
+            mine, theirs = later.record(step), now.record(step)
+            assert json.dumps(mine) == json.dumps(theirs) and "expected_s" in mine["auto"], step  # (nan: by text)
+
+
 def test_a_calibrated_noise_model_replays_and_drops_more():
     # noise=0.01: B_noise 0.4 examples against batches of 8, so waiting for all 5 gradients buys 4% progress per
     # step for 1 ms more on 5 ms steps: N falls from P to 1-2 before the slow phase (uncalibrated it stays at P).
