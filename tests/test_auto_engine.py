@@ -5,6 +5,7 @@ configuration errors."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -274,13 +275,14 @@ def test_report_judges_auto_against_the_best_static_b(tmp_path):
     report = build_report(root, scale=False)
     text = report.markdown.read_text()
     assert "| backup b=auto, P=3, none | 1 | 2.50 | 2..3 | 11.0 |" in text  # mean N, range, changes of N
-    assert "| none, P=3 | backup b=auto | 1/1 | 1.20 | b=2 (1.50) | 0.800 | n/a | yes | none |" in text
+    assert "| none, P=3 | backup b=auto | 1/1 | 1.20 | b=2 (1.50) | 0.800 | n/a | n/a | yes | none |" in text
     assert root / "auto.png" in report.figures
 
 
 def test_the_judgments_interval_pairs_seeds(tmp_path):
     """Three seeds whose times to target spread 1.0-2.0 s, auto 0.8x b = 2's on each: paired, the interval is
-    exactly [0.8, 0.8] (every resample has ratio 0.8); an unpaired bootstrap spans 0.51-1.26."""
+    exactly [0.8, 0.8] (every resample has ratio 0.8); an unpaired bootstrap spans 0.51-1.26. Per-seed ratios that never
+    vary need no more than the 3 seeds an interval takes to resolve 5%."""
     from test_report import write_run
 
     root = tmp_path / "runs"
@@ -289,4 +291,20 @@ def test_the_judgments_interval_pairs_seeds(tmp_path):
         write_run(root, f"b2-{seed}", backups=2, seed=seed, evals=[(4, t, 0.91)], **common)
         _as_auto(write_run(root, f"auto-{seed}", backups=1, seed=seed, evals=[(4, 0.8 * t, 0.92)], **common))
     text = build_report(root, scale=False).markdown.read_text()
-    assert "| none, P=3 | backup b=auto | 3/3 | 1.20 | b=2 (1.50) | 0.800 | 0.800-0.800 | yes | none |" in text
+    assert "| none, P=3 | backup b=auto | 3/3 | 1.20 | b=2 (1.50) | 0.800 | 0.800-0.800 | 3 | yes | none |" in text
+
+
+def test_the_seeds_a_judgment_to_5_percent_needs_follow_the_per_seed_spread(tmp_path):
+    """Per-seed ratios e^0.1, e^-0.1, e^0 (log ratios 0.1, -0.1, 0: sd 0.1): a 95% interval +-5% wide needs
+    (1.96 x 0.1 / ln 1.05)^2 = 16.14, so 17 seeds."""
+    from test_report import write_run
+
+    root = tmp_path / "runs"
+    common = dict(mode="backup", step_s=0.008, final_acc=0.95, steps_per_s=40.0)
+    for seed, log_ratio in enumerate([0.1, -0.1, 0.0]):
+        write_run(root, f"b2-{seed}", backups=2, seed=seed, evals=[(4, 1.0, 0.91)], **common)
+        _as_auto(write_run(root, f"auto-{seed}", backups=1, seed=seed, evals=[(4, math.exp(log_ratio), 0.92)],
+                           **common))
+    text = build_report(root, scale=False).markdown.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| none, P=3 | backup b=auto |"))
+    assert row.split(" | ")[7] == "17", row

@@ -7,6 +7,7 @@ per step (compute + injected delay, from ranks.jsonl: the stragglers the choice 
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from backupsgd.report.tables import markdown_table  # noqa: E402
 MAX_SHOWN = 12  # configurations drawn; the table lists every one
 COLUMNS = 4  # ... side by side, so that a sweep's 2 rules x 4 regimes make two readable rows
 BOOTSTRAP_RESAMPLES = 9999
+RESOLVE_WITHIN = 0.05  # issue 14's judgment: within 5% of the best static b
+Z95 = 1.96  # the normal quantile of a two-sided 95% interval
 TITLE_WIDTH = 48  # characters a title line takes at 9 pt over one column (wrapped at the label's ", ")
 
 
@@ -83,20 +86,38 @@ def auto_table(stats: list[GroupStats]) -> str:
                           align_right_from=1)
 
 
-def paired_ratio_interval(auto: GroupStats, static: GroupStats) -> tuple[float, float] | None:
-    """A 95% bootstrap interval of auto's mean time to target over `static`'s, resampling seeds in pairs: a seed
-    fixes the data order, the initial weights and the straggler draws of both runs, so its luck counts once and the
-    interval is about the choice of N, not the seeds. None unless both reached the target on the same 3 or more
-    seeds (a seed that never reached it has no time to pair)."""
+def _paired_times(auto: GroupStats, static: GroupStats) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both configurations' times to target on the seeds they share, seed by seed; None unless both reached the
+    target on the same 3 or more seeds (a seed that never reached it has no time to pair)."""
     times = [{r.seed: r.time_to(g.target) for r in g.group.runs} for g in (auto, static)]
     seeds = sorted(set(times[0]) & set(times[1]))
     if len(seeds) < 3 or any(t[seed] is None for t in times for seed in seeds):
         return None
     x, y = (np.array([t[seed] for seed in seeds]) for t in times)
-    result = scipy.stats.bootstrap((x, y), lambda x, y, axis: np.mean(x, axis) / np.mean(y, axis), paired=True,
+    return x, y
+
+
+def paired_ratio_interval(auto: GroupStats, static: GroupStats) -> tuple[float, float] | None:
+    """A 95% bootstrap interval of auto's mean time to target over `static`'s, resampling seeds in pairs: a seed
+    fixes the data order, the initial weights and the straggler draws of both runs, so its luck counts once and the
+    interval is about the choice of N, not the seeds. None without 3 paired seeds (`_paired_times`)."""
+    if (paired := _paired_times(auto, static)) is None:
+        return None
+    result = scipy.stats.bootstrap(paired, lambda x, y, axis: np.mean(x, axis) / np.mean(y, axis), paired=True,
                                    vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
                                    random_state=0)  # percentile: BCa fails on ratios that never vary
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def seeds_to_resolve(auto: GroupStats, static: GroupStats, within: float = RESOLVE_WITHIN) -> int | None:
+    """How many paired seeds a 95% interval of the ratio would need to be +-`within` wide, judging by these seeds'
+    spread: ceil((1.96 sd / ln(1 + within))^2), sd the spread of the per-seed log ratios, never fewer than the 3
+    an interval needs. A planning figure, not a test: the spread of 3-5 seeds is itself uncertain, and on a shared
+    machine it holds the machine's drift between runs as well as the training's (results/README section 10)."""
+    if (paired := _paired_times(auto, static)) is None:
+        return None
+    spread = float(np.std(np.log(paired[0] / paired[1]), ddof=1))
+    return max(3, math.ceil((Z95 * spread / math.log1p(within)) ** 2))
 
 
 def auto_against_static(stats: list[GroupStats]) -> str:
@@ -114,14 +135,17 @@ def auto_against_static(stats: list[GroupStats]) -> str:
             ratio = a.time_to_target.mean / best.time_to_target.mean
             unreached = [s for s in static if s.reached < s.seeds]
             interval = paired_ratio_interval(a, best)
+            needed = seeds_to_resolve(a, best)
             rows.append([f"{straggler}, P={workers}", a.group.short, f"{a.reached}/{a.seeds}",
                          f"{a.time_to_target.mean:.2f}", f"b={best.group.backups} ({best.time_to_target.mean:.2f})",
                          f"{ratio:.3f}", "n/a" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}",
+                         "n/a" if needed is None else str(needed),
                          "yes" if ratio < 1 and a.reached == a.seeds else "no",
                          ", ".join(f"b={s.group.backups}" for s in unreached) or "none"])
     if not rows:
         return ""
     return markdown_table(["panel", "auto", "reached", "time to target, s", "best static b (s)",
-                           "auto / best static", "95% interval, paired seeds", "beats every static b",
+                           "auto / best static", "95% interval, paired seeds", f"seeds for +-{RESOLVE_WITHIN:.0%}",
+                           "beats every static b",
                            "static b not reaching it every seed"],
                           rows, align_right_from=2)

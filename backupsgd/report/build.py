@@ -172,7 +172,10 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
                     "mean, chosen knowing the outcome; below 1, auto was faster. The interval is a 95% bootstrap "
                     "interval of that ratio, drawing seeds with replacement and each seed's two runs together (a seed "
                     "fixes the data order and the straggler draws of both); a ratio whose interval holds 1 is not "
-                    "told apart from the best static b by these seeds:", "", judged, ""]
+                    "told apart from the best static b by these seeds. \"Seeds for +-5%\" is how many paired seeds "
+                    "an interval that narrow would take at the spread of these seeds' per-seed ratios (a planning "
+                    "figure: that spread is itself uncertain, and on a shared machine it holds the machine's drift "
+                    "between runs as well as the training's):", "", judged, ""]
         if "auto.png" in figures:
             out += ["Top: N per step (a one-step spike is a probe); bottom: every worker's compute + injected delay "
                     "per step, for the lowest seed.", "", "![N over time](auto.png)", ""]
