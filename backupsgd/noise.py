@@ -59,6 +59,9 @@ def estimate(sum_sq_norms: float, count: int, batch: int, mean_sq_norm: float) -
     return NoiseEstimate(grad_sq, trace_cov)
 
 
+MAX_GAP_WEIGHT = 0.5  # a measurement after unmeasured steps weighs at most this (see NoiseScale)
+
+
 class NoiseScale:
     """B_simple smoothed over steps: exponential moving averages of |G|^2 and of tr(Sigma), then their ratio.
 
@@ -72,12 +75,23 @@ class NoiseScale:
     `--backups auto` a run at N = 1 measures only now and then; counted per measurement, its average still
     held the first steps' small values a hundred steps on, and N was chosen as if the gradients were far
     less noisy than they were. When every step is measured the two ways are the same.
+
+    But one measurement never outweighs the average it joins (MAX_GAP_WEIGHT): one step's |G|^2 can come out near
+    zero or negative, and after 83 unmeasured steps (weight 0.99) one such step made a digits run's B_simple 2,714
+    examples against 26 the step before, and auto waited for 3 of 5 until it came back down. Replayed on recorded
+    static b = 3 runs, which measure every step (results/noise-gap/replay.py), measuring only every 20th step with
+    the cap halved the estimates off by more than 5x on Fashion-MNIST (whose B_simple grows 15x over a run) and cut
+    them by a third on digits, with the median error about unchanged: results/noise-gap/README.md has the table.
     """
 
-    def __init__(self, decay: float = 0.95) -> None:
+    def __init__(self, decay: float = 0.95, max_gap_weight: float = MAX_GAP_WEIGHT) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
+        if not 0.0 < max_gap_weight <= 1.0:
+            raise ValueError(f"max_gap_weight must be in (0, 1] (1: no cap), got {max_gap_weight}")
         self.decay = decay
+        # the most one measurement weighs after a gap: the cap, or one step's own weight where decay gives it more
+        self._max_weight = max(1.0 - decay, max_gap_weight)
         self._grad_sq = self._trace_cov = 0.0
         self._weight = 0.0  # the same average of a constant 1: the bias correction (1 - decay^t, measured each step)
         self._last: int | None = None  # the step last measured
@@ -86,7 +100,7 @@ class NoiseScale:
         """Fold in one step's estimate, of step `at` (None: the step after the last one folded); returns the
         smoothed |G|^2 and tr(Sigma) (b_simple: their ratio)."""
         gap = 1 if at is None or self._last is None else max(1, at - self._last)
-        keep = self.decay ** gap
+        keep = max(self.decay ** gap, 1.0 - self._max_weight)
         self._grad_sq = keep * self._grad_sq + (1 - keep) * step.grad_sq
         self._trace_cov = keep * self._trace_cov + (1 - keep) * step.trace_cov
         self._weight = keep * self._weight + (1 - keep)

@@ -24,7 +24,9 @@ SHIFT = "phases:none@0-10;slow:ranks=3+4,delay=0.2@10-35;none@35-"
 
 def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path):
     out = tmp_path / "run"
-    summary = train(5, out, "--mode", "backup", "--backups", "auto", "--steps", "50", "--model", "mlp",
+    # logreg: a convex model, so the reduction's summation order cannot be amplified past the replay's tolerance
+    # (the MLP failed it once in 38 of 17,226 parameters, by 1e-4, after 50 steps of momentum)
+    summary = train(5, out, "--mode", "backup", "--backups", "auto", "--steps", "50", "--model", "logreg",
                     "--straggler", SHIFT, "--eval-every", "20", timeout=150)
     steps = read_steps(out)
     assert [s["step"] for s in steps] == list(range(50))

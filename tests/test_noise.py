@@ -87,20 +87,52 @@ def test_smoothing_is_the_ratio_of_bias_corrected_averages():
 
 
 def test_a_measurement_after_unmeasured_steps_weighs_as_if_each_had_measured_it():
-    """Steps of one member measure nothing: the past decays with the steps trained, so a measurement of step 3
-    after one of step 0 folds in as the same estimate at steps 1, 2 and 3 would (what the average should hold
-    when nothing newer is known), not as one step's worth."""
-    gapped, every = NoiseScale(decay=0.5), NoiseScale(decay=0.5)
+    """Steps of one member measure nothing: the past decays with the steps trained, so a measurement of step 2
+    after one of step 0 folds in as the same estimate at steps 1 and 2 would (what the average should hold
+    when nothing newer is known), not as one step's worth (below the cap on a gap's weight, 0.36 < 0.5 here)."""
+    gapped, every = NoiseScale(decay=0.8), NoiseScale(decay=0.8)
     gapped.update(NoiseEstimate(2.0, 10.0), at=0)
     every.update(NoiseEstimate(2.0, 10.0), at=0)
-    late = gapped.update(NoiseEstimate(4.0, 40.0), at=3)
-    for step in (1, 2, 3):
+    late = gapped.update(NoiseEstimate(4.0, 40.0), at=2)
+    for step in (1, 2):
         each = every.update(NoiseEstimate(4.0, 40.0), at=step)
     assert (late.grad_sq, late.trace_cov) == pytest.approx((each.grad_sq, each.trace_cov))
-    # closed form: averages 0.125 * 1 + 0.875 * 4 = 3.625 and 0.125 * 5 + 0.875 * 40 = 35.625, weight 0.9375
-    assert (late.grad_sq, late.trace_cov) == pytest.approx((3.625 / 0.9375, 35.625 / 0.9375))
-    # B_simple 9.83, near the fresh 10; counted per measurement (averages 2.5 and 22.5) it would read 9.0
-    assert late.b_simple == pytest.approx(35.625 / 3.625)
+    # closed form: averages 0.64 * 0.4 + 0.36 * 4 = 1.696 and 0.64 * 2 + 0.36 * 40 = 15.68, weight 0.488
+    assert (late.grad_sq, late.trace_cov) == pytest.approx((1.696 / 0.488, 15.68 / 0.488))
+    # B_simple 9.25, near the fresh 10; counted per measurement (averages 1.12 and 9.6) it would read 8.57
+    assert late.b_simple == pytest.approx(15.68 / 1.696)
+
+
+def test_a_measurement_after_a_long_gap_weighs_at_most_half():
+    """After 83 unmeasured steps 1 - 0.95^83 = 0.986 would let one step's estimate replace the average; one whose
+    |G|^2 came out near zero then read B_simple 875 against 5. Capped at half, it reads 95: still pulled, no longer
+    replaced (closed form: first fold 0.05 * (2, 10), weight 0.05; then halves)."""
+    capped, uncapped = NoiseScale(), NoiseScale(max_gap_weight=1.0)
+    for smoother in (capped, uncapped):
+        smoother.update(NoiseEstimate(2.0, 10.0), at=0)
+    near_zero = NoiseEstimate(0.01, 10.0)
+    halved = capped.update(near_zero, at=83)
+    assert (halved.grad_sq, halved.trace_cov) == pytest.approx(((0.05 + 0.005) / 0.525, (0.25 + 5.0) / 0.525))
+    keep = 0.95 ** 83
+    replaced = uncapped.update(near_zero, at=83)
+    assert replaced.b_simple == pytest.approx((keep * 0.5 + (1 - keep) * 10.0) / (keep * 0.1 + (1 - keep) * 0.01))
+    assert replaced.b_simple > 800 and halved.b_simple < 100
+
+
+def test_the_cap_keeps_sparse_measurements_nearer_the_closed_form():
+    """Measured every 40th step (auto at N = 1 measures that rarely), the uncapped average is nearly one step's
+    ratio, which scatters widely; capped, it stays within 2x of tr(Sigma) / |G|^2 on more of the measurements."""
+    g, sigma, grad_sq, trace = _problem(seed=1)
+    truth, workers, batch, every = trace / grad_sq, 2, 4, 40
+    sum_sq, mean_sq = _draw_steps(g, sigma, workers, batch, 20000, seed=3)
+    share_within = {}
+    for cap in (1.0, 0.5):
+        smoother, within = NoiseScale(max_gap_weight=cap), []
+        for step in range(0, len(sum_sq), every):
+            value = smoother.update(estimate(sum_sq[step], workers, batch, mean_sq[step]), at=step).b_simple
+            within.append(bool(np.isfinite(value) and truth / 2 <= value <= 2 * truth))
+        share_within[cap] = np.mean(within[5:])
+    assert share_within[0.5] > share_within[1.0] + 0.08, share_within
 
 
 def test_bad_inputs():
@@ -111,3 +143,5 @@ def test_bad_inputs():
         estimate(1.0, 2, 0, 1.0)
     with pytest.raises(ValueError, match="decay"):
         NoiseScale(decay=1.0)
+    with pytest.raises(ValueError, match="max_gap_weight"):
+        NoiseScale(max_gap_weight=0.0)
