@@ -79,9 +79,10 @@ class NoiseScale:
     But one measurement never outweighs the average it joins (MAX_GAP_WEIGHT): one step's |G|^2 can come out near
     zero or negative, and after 83 unmeasured steps (weight 0.99) one such step made a digits run's B_simple 2,714
     examples against 26 the step before, and auto waited for 3 of 5 until it came back down. Replayed on recorded
-    static b = 3 runs, which measure every step (results/noise-gap/replay.py), measuring only every 20th step with
-    the cap halved the estimates off by more than 5x on Fashion-MNIST (whose B_simple grows 15x over a run) and cut
-    them by a third on digits, with the median error about unchanged: results/noise-gap/README.md has the table.
+    static b = 3 runs, which measure every step (results/noise-gap/replay.py), measuring only every 20th step (auto's
+    measuring spacing) with the cap cut the estimates above 5x the truth by a quarter on digits and by half on
+    Fashion-MNIST, with the median error about unchanged; where B_simple grows fast (Fashion-MNIST, 15x over a run)
+    and measurements are rarer, the capped average lags it instead: results/noise-gap/README.md has the table.
     """
 
     def __init__(self, decay: float = 0.95, max_gap_weight: float = MAX_GAP_WEIGHT) -> None:
@@ -90,8 +91,8 @@ class NoiseScale:
         if not 0.0 < max_gap_weight <= 1.0:
             raise ValueError(f"max_gap_weight must be in (0, 1] (1: no cap), got {max_gap_weight}")
         self.decay = decay
-        # the most one measurement weighs after a gap: the cap, or one step's own weight where decay gives it more
-        self._max_weight = max(1.0 - decay, max_gap_weight)
+        # the least of the past a measurement after a gap keeps: 1 - the cap, or one step's decay where that is less
+        self._least_keep = min(decay, 1.0 - max_gap_weight)
         self._grad_sq = self._trace_cov = 0.0
         self._weight = 0.0  # the same average of a constant 1: the bias correction (1 - decay^t, measured each step)
         self._last: int | None = None  # the step last measured
@@ -100,7 +101,7 @@ class NoiseScale:
         """Fold in one step's estimate, of step `at` (None: the step after the last one folded); returns the
         smoothed |G|^2 and tr(Sigma) (b_simple: their ratio)."""
         gap = 1 if at is None or self._last is None else max(1, at - self._last)
-        keep = max(self.decay ** gap, 1.0 - self._max_weight)
+        keep = max(self.decay ** gap, self._least_keep)
         self._grad_sq = keep * self._grad_sq + (1 - keep) * step.grad_sq
         self._trace_cov = keep * self._trace_cov + (1 - keep) * step.trace_cov
         self._weight = keep * self._weight + (1 - keep)

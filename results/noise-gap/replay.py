@@ -30,7 +30,7 @@ CAPS = (1.0, MAX_GAP_WEIGHT)  # 1.0: a measurement after g steps weighs 1 - 0.95
 FIRST_MEASURED = 10  # auto's first steps wait for two or more members, so they measure it
 TRUTH_HALF_WINDOW = 10
 SKIP = 20  # the error is counted from this step on (the first steps are measured in every replay)
-OFF_BY = 5.0  # an estimate off by more than this factor, or not positive, counts as off
+OFF_BY = 5.0  # an estimate above this factor of the truth, or below its inverse, counts as off
 
 
 def load(pattern: str) -> np.ndarray:
@@ -66,11 +66,10 @@ def replay(run: np.ndarray, every: int, cap: float, phase: int) -> np.ndarray:
     return out
 
 
-def errors(runs: np.ndarray, every: int, cap: float) -> tuple[float, float, float, float]:
+def errors(runs: np.ndarray, exact: np.ndarray, every: int, cap: float) -> tuple[float, float, float, float]:
     """Median |log(estimate / truth)| over the steps with a positive estimate, and the shares of steps whose
     estimate is more than OFF_BY times the truth (auto waits for more members than it should), less than 1/OFF_BY
-    of it, and undefined (|G|^2 averaged to <= 0: auto keeps the B_simple it had)."""
-    exact = truth(runs)[SKIP:]
+    of it, and undefined (|G|^2 averaged to <= 0: auto keeps the B_simple it had); `exact`: truth(runs)[SKIP:]."""
     logs, high, low, undefined, count = [], 0, 0, 0, 0
     for run in runs:
         for phase in range(0, every, max(1, every // 4)):  # measurements at several offsets
@@ -93,8 +92,9 @@ def main(patterns: list[str]) -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     for pattern in patterns:
         runs = load(pattern)
+        exact = truth(runs)[SKIP:]
         for every in EVERY:
-            uncapped, capped = (errors(runs, every, cap) for cap in CAPS)
+            uncapped, capped = (errors(runs, exact, every, cap) for cap in CAPS)
             cells = [f"{u:.2f} / {c:.2f}" if i == 0 else f"{u:.1%} / {c:.1%}"
                      for i, (u, c) in enumerate(zip(uncapped, capped))]
             print(f"| `{pattern}` | {runs.shape[0]} x {runs.shape[1]} | {every} | " + " | ".join(cells) + " |")
