@@ -99,25 +99,45 @@ class ExchangeEstimate:
     compute), so every N from 1 to 5 took 3.5-4.6 ms a step there, while E[T_(5)] plus the overhead measured at
     N = 1 said N = 5 cost 40% more. An N never measured takes the nearest measured N's value (the lower one on a
     tie): a probe or a change of N measures it.
+
+    An N is measured only while it is chosen, so a value that makes it look slow would never be corrected below
+    the choice, where probes (which wait for more workers) do not go. Digits under exponential delays
+    (results/auto-digits-exp60-cap, seed 17): one exchange of 14.5 ms at N = 1 in the 6th step (1-3 ms usually)
+    took overhead(1) to 7.5 ms; auto moved to N = 2 and held it for 90 of the 100 steps to its target, and five
+    more of the 60 runs held N >= 2 for 31-80 of their steps to the target. So the N below every N measured within the last
+    `fresh_within` exchanges take the least such N's value; an N measured again after that long starts its average
+    afresh, and one measured after a shorter gap weighs as much as the EMA steps it missed (as ArrivalEstimate's).
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, fresh_within: int = EXCHANGE_SPAN) -> None:
+        if fresh_within < 1:
+            raise ValueError(f"fresh_within must be >= 1, got {fresh_within}")
         self.alpha = 2.0 / (EXCHANGE_SPAN + 1)
+        self.fresh_within = fresh_within
         self.mean = np.full(workers, np.nan)
         self.count = np.zeros(workers, dtype=np.int64)
+        self.last = np.zeros(workers, dtype=np.int64)  # the exchange (counted from 1) at which each N was last measured
+        self.exchanges = 0
         self._expected: tuple[float, np.ndarray] | None = None  # (default, expected(default)) until observe()
 
     def observe(self, n: int, took_s: float) -> None:
         """A step decided at N = `n` took `took_s` from its decision to the next step's start."""
         k = n - 1
+        self.exchanges += 1
+        age = self.exchanges - self.last[k]  # exchanges since N was last measured
+        if age >= self.fresh_within:  # its old value was not used meanwhile (expected()): start it afresh
+            self.mean[k], self.count[k] = np.nan, 0
         self.count[k] += 1
-        weight = max(self.alpha, 1.0 / self.count[k])  # the plain mean of the first few, then the EMA
+        # the plain mean of the first few, then the EMA; after exchanges at other N, the EMA steps it missed
+        weight = max(1.0 - (1.0 - self.alpha) ** age, 1.0 / self.count[k])
         self.mean[k] = took_s if np.isnan(self.mean[k]) else self.mean[k] + weight * (took_s - self.mean[k])
+        self.last[k] = self.exchanges
         self._expected = None
 
     def expected(self, default: float) -> np.ndarray:
-        """overhead(N) for N = 1..P: measured, else the nearest measured N's; `default` everywhere until one is.
-        Read-only, and kept until the next observe() (as ArrivalEstimate.expected() is)."""
+        """overhead(N) for N = 1..P: as measured (below every freshly measured N, the least such N's; never measured,
+        the nearest measured N's); `default` everywhere until one is. Read-only, and kept until the next observe()
+        (as ArrivalEstimate.expected() is)."""
         if self._expected is not None and self._expected[0] == default:
             return self._expected[1]
         seen = ~np.isnan(self.mean)
@@ -125,10 +145,15 @@ class ExchangeEstimate:
             out = np.full(len(self.mean), default)
         else:
             k = np.arange(len(self.mean))
+            mean = self.mean.copy()
+            fresh = seen & (self.last > self.exchanges - self.fresh_within)
+            if fresh.any():  # the N below every fresh one take the least fresh one's (see the class docstring)
+                least = int(np.argmax(fresh))  # the first True
+                mean[:least] = mean[least]
             below = np.maximum.accumulate(np.where(seen, k, -1))  # the nearest measured N at or below (-1: none)
             above = np.minimum.accumulate(np.where(seen, k, len(k))[::-1])[::-1]  # ... at or above (len: none)
             use_below = (below >= 0) & ((above == len(k)) | (k - below <= above - k))
-            out = self.mean[np.where(use_below, below, above)]
+            out = mean[np.where(use_below, below, above)]
         out.flags.writeable = False
         self._expected = (default, out)
         return out

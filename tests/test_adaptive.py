@@ -28,8 +28,8 @@ def _exp_order_stats(mean: float, p: int) -> np.ndarray:
     return mean * np.cumsum([1 / (p - i) for i in range(p)])
 
 
-def _policy(rule="progress", noise=2.0, overhead=0.5, **keys) -> AutoPolicy:
-    spec = AutoSpec(rule=rule, min_backups=0, max_backups=3, window=1, margin=0.0, probe_every=0,
+def _policy(rule="progress", noise=2.0, overhead=0.5, window=1, **keys) -> AutoPolicy:
+    spec = AutoSpec(rule=rule, min_backups=0, max_backups=3, window=window, margin=0.0, probe_every=0,
                     overhead_s=overhead, **keys)
     policy = AutoPolicy(spec, workers=4)
     policy.observe(EXP4, noise)
@@ -67,8 +67,8 @@ def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     N = 2 is best (0.444, 0.462, 0.379, 0.258, as above). Measured at N = 4 too (0 s: say, the cores are free
     once every rank has offered), N = 3 takes N = 4's (the nearest), N = 2 N = 1's: N / (N + 2) / (E[T_(N)] +
     overhead(N)) = 0.444, 0.462, 0.6 / 1.083 = 0.554, 0.667 / 2.083 = 0.320: N = 3. A spec that fixes the overhead
-    learns nothing."""
-    policy = _policy(overhead=0.0)
+    learns nothing. (A window of 10 steps: N = 1's exchange stays fresh, see the next test but one.)"""
+    policy = _policy(overhead=0.0, window=10)
     assert policy.choose() == 1  # no exchange known yet: no overhead, and the fastest N wins
     policy.exchanged(1, 0.5)  # the first exchange learnt: the choice is made again with it
     np.testing.assert_allclose(policy.overheads(), [0.5] * 4)
@@ -93,6 +93,41 @@ def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20()
     assert est.expected(0.0)[1] == pytest.approx(5.0)
     est.observe(2, 26.0)  # weight 2 / 21 once the average has settled
     assert est.expected(0.0)[1] == pytest.approx(5.0 + 2 / 21 * 21.0)
+
+
+def test_an_exchange_below_every_fresh_n_takes_the_least_fresh_ones_and_starts_afresh_when_measured_again():
+    # exp60-cap seed 17: one slow exchange at N = 1 and N = 1 was never measured again while N = 2 was chosen
+    est = ExchangeEstimate(3, fresh_within=4)
+    for took in (2.0, 2.0, 2.0, 14.0):
+        est.observe(1, took)
+    assert est.expected(0.0)[0] == pytest.approx(5.0)  # the plain mean of the first four
+    for i in range(4):
+        est.observe(2, 3.0)
+        # N = 1 is fresh for 3 more exchanges (the 4th exchange back is the last kept), then takes N = 2's
+        assert est.expected(0.0)[0] == pytest.approx(5.0 if i < 3 else 3.0)
+    est.observe(3, 4.0)  # a probe: N = 2 is still the least fresh N, and N = 3 above it keeps its own
+    np.testing.assert_allclose(est.expected(0.0), [3.0, 3.0, 4.0])
+    est.observe(1, 2.0)  # 6 exchanges since N = 1's last: its average starts afresh
+    np.testing.assert_allclose(est.expected(0.0), [2.0, 3.0, 4.0])
+    est.observe(2, 6.0)  # 3 exchanges since N = 2's last (4 measurements): weight max(1 - (19/21)^3, 1/5)
+    assert est.expected(0.0)[1] == pytest.approx(3.0 + (1 - (19 / 21) ** 3) * 3.0)
+
+
+def test_auto_returns_from_n_2_once_a_slow_exchange_at_n_1_is_a_window_old():
+    """P = 2, arrivals 1 and 2 s, B_noise = 1: N / (N + 1) / (E[T_(N)] + overhead(N)). The first exchange, 5 s at
+    N = 1, is every N's: 0.5 / 6 = 0.083 against 0.667 / 7 = 0.095, so N = 2 (14% better). Measured at 0.3 s there,
+    N = 2 is worth 0.29, and N = 1 0.083 for as long as its 5 s is within the window; then it takes N = 2's 0.3 s:
+    0.5 / 1.3 = 0.385, and N = 1 is chosen and measured afresh at 0.3 s."""
+    policy = AutoPolicy(AutoSpec(min_backups=0, max_backups=1, window=3, probe_every=0), workers=2)
+    policy.observe([1.0, 2.0], 1.0)
+    policy.exchanged(1, 5.0)
+    chosen = []
+    for _ in range(6):
+        policy.observe([1.0, 2.0], 1.0)
+        chosen.append(policy.choose())
+        policy.exchanged(chosen[-1], 0.3)
+    # N = 2 while the 5 s at N = 1 is one of the last 3 exchanges, then N = 1 for good (held, not flapping)
+    assert chosen == [2, 2, 2, 1, 1, 1]
 
 
 def test_arrival_estimate_converges_to_the_exponential_order_statistics():
