@@ -208,7 +208,8 @@ class AutoPolicy:
         self.hysteresis = spec.margin if spec.rule == "progress" else 0.0  # DBW re-chooses every iteration
         self.arrivals = ArrivalEstimate(workers, spec.window)
         self.noise_scale = math.nan
-        self.exchanges = ExchangeEstimate(workers)  # overhead(N), unless the spec fixes one (see exchanged())
+        # overhead(N), unless the spec fixes one (see exchanged()); trusted as long as the arrival estimates are
+        self.exchanges = ExchangeEstimate(workers, fresh_within=spec.window)
         self.steps = 0
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
