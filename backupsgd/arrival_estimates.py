@@ -11,6 +11,13 @@ import numpy as np
 EXCHANGE_SPAN = 20  # steps at one N: its measured exchange time is smoothed over about this many
 
 
+def catch_up_weight(alpha, age, count):
+    """The weight of a new observation in an EMA of step `alpha` last fed `age` steps ago (1: the step before), as if
+    each step missed had brought the same value: 1 - (1 - alpha)^age; and at least 1 / `count` (the observations so
+    far, this one included), so the first few make a plain mean. Scalars or arrays alike."""
+    return np.maximum(1.0 - (1.0 - alpha) ** age, 1.0 / count)
+
+
 class ArrivalEstimate:
     """E[T_(k)] for k = 1..P from recent steps: one exponential moving average per k, fed only by
     the steps that saw the k-th arrival (a censored one says only "later than the decision").
@@ -62,7 +69,7 @@ class ArrivalEstimate:
         """EMA-update T_(k) for k = first+1..len(seen) with seen[first:]."""
         k = slice(first, len(seen))
         self.count[k] += 1
-        weight = np.maximum(1.0 - (1.0 - self.alpha) ** (self.steps - self.last[k]), 1.0 / self.count[k])
+        weight = catch_up_weight(self.alpha, self.steps - self.last[k], self.count[k])
         old = self.mean[k]
         self.mean[k] = np.where(np.isnan(old), seen[k], old + weight * (seen[k] - old))
         self.last[k] = self.steps
@@ -104,9 +111,10 @@ class ExchangeEstimate:
     the choice, where probes (which wait for more workers) do not go. Digits under exponential delays
     (results/auto-digits-exp60-cap, seed 17): one exchange of 14.5 ms at N = 1 in the 6th step (1-3 ms usually)
     took overhead(1) to 7.5 ms; auto moved to N = 2 and held it for 90 of the 100 steps to its target, and five
-    more of the 60 runs held N >= 2 for 31-80 of their steps to the target. So the N below every N measured within the last
-    `fresh_within` exchanges take the least such N's value; an N measured again after that long starts its average
-    afresh, and one measured after a shorter gap weighs as much as the EMA steps it missed (as ArrivalEstimate's).
+    more of the 60 runs held N >= 2 for 31-80 of their steps to the target. So the N below every N measured within
+    the last `fresh_within` exchanges take the least such N's value; an N measured again after that long starts its
+    average afresh, and one measured after a shorter gap weighs as much as the EMA steps it missed (catch_up_weight,
+    as ArrivalEstimate's).
     """
 
     def __init__(self, workers: int, fresh_within: int = EXCHANGE_SPAN) -> None:
@@ -128,8 +136,7 @@ class ExchangeEstimate:
         if age >= self.fresh_within:  # its old value was not used meanwhile (expected()): start it afresh
             self.mean[k], self.count[k] = np.nan, 0
         self.count[k] += 1
-        # the plain mean of the first few, then the EMA; after exchanges at other N, the EMA steps it missed
-        weight = max(1.0 - (1.0 - self.alpha) ** age, 1.0 / self.count[k])
+        weight = catch_up_weight(self.alpha, age, self.count[k])  # after exchanges at other N, the steps it missed
         self.mean[k] = took_s if np.isnan(self.mean[k]) else self.mean[k] + weight * (took_s - self.mean[k])
         self.last[k] = self.exchanges
         self._expected = None
