@@ -60,3 +60,9 @@ def replay(cfg: dict, members_per_step: list[list[int]], mean=lambda grads: torc
             p.grad = mean([g[i] for g in grads])
         opt.step()
     return _flat(model)
+
+
+def exp_order_stats(mean: float, p: int) -> np.ndarray:
+    """E[T_(k)], k = 1..p, of p independent exponentials of mean `mean` (Renyi): mean times the sum over i < k of
+    1 / (p - i)."""
+    return mean * np.cumsum([1 / (p - i) for i in range(p)])

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from reference import exp_order_stats
 
 from backupsgd.adaptive import AutoPolicy, AutoSpec, parse_auto
-from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate
 from backupsgd.errors import ConfigError
 from backupsgd.sim import NetConfig, SimConfig, simulate
 from backupsgd.sim.auto import replay_auto
@@ -22,10 +22,6 @@ from backupsgd.worker_watch import WorkerWatch
 NO_NET = NetConfig(model_mb=0, latency_us=0)
 # E[T_(k)] of 4 exponentials of mean 1 (Renyi): sum over i < k of 1 / (4 - i)
 EXP4 = [1 / 4, 1 / 4 + 1 / 3, 1 / 4 + 1 / 3 + 1 / 2, 1 / 4 + 1 / 3 + 1 / 2 + 1]
-
-
-def _exp_order_stats(mean: float, p: int) -> np.ndarray:
-    return mean * np.cumsum([1 / (p - i) for i in range(p)])
 
 
 def _policy(rule="progress", noise=2.0, overhead=0.5, window=1, **keys) -> AutoPolicy:
@@ -67,7 +63,8 @@ def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     N = 2 is best (0.444, 0.462, 0.379, 0.258, as above). Measured at N = 4 too (0 s: say, the cores are free
     once every rank has offered), N = 3 takes N = 4's (the nearest), N = 2 N = 1's: N / (N + 2) / (E[T_(N)] +
     overhead(N)) = 0.444, 0.462, 0.6 / 1.083 = 0.554, 0.667 / 2.083 = 0.320: N = 3. A spec that fixes the overhead
-    learns nothing. (A window of 10 steps: N = 1's exchange stays fresh, see the next test but one.)"""
+    learns nothing. (A window of 10 steps: N = 1's exchange stays fresh; test_arrival_estimates.py has what happens
+    when it does not.)"""
     policy = _policy(overhead=0.0, window=10)
     assert policy.choose() == 1  # no exchange known yet: no overhead, and the fastest N wins
     policy.exchanged(1, 0.5)  # the first exchange learnt: the choice is made again with it
@@ -81,36 +78,6 @@ def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     fixed = _policy(overhead=0.5)
     fixed.exchanged(4, 0.0)
     np.testing.assert_allclose(fixed.overheads(), [0.5] * 4)
-
-
-def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20():
-    est = ExchangeEstimate(3)
-    for took in (1.0, 2.0, 3.0):
-        est.observe(2, took)
-    np.testing.assert_allclose(est.expected(0.0), [2.0] * 3)  # the plain mean; N = 1 and 3 take N = 2's
-    for _ in range(200):
-        est.observe(2, 5.0)
-    assert est.expected(0.0)[1] == pytest.approx(5.0)
-    est.observe(2, 26.0)  # weight 2 / 21 once the average has settled
-    assert est.expected(0.0)[1] == pytest.approx(5.0 + 2 / 21 * 21.0)
-
-
-def test_an_exchange_below_every_fresh_n_takes_the_least_fresh_ones_and_starts_afresh_when_measured_again():
-    # exp60-cap seed 17: one slow exchange at N = 1 and N = 1 was never measured again while N = 2 was chosen
-    est = ExchangeEstimate(3, fresh_within=4)
-    for took in (2.0, 2.0, 2.0, 14.0):
-        est.observe(1, took)
-    assert est.expected(0.0)[0] == pytest.approx(5.0)  # the plain mean of the first four
-    for i in range(4):
-        est.observe(2, 3.0)
-        # N = 1 is fresh for 3 more exchanges (the 4th exchange back is the last kept), then takes N = 2's
-        assert est.expected(0.0)[0] == pytest.approx(5.0 if i < 3 else 3.0)
-    est.observe(3, 4.0)  # a probe: N = 2 is still the least fresh N, and N = 3 above it keeps its own
-    np.testing.assert_allclose(est.expected(0.0), [3.0, 3.0, 4.0])
-    est.observe(1, 2.0)  # 6 exchanges since N = 1's last: its average starts afresh
-    np.testing.assert_allclose(est.expected(0.0), [2.0, 3.0, 4.0])
-    est.observe(2, 6.0)  # 3 exchanges since N = 2's last (4 measurements): weight max(1 - (19/21)^3, 1/5)
-    assert est.expected(0.0)[1] == pytest.approx(3.0 + (1 - (19 / 21) ** 3) * 3.0)
 
 
 def test_auto_returns_from_n_2_once_a_slow_exchange_at_n_1_is_a_window_old():
@@ -130,19 +97,10 @@ def test_auto_returns_from_n_2_once_a_slow_exchange_at_n_1_is_a_window_old():
     assert chosen == [2, 2, 2, 1, 1, 1]
 
 
-def test_arrival_estimate_converges_to_the_exponential_order_statistics():
-    p, mean = 8, 0.02
-    rng = np.random.default_rng(3)
-    est = ArrivalEstimate(p, window=4000)  # span far beyond the run: close to the plain mean
-    for _ in range(4000):
-        est.observe(rng.exponential(mean, p))
-    np.testing.assert_allclose(est.expected(), _exp_order_stats(mean, p), rtol=0.05)
-
-
 def test_policy_on_random_exponential_arrivals_picks_the_closed_form_best():
     p, mean, noise, overhead = 8, 1.0, 4.0, 0.5
     n = np.arange(1, p + 1)
-    exact = n / (n + noise) / (_exp_order_stats(mean, p) + overhead)
+    exact = n / (n + noise) / (exp_order_stats(mean, p) + overhead)
     spec = AutoSpec(min_backups=0, max_backups=p - 1, window=2000, margin=0.0, probe_every=0, overhead_s=overhead)
     policy = AutoPolicy(spec, p)
     rng = np.random.default_rng(5)
@@ -150,31 +108,6 @@ def test_policy_on_random_exponential_arrivals_picks_the_closed_form_best():
         policy.observe(rng.exponential(mean, p), noise)  # every arrival seen, as at N = P
     # exact values 0.200, 0.434, 0.458, 0.441, 0.401 for N = 1..5: N = 3 by 4%
     assert policy.choose() == int(np.argmax(exact)) + 1 == 3
-
-
-def test_censored_steps_do_not_pull_later_estimates_down():
-    est = ArrivalEstimate(4, window=1)
-    est.observe(EXP4)
-    est.observe([0.1])  # a step decided at N = 1 says nothing about T_(2..4)
-    np.testing.assert_allclose(est.expected(), [0.1, *EXP4[1:]])
-
-
-def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_that_time():
-    """Window 3 (EMA weight 0.5). After a step seeing T = 0.1, 0.2, 0.3 s, a step decided at N = 1 at 0.1 s whose
-    exchange took 0.05 s, then the next decided at 0.1 s into it: that is 0.25 s after the first one's start, and
-    its second and third arrivals had not come. T_(2) = 0.2 is below 0.25 and moves half way, to 0.225; T_(3) = 0.3
-    says more already. Without the exchange (none told yet) nothing is raised; a late READY at 0.12 s (the second
-    arrival) leaves only T_(3) censored. Fed only the late READYs that come quickly, E[T_(2)] would stay low."""
-    def estimate(late=(), gap_s=0.05) -> np.ndarray:
-        est = ArrivalEstimate(3, window=3)
-        est.observe([0.1, 0.2, 0.3])
-        est.observe([0.1])
-        est.observe([0.1], late, gap_s)
-        return est.expected()
-
-    np.testing.assert_allclose(estimate(), [0.1, 0.225, 0.3])
-    np.testing.assert_allclose(estimate(gap_s=None), [0.1, 0.2, 0.3])
-    assert estimate(late=[0.12])[2] == pytest.approx(0.3) and estimate(late=[0.12])[1] < 0.2
 
 
 def test_bounds_are_respected_and_probes_stay_inside_them():

@@ -1,0 +1,75 @@
+"""What `--backups auto`'s policy knows of time (backupsgd.arrival_estimates): E[T_(k)] against the exponential
+order statistics and under censoring, and overhead(N) as measured per N, against closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reference import exp_order_stats
+
+from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate
+
+
+def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20():
+    est = ExchangeEstimate(3)
+    for took in (1.0, 2.0, 3.0):
+        est.observe(2, took)
+    np.testing.assert_allclose(est.expected(0.0), [2.0] * 3)  # the plain mean; N = 1 and 3 take N = 2's
+    for _ in range(200):
+        est.observe(2, 5.0)
+    assert est.expected(0.0)[1] == pytest.approx(5.0)
+    est.observe(2, 26.0)  # weight 2 / 21 once the average has settled
+    assert est.expected(0.0)[1] == pytest.approx(5.0 + 2 / 21 * 21.0)
+
+
+def test_an_exchange_below_every_fresh_n_takes_the_least_fresh_ones_and_starts_afresh_when_measured_again():
+    # exp60-cap seed 17: one slow exchange at N = 1 and N = 1 was never measured again while N = 2 was chosen
+    est = ExchangeEstimate(3, fresh_within=4)
+    for took in (2.0, 2.0, 2.0, 14.0):
+        est.observe(1, took)
+    assert est.expected(0.0)[0] == pytest.approx(5.0)  # the plain mean of the first four
+    for i in range(4):
+        est.observe(2, 3.0)
+        # N = 1 is fresh for 3 more exchanges (the 4th exchange back is the last kept), then takes N = 2's
+        assert est.expected(0.0)[0] == pytest.approx(5.0 if i < 3 else 3.0)
+    est.observe(3, 4.0)  # a probe: N = 2 is still the least fresh N, and N = 3 above it keeps its own
+    np.testing.assert_allclose(est.expected(0.0), [3.0, 3.0, 4.0])
+    est.observe(1, 2.0)  # 6 exchanges since N = 1's last: its average starts afresh
+    np.testing.assert_allclose(est.expected(0.0), [2.0, 3.0, 4.0])
+    est.observe(2, 6.0)  # 3 exchanges since N = 2's last (4 measurements): weight max(1 - (19/21)^3, 1/5)
+    assert est.expected(0.0)[1] == pytest.approx(3.0 + (1 - (19 / 21) ** 3) * 3.0)
+
+
+def test_arrival_estimate_converges_to_the_exponential_order_statistics():
+    p, mean = 8, 0.02
+    rng = np.random.default_rng(3)
+    est = ArrivalEstimate(p, window=4000)  # span far beyond the run: close to the plain mean
+    for _ in range(4000):
+        est.observe(rng.exponential(mean, p))
+    np.testing.assert_allclose(est.expected(), exp_order_stats(mean, p), rtol=0.05)
+
+
+def test_censored_steps_do_not_pull_later_estimates_down():
+    first = exp_order_stats(1.0, 4)
+    est = ArrivalEstimate(4, window=1)
+    est.observe(first)
+    est.observe([0.1])  # a step decided at N = 1 says nothing about T_(2..4)
+    np.testing.assert_allclose(est.expected(), [0.1, *first[1:]])
+
+
+def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_that_time():
+    """Window 3 (EMA weight 0.5). After a step seeing T = 0.1, 0.2, 0.3 s, a step decided at N = 1 at 0.1 s whose
+    exchange took 0.05 s, then the next decided at 0.1 s into it: that is 0.25 s after the first one's start, and
+    its second and third arrivals had not come. T_(2) = 0.2 is below 0.25 and moves half way, to 0.225; T_(3) = 0.3
+    says more already. Without the exchange (none told yet) nothing is raised; a late READY at 0.12 s (the second
+    arrival) leaves only T_(3) censored. Fed only the late READYs that come quickly, E[T_(2)] would stay low."""
+    def estimate(late=(), gap_s=0.05) -> np.ndarray:
+        est = ArrivalEstimate(3, window=3)
+        est.observe([0.1, 0.2, 0.3])
+        est.observe([0.1])
+        est.observe([0.1], late, gap_s)
+        return est.expected()
+
+    np.testing.assert_allclose(estimate(), [0.1, 0.225, 0.3])
+    np.testing.assert_allclose(estimate(gap_s=None), [0.1, 0.2, 0.3])
+    assert estimate(late=[0.12])[2] == pytest.approx(0.3) and estimate(late=[0.12])[1] < 0.2
