@@ -293,9 +293,13 @@ class AutoPolicy:
         the decision and the update before computing again); the largest E[T_(k)] seen for k <= N_max stands in
         until T_(N_max) is (a run that starts at N = 2 may not see it for a while). Counted in time, not in
         decisions: at N = 1 steps can be decided within a millisecond of each other, and a worker of ordinary speed
-        misses several. nan (no worker is deep) until an arrival has been seen."""
-        slowest = self.arrivals.expected()[: self.n_max] + self.overheads()[: self.n_max]
-        return DEEP_FACTOR * float(np.nanmax(slowest)) if np.isfinite(slowest).any() else math.nan
+        misses several. nan (no worker is deep) until an arrival has been seen.
+        Plain Python over the N_max values, as _top: rank 0 asks once a step, before the vote."""
+        slowest = [a + o for a, o in zip(self.arrivals.expected()[: self.n_max].tolist(),
+                                         self.overheads()[: self.n_max].tolist())]
+        if not any(math.isfinite(s) for s in slowest):
+            return math.nan
+        return DEEP_FACTOR * max(s for s in slowest if s == s)  # nan != nan
 
     def values(self, noise_scale: float | None = None, fresh_only: bool = True) -> np.ndarray:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds), at the noise scale in hand

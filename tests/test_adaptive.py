@@ -4,13 +4,14 @@ and the simulator's replay of it (the same choices as the policy fed the same ar
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from reference import exp_order_stats
 
-from backupsgd.adaptive import AutoPolicy, AutoSpec, parse_auto
+from backupsgd.adaptive import DEEP_FACTOR, AutoPolicy, AutoSpec, parse_auto
 from backupsgd.errors import ConfigError
 from backupsgd.sim import NetConfig, SimConfig, simulate
 from backupsgd.sim.auto import replay_auto
@@ -171,6 +172,22 @@ def test_the_plain_python_argmax_agrees_with_numpys_nan_reductions():
             continue
         best = int(np.nanargmax(val)) + 1
         assert got == ((policy.n_max if val[best - 1] <= 0 else best), np.nanmax(val)), val
+
+
+def test_deep_after_s_in_plain_python_agrees_with_numpys_nan_reductions():
+    # deep_after_s walks lists too (rank 0 asks once a step); the oracle is the numpy it replaced: twice the nanmax
+    # of E[T_(k)] + overhead(k) over k <= N_max, nan when none of them is finite
+    policy = AutoPolicy(AutoSpec(min_backups=1, max_backups=4), workers=6)
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        arrivals = rng.choice([np.nan, 0.0, 0.001, 0.02, 0.5, np.inf], size=6)
+        overheads = rng.choice([0.0, 0.002, 0.01], size=6)
+        policy.arrivals.expected = lambda: arrivals
+        policy.overheads = lambda: overheads
+        slowest = arrivals[: policy.n_max] + overheads[: policy.n_max]
+        want = DEEP_FACTOR * np.nanmax(slowest) if np.isfinite(slowest).any() else math.nan
+        got = policy.deep_after_s()
+        assert got == want or (math.isnan(got) and math.isnan(want)), (arrivals, overheads)
 
 
 def test_hysteresis_keeps_n_through_near_ties():
