@@ -14,6 +14,7 @@ from backupsgd.report.aggregate import Stat, group_runs, summarise
 from backupsgd.report.arrivals import kth_arrivals
 from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
+from backupsgd.report.plots import PANEL_TITLE_WIDTH, _panel_title
 from backupsgd.report.runs import load_runs
 from backupsgd.report.target import accuracy
 from backupsgd.sim.calibrate import as_measured, calibrate
@@ -274,3 +275,11 @@ def test_training_time_leaves_out_the_evaluations_pauses(tmp_path):
     text = (root / "report.md").read_text()
     assert "--training-time" in text and "Times to target are training time" in text
     assert "| 0.80 [0.80, 0.80] |" in text, text
+
+
+def test_a_shifting_regimes_panel_title_is_wrapped_at_its_phases_and_keeps_every_character():
+    # side by side, the one-line titles of the two shifting regimes' panels ran into each other (auto-digits-shifts)
+    spec = "phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-"
+    lines = _panel_title((spec, 5)).split("\n")
+    assert len(lines) > 1 and all(len(line) <= PANEL_TITLE_WIDTH for line in lines)
+    assert " ".join(lines).replace("; ", ";") == f"P=5, straggler {spec}"  # broken at spaces, never in a word

@@ -8,7 +8,6 @@ per step (compute + injected delay, from ranks.jsonl: the stragglers the choice 
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from backupsgd.report.aggregate import GroupStats, comparable, panels  # noqa: E402
-from backupsgd.report.plots import DPI  # noqa: E402
+from backupsgd.report.plots import DPI, wrap_title  # noqa: E402
 from backupsgd.report.tables import markdown_table  # noqa: E402
 
 MAX_SHOWN = 12  # configurations drawn; the table lists every one
@@ -52,7 +51,7 @@ def auto_plot(stats: list[GroupStats], path: Path) -> Path | None:
         top.sharex(bottom)
         top.step(np.arange(len(n)), n, where="post", color="C0", lw=1.2)
         top.set(ylim=(0.5, run.workers + 0.5), ylabel="N chosen", yticks=range(1, run.workers + 1))
-        title = textwrap.fill(s.group.label.replace(";", "; "), TITLE_WIDTH, break_on_hyphens=False)
+        title = wrap_title(s.group.label, TITLE_WIDTH)
         top.set_title(f"{title}\nseed {run.seed}: mean N {np.mean(n):.2f}", fontsize=9, loc="left")
         top.grid(alpha=0.3)
         ready = run.arrival_matrix()  # (steps, P) seconds; NaN where a worker skipped the step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +21,19 @@ DPI = 110
 PANEL_W, PANEL_H = 5.2, 3.8
 
 
+PANEL_TITLE_WIDTH = 46  # characters a panel's title line takes at the default size over PANEL_W
+
+
+def wrap_title(text: str, width: int) -> str:
+    """`text` in lines of at most `width` characters, broken at spaces and after a straggler spec's ';' (its
+    phases), never inside a word: a shifting regime's spec runs to 60-70 characters, and side by side the panels'
+    one-line titles ran into each other."""
+    return textwrap.fill(text.replace(";", "; "), width, break_on_hyphens=False)
+
+
 def _panel_title(panel: tuple[str, int]) -> str:
     straggler, workers = panel
-    return f"P={workers}, straggler {straggler}"
+    return wrap_title(f"P={workers}, straggler {straggler}", PANEL_TITLE_WIDTH)
 
 
 def _grid(n: int, rows_per_panel: int = 1) -> tuple[plt.Figure, np.ndarray]:
