@@ -216,7 +216,6 @@ class AutoPolicy:
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._last_exchange_s: float | None = None  # the latest step's exchange, as exchanged() was told it
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
-        self._busy = (0, 0)  # `busy` at the start of the step observed last and of the one chosen since (choose())
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
@@ -235,9 +234,8 @@ class AutoPolicy:
         sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
         if paused:
             self.arrivals.skip()
-        else:  # `late` is the step before's: so is the count of workers that began it late
-            self.arrivals.observe(arrivals, late, self._last_exchange_s, began_late=self._busy[0])
-        self._busy = (self._busy[1], 0)
+        else:
+            self.arrivals.observe(arrivals, late, self._last_exchange_s)
         if noise_scale is not None and math.isfinite(noise_scale):
             # a negative estimate means "no noise"
             self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor
@@ -261,7 +259,6 @@ class AutoPolicy:
         is busy at nearly every step's start while it catches up, and capping N by it kept N from ever climbing
         back; a worker silent for twice the slowest usual step is in a delay of its own, and an N that needs it
         waits that delay out: a Fashion-MNIST run chose N = P with one worker 34 s into a Pareto delay."""
-        self._busy = (self._busy[0], busy)
         n = self.n
         if self.spec.probe_every and self.steps == self._next_probe:
             n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))

@@ -37,8 +37,7 @@ class ArrivalEstimate:
         self._previous: np.ndarray | None = None  # the latest step's first N arrivals, sorted
         self._expected: np.ndarray | None = None  # expected(), until the means change (see expected())
 
-    def observe(self, arrivals: Sequence[float], late: Sequence[float] = (), gap_s: float | None = None,
-                began_late: int = 0) -> None:
+    def observe(self, arrivals: Sequence[float], late: Sequence[float] = (), gap_s: float | None = None) -> None:
         """Fold in one decided step's first N arrivals (any order), after `late`: the READY times of the
         step observed before it that came after its decision (seconds into that step), as far as they came.
         Those extend that step's first N to its first N + len(late) arrivals: uncensored order statistics
@@ -48,22 +47,13 @@ class ArrivalEstimate:
         gap_s + this step's N-th arrival after that one's decision, and the arrivals of that step still missing
         then are later: an estimate below that time is raised toward it. Left out, the late READYs fed T_(k) only
         on the steps where the k-th came quickly, so E[T_(k)] for k > N was an average of the fast ones: under a
-        heavy tail (digits, Pareto) N = 2 looked cheap at N = 1 and its steps took 15-28 ms against 8-12.
-
-        `began_late`: how many workers were still on an older step when that step started (the policy's `busy` then).
-        Such a worker's READY still missing says when it began, not how fast it is (its late READYs are timed as if
-        it had begun with the members, WorkerWatch._late_arrival), so only the other missing ones are censored, and
-        only the slowest that many order statistics are raised. Counting every missing one, the pydocs gpt at P = 5
-        on 2 cores (its two dropped workers a step behind at nearly every step's start at N = 3) had E[T_(4)] and
-        E[T_(5)] raised to 289-298 ms against a T_(4) of 225-236 ms measured at N = 4 (static b = 1), and auto held
-        N = 3 where every N from 2 to 5 took about the same 220-250 ms a step (results/README.md section 10)."""
+        heavy tail (digits, Pareto) N = 2 looked cheap at N = 1 and its steps took 15-28 ms against 8-12."""
         if self._previous is not None:
             both = np.sort(np.concatenate([self._previous, np.asarray(late, dtype=float)]))[: len(self.mean)]
             if len(late):
                 self._fold(len(self._previous), both)
-            censored = len(self.mean) - len(both) - began_late  # missing, and not for having begun late
-            if gap_s is not None and len(arrivals) and len(self._previous) and censored > 0:
-                self._raise(len(self.mean) - censored, float(self._previous[-1]) + gap_s + float(np.max(arrivals)))
+            if gap_s is not None and len(arrivals) and len(self._previous):
+                self._raise(len(both), float(self._previous[-1]) + gap_s + float(np.max(arrivals)))
         self.steps += 1
         seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
         self._previous = seen

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from reference import exp_order_stats
 
 from backupsgd.adaptive import DEEP_FACTOR, AutoPolicy, AutoSpec, parse_auto
-from backupsgd.arrival_estimates import ArrivalEstimate
 from backupsgd.errors import ConfigError
 from backupsgd.sim import NetConfig, SimConfig, simulate
 from backupsgd.sim.auto import replay_auto
@@ -316,47 +315,6 @@ def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_ca
     for arrivals, late in zip(trace.arrivals, trace.late):
         policy.observe(arrivals, 1.0, late)
     np.testing.assert_allclose(policy.arrivals.expected(), [0.1, 0.1, 0.15])
-
-
-def test_a_worker_missing_at_the_next_decision_for_having_begun_late_raises_no_estimate():
-    """The staggered worker of the test above, now with the exchanges told (0 s: no network) and each step's busy
-    count, as the coordinator and the simulator tell them: step 2's READY is still missing at step 3's decision,
-    0.2 s after step 2's start, but only because worker 2 began step 2 a step behind (busy at its start), so it
-    says nothing of its speed. E[T_(3)] stays 0.15 s, what waiting for it would take; counted as censored, it was
-    raised toward 0.2 s. A worker free at the step's start and still missing is censored as before."""
-    steps = 6
-    times = np.tile([0.1, 0.1, 0.15], (steps, 1))
-    spec = AutoSpec(min_backups=1, max_backups=1, probe_every=0)
-    trace = replay_auto(times, spec, "backup", NO_NET, batch=1, noise_scale=1.0)
-
-    def fed(busy: list[int]) -> np.ndarray:
-        policy = AutoPolicy(spec, 3)
-        for arrivals, late, b in zip(trace.arrivals, trace.late, busy):
-            policy.choose(b)
-            policy.observe(arrivals, 1.0, late)
-            policy.exchanged(2, 0.0)
-        return policy.arrivals.expected()
-
-    np.testing.assert_allclose(fed(trace.busy.tolist()), [0.1, 0.1, 0.15])
-    # told nobody was busy, the READYs of steps 2 and 3 missing at the next decisions are censored at 0.2 s: T_(3)
-    # moves toward it (EMA weight 2/21, twice) before step 4's late READY pulls it back part of the way
-    assert fed([0] * steps)[2] > 0.155
-
-
-def test_only_the_workers_free_at_a_steps_start_are_censored_and_only_the_slowest_order_statistics_raised():
-    """Window 3 (EMA weight 0.5): after a step seeing 0.1, 0.15, 0.2 s, a step decided at N = 1 and the next decided
-    0.25 s after its start (0.1 + a 0.05 s exchange + 0.1) with two READYs of it missing. Both workers free at its
-    start: T_(2) and T_(3) move half way to 0.25; one of them began late: only T_(3) does; both: neither."""
-    def estimate(began_late: int) -> np.ndarray:
-        est = ArrivalEstimate(3, window=3)
-        est.observe([0.1, 0.15, 0.2])
-        est.observe([0.1])
-        est.observe([0.1], (), 0.05, began_late)
-        return est.expected()
-
-    np.testing.assert_allclose(estimate(0), [0.1, 0.2, 0.225])
-    np.testing.assert_allclose(estimate(1), [0.1, 0.15, 0.225])
-    np.testing.assert_allclose(estimate(2), [0.1, 0.15, 0.2])
 
 
 def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinator():
