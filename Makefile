@@ -86,8 +86,8 @@ reproduce-real: $(HVD_STAMP) data
 # `--backups auto` judged on real runs (issue 14): auto and its DBW-style rule (both calibrated per workload with
 # noise=, see the TOMLs) against every static b at P = 5, 5 seeds, steady exponential, steady Pareto and two shifting
 # regimes, on digits, Fashion-MNIST and the Python manual, then their reports (time to target, auto.png). 140 jobs
-# each, on a quiet 2-core machine: digits ~35 min, Fashion-MNIST ~1 h 45 min (both measured), pydocs ~2 h 20 min (from the
-# per-job times measured so far), so one workload at a time; each resumes when rerun.
+# each, on a quiet 2-core machine: digits ~35 min, Fashion-MNIST ~1 h 45 min (both measured), pydocs ~3 h (78-81 s a job
+# measured 2026-12-03, results/auto-pydocs-slow), so one workload at a time; each resumes when rerun.
 AUTO_WORKLOADS := digits fashion pydocs
 reproduce-auto: $(addprefix reproduce-auto-,$(AUTO_WORKLOADS))
 reproduce-auto-%: $(HVD_STAMP) data
