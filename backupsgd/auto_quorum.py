@@ -78,7 +78,9 @@ class AutoQuorum:
         if took is not None:
             self.policy.exchanged(self._decided_n, took)
         self._decided_at = None
-        n = min(self.policy.choose(busy, deep), size)
+        with self._lock:
+            paused = step in self._paused
+        n = min(self.policy.choose(busy, deep, paused), size)
         if self._keep:
             with self._lock:
                 self._records[step] = {"quorum": n, "auto": {
@@ -202,7 +204,7 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         auto = record["auto"]
         if auto.get("last_exchange_s") is not None:  # the previous step's, decided at decided_n
             policy.exchanged(decided_n, auto["last_exchange_s"])
-        chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0)))
+        chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0), auto.get("paused", False)))
         decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),

@@ -125,6 +125,19 @@ def test_bounds_are_respected_and_probes_stay_inside_them():
     assert [i for i, n in enumerate(chosen) if n == 5] == [2, 9]
 
 
+def test_a_probe_due_on_a_paused_step_waits_one_step():
+    """The bounds test's run, with the step its first probe was due on (the 3rd) told paused (an evaluation before
+    it: its arrivals would not be learnt): that probe comes a step later, and the doubled interval counts from it."""
+    spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
+    policy = AutoPolicy(spec, workers=6)
+    policy.choose()
+    chosen = []
+    for i in range(12):
+        policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0], 0.0)
+        chosen.append(policy.choose(paused=i in (2, 5)))  # step 5: no probe due, nothing moves
+    assert [i for i, n in enumerate(chosen) if n == 5] == [3, 10]
+
+
 def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_measures_it():
     policy = AutoPolicy(AutoSpec(window=1, probe_every=0), workers=4)
     assert policy.choose() == 2  # the first step too: its late READYs show the arrivals past 2

@@ -155,6 +155,27 @@ def test_a_step_after_an_evaluation_is_not_learnt_from_and_replays():
     assert replay_choices(parse_auto(spec), 5, 8, records) == [r["quorum"] for r in records]
 
 
+def test_probes_skip_the_steps_after_evaluations_and_replay():
+    """The CLI marks the step after every evaluation paused before the run; with eval_every = probe_every = 10 the
+    first probe was due on step 10, one of them, and learnt nothing. It now comes at step 11, every probe step's
+    arrivals are learnt, and a fresh policy fed the records makes the same choices."""
+    spec = "auto:window=5,overhead=0.005"  # probe_every 10, as every judged sweep
+    auto = AutoQuorum(parse_auto(spec), workers=5, batch=8)
+    for step in range(10, 120, 10):
+        auto.pause(step)
+    rng = np.random.default_rng(3)
+    records = []
+    for step in range(120):
+        n = auto.choose(step, 5)
+        times = np.sort(rng.exponential(0.0005, 5)) + (0.2 if step % 10 == 0 else 0.0)
+        auto.observe(step, times[:n])
+        auto.post_noise(40.0)
+        records.append({"arrivals": {str(i): t for i, t in enumerate(times[:n])}, **auto.record(step)})
+    probes = [step for step, r in enumerate(records) if r["auto"]["probe"]]
+    assert probes[0] == 11 and all(not records[s]["auto"]["paused"] for s in probes), probes
+    assert replay_choices(parse_auto(spec), 5, 8, records) == [r["quorum"] for r in records]
+
+
 @pytest.mark.parametrize("text,living,bounds", [
     ("auto", 4, (2, 3)),  # launched at N >= 2: on 4 survivors N <= 3, one backup kept
     ("auto:min=0", 4, (2, 4)),
