@@ -265,9 +265,10 @@ class AutoPolicy:
         probe of every run fell on the step after the first evaluation: it waited for two more workers and learnt
         nothing (a pydocs run: 2.3 s for that step against ~1.3 s for the other evaluated ones)."""
         n = self.n
-        if paused and self.spec.probe_every and self.steps == self._next_probe:
-            self._next_probe += 1
-        if self.spec.probe_every and self.steps == self._next_probe:
+        probe = bool(self.spec.probe_every) and self.steps == self._next_probe
+        if probe and paused:
+            self._next_probe, probe = self._next_probe + 1, False
+        if probe:
             n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
         elif n < 2 <= self.n_max and self.steps - self._measured >= self.spec.window and self._noise_could_move_n():
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are

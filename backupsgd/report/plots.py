@@ -19,8 +19,6 @@ from backupsgd.sim.calibrate import TOLERANCE, Calibration  # noqa: E402
 
 DPI = 110
 PANEL_W, PANEL_H = 5.2, 3.8
-
-
 PANEL_TITLE_WIDTH = 46  # characters a panel's title line takes at the default size over PANEL_W
 
 
