@@ -214,14 +214,14 @@ class AutoPolicy:
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
-        self._last_exchange_s: float | None = None  # the latest step's exchange, as exchanged() was told it
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
-                paused: bool = False) -> None:
+                paused: bool = False, floors: Sequence[float] = ()) -> None:
         """Fold in one decided step: its READY arrival times (any order) and the smoothed measured B_simple;
-        `late`: the previous step's READYs that came after its decision, up to this one (see ArrivalEstimate);
+        `late`, `floors`: what this step's decision says of the previous step's arrivals past its N (the READYs
+        that came after its decision, and how long each worker still silent has computed; see ArrivalEstimate);
         `paused`: the step's arrivals include a pause of every rank before it (an evaluation), so they are not
         folded (ArrivalEstimate.skip). Folded, one evaluation of 0.8 s against 0.1 s steps made every E[T_(k)]
         equal (they are kept nondecreasing), N = P looked free, and a Fashion-MNIST run waited 34 s at N = P.
@@ -235,7 +235,7 @@ class AutoPolicy:
         if paused:
             self.arrivals.skip()
         else:
-            self.arrivals.observe(arrivals, late, self._last_exchange_s)
+            self.arrivals.observe(arrivals, late, floors)
         if noise_scale is not None and math.isfinite(noise_scale):
             # a negative estimate means "no noise"
             self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor
@@ -283,7 +283,6 @@ class AutoPolicy:
         choice took the overhead as 0; the first exchange learnt makes it again, without holding the N chosen so
         (hysteresis would): at 1,000 simulated workers, where N climbs back only as far as probes and late READYs
         have seen, a first N of 309 (552 with the overhead) stayed and cost 3% of progress per second."""
-        self._last_exchange_s = took_s
         if self.spec.overhead_s == 0:
             first = not self.exchanges.count.any()
             self.exchanges.observe(n, took_s)

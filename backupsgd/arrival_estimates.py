@@ -37,23 +37,25 @@ class ArrivalEstimate:
         self._previous: np.ndarray | None = None  # the latest step's first N arrivals, sorted
         self._expected: np.ndarray | None = None  # expected(), until the means change (see expected())
 
-    def observe(self, arrivals: Sequence[float], late: Sequence[float] = (), gap_s: float | None = None) -> None:
-        """Fold in one decided step's first N arrivals (any order), after `late`: the READY times of the
-        step observed before it that came after its decision (seconds into that step), as far as they came.
-        Those extend that step's first N to its first N + len(late) arrivals: uncensored order statistics
-        past the N it decided at, which keep T_(k) for k > N fresh without a probe.
+    def observe(self, arrivals: Sequence[float], late: Sequence[float] = (), floors: Sequence[float] = ()) -> None:
+        """Fold in one decided step's first N arrivals (any order), after what this step's decision says of the step
+        observed before it (seconds into that step, backupsgd.worker_watch.Censored): `late`, its READYs that came
+        after its decision, which extend its first N to its first N + len(late) arrivals (uncensored order
+        statistics past N, which keep T_(k) for k > N fresh without a probe); `floors`, for each worker still
+        silent, a time its arrival is known to exceed.
 
-        `gap_s`: the time from that step's decision to this one's start (its exchange). This step was decided
-        gap_s + this step's N-th arrival after that one's decision, and the arrivals of that step still missing
-        then are later: an estimate below that time is raised toward it. Left out, the late READYs fed T_(k) only
+        Those floors raise the estimates of the order statistics still missing: had the silent workers arrived
+        at their floors, that step's sample would have been the known arrivals and the floors, and each order
+        statistic of the true sample is at least that one's (`_raise`). Left out, the late READYs fed T_(k) only
         on the steps where the k-th came quickly, so E[T_(k)] for k > N was an average of the fast ones: under a
         heavy tail (digits, Pareto) N = 2 looked cheap at N = 1 and its steps took 15-28 ms against 8-12."""
         if self._previous is not None:
             both = np.sort(np.concatenate([self._previous, np.asarray(late, dtype=float)]))[: len(self.mean)]
             if len(late):
                 self._fold(len(self._previous), both)
-            if gap_s is not None and len(arrivals) and len(self._previous):
-                self._raise(len(both), float(self._previous[-1]) + gap_s + float(np.max(arrivals)))
+            if len(floors):
+                bound = np.sort(np.concatenate([both, np.asarray(floors, dtype=float)]))[: len(self.mean)]
+                self._raise(len(both), bound)
         self.steps += 1
         seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
         self._previous = seen
@@ -75,11 +77,12 @@ class ArrivalEstimate:
         self.last[k] = self.steps
         self._expected = None
 
-    def _raise(self, first: int, floor: float) -> None:
-        """T_(k) for k > first is known only to exceed `floor` (censored): move each estimate below it toward it
-        by one EMA step. It is not an observation: neither the count nor the freshness of those k changes."""
-        k = slice(first, len(self.mean))
-        old = self.mean[k]
+    def _raise(self, first: int, bound: np.ndarray) -> None:
+        """T_(k) for k = first+1..len(bound) is known only to exceed bound[k-1] (censored): move each estimate below
+        it toward it by one EMA step. It is not an observation: neither the count nor the freshness of those k
+        changes."""
+        k = slice(first, len(bound))
+        old, floor = self.mean[k], bound[k]
         with np.errstate(invalid="ignore"):  # nan (never seen) stays nan
             self.mean[k] = np.where(old < floor, old + self.alpha * (floor - old), old)
         self._expected = None

@@ -8,9 +8,10 @@ after it applies a step: it posts it with `post_noise()`, and the engine thread 
 posted when it observes a step. So the noise scale a choice used is whatever had been posted by then,
 which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
 was, and the previous step's exchange time as measured (the policy's overhead(N) learns it), and how many
-ranks were busy when the step started and the previous step's late READYs (both depend on message timing
-too), and whether the step was marked paused (`pause()`: its arrivals include an evaluation and are not
-learnt from), so that feeding what is recorded to a fresh AutoPolicy (`replay_choices`) makes the same choices.
+ranks were busy when the step started, the previous step's late READYs and the floors on its arrivals still
+missing (all depend on message timing too), and whether the step was marked paused (`pause()`: its arrivals
+include an evaluation and are not learnt from), so that feeding what is recorded to a fresh AutoPolicy
+(`replay_choices`) makes the same choices.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class AutoQuorum:
         self._noise = math.nan
         self._records: dict[int, dict] = {}
         self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
-        self._pending: deque[tuple[int, list[float], list[float]]] = deque()  # decided(), not yet learnt from
+        self._pending: deque[tuple[int, list[float], list[float], list[float]]] = deque()  # decided(), not learnt
         self._decided_at: float | None = None  # when the last step observed was decided ...
         self._decided_n = 0  # ... and at which N
 
@@ -91,20 +92,23 @@ class AutoQuorum:
     def deep_after_s(self) -> float:
         return self.policy.deep_after_s()
 
-    def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
-        """`step` was decided with these members' READY times (seconds into the step); `late`: step - 1's READY
-        times that came after its decision (seconds into step - 1). decided() and catch_up() at once."""
-        self.decided(step, arrivals, late)
+    def observe(self, step: int, arrivals: Iterable[float], late: Sequence[float] = (),
+                floors: Sequence[float] = ()) -> None:
+        """`step` was decided with these members' READY times (seconds into the step); `late`, `floors`: what its
+        decision says of step - 1's arrivals past its N (backupsgd.worker_watch.Censored, seconds into step - 1).
+        decided() and catch_up() at once."""
+        self.decided(step, arrivals, late, floors)
         self.catch_up()
 
-    def decided(self, step: int, arrivals: Iterable[float], late: Sequence[float] = ()) -> None:
+    def decided(self, step: int, arrivals: Iterable[float], late: Sequence[float] = (),
+                floors: Sequence[float] = ()) -> None:
         """`step` was decided now, as observe() takes it, but learnt from later (catch_up()): the coordinator
         calls this as it sends the decision, when every rank waits for its part of the reduction, and the policy's
         update (0.15 ms a step, on digits' 6-10 ms steps on 2 cores) would hold them all up."""
         arrivals = [float(x) for x in arrivals]
         self._decided_at, self._decided_n = time.perf_counter(), len(arrivals)
         with self._lock:
-            self._pending.append((step, arrivals, [float(x) for x in late]))
+            self._pending.append((step, arrivals, [float(x) for x in late], [float(x) for x in floors]))
 
     def catch_up(self) -> None:
         """Learn from the steps decided() since: the coordinator's engine thread calls it before it chooses the
@@ -115,7 +119,7 @@ class AutoQuorum:
             while self._pending:
                 self._learn(*self._pending.popleft())
 
-    def _learn(self, step: int, arrivals: list[float], late: list[float]) -> None:
+    def _learn(self, step: int, arrivals: list[float], late: list[float], floors: list[float]) -> None:
         """Fold one decided step into the policy and its record (the lock held).
 
         The first step observed is not learnt from, as a paused one is not: the ranks begin it unsynchronised (from
@@ -124,13 +128,13 @@ class AutoQuorum:
         noise = self._noise
         paused = step in self._paused or self.policy.steps == 0  # (no step observed yet: a warm-up)
         self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
-        self.policy.observe(arrivals, noise, late, paused)
+        self.policy.observe(arrivals, noise, late, paused, floors)
         if not self._keep:
             return
         values = self.policy.values()
         after = self.policy.n
         auto = self._records.setdefault(step, {"auto": {}})["auto"]
-        auto.update({"noise_scale": noise, "late": late, "paused": paused,
+        auto.update({"noise_scale": noise, "late": late, "floors": floors, "paused": paused,
                      "expected_s": [float(x) for x in self.policy.arrivals.expected()],
                      "next": after, "value": float(values[after - 1])})
 
@@ -208,5 +212,5 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),
-                       auto.get("paused", False))
+                       auto.get("paused", False), auto.get("floors", ()))
     return chosen

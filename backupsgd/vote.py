@@ -95,10 +95,11 @@ class QuorumPolicy(Protocol):
     def deep_after_s(self) -> float:
         """How long a rank may go unheard before it counts as deep in a delay (nan: none does yet)."""
 
-    def decided(self, step: int, arrivals, late) -> None:
+    def decided(self, step: int, arrivals, late, floors) -> None:
         """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READYs
-        of step - 1 that came after its decision and before this one, as seconds into step - 1 had those ranks
-        begun it when its members did (WorkerWatch._late_arrival). Learnt from in catch_up()."""
+        heard since step - 1's decision (for it or older steps), as seconds into step - 1 had those ranks begun it
+        when its members did (WorkerWatch._late_arrival); `floors`: how long each rank silent since then has
+        computed. Learnt from in catch_up()."""
 
     def catch_up(self) -> None:
         """Learn from the steps decided since the last call (off the reduction's critical path)."""
@@ -201,9 +202,10 @@ class Coordinator:
         arrivals = {offer.rank: offer.when - step_start for offer in chosen}
         if self.policy is not None:  # the first N arrivals: those after the decision are censored
             lags = [arrivals[offer.rank] - offer.took_s for offer in chosen if offer.took_s is not None]
-            offered = {offer.rank for offer in offers} | set(declined)
-            late = self._watch.decided(step, step_start, offered, lags)
-            self.policy.decided(step, arrivals.values(), late)  # learnt at the next vote: every rank waits now
+            # a rank behind is not computing anything the policy should time: no floor for its silence
+            offered = {offer.rank for offer in offers} | set(declined) | self.behind
+            late, floors = self._watch.decided(step, step_start, offered, lags, time.perf_counter())
+            self.policy.decided(step, arrivals.values(), late, floors)  # learnt at the next vote: all wait now
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:

@@ -1,7 +1,7 @@
 """What the vote's coordinator knows of each worker's whereabouts, for `--backups auto`: who is still on a step
 decided without it (busy), who of those has been silent for longer than the policy's deep_after_s() (deep in a
-delay), and the READYs that came after the decision of the step decided last (late arrivals, timed as the policy
-wants them).
+delay), the READYs that came after their step's decision (late arrivals, timed as the policy wants them), and for
+each worker still silent, how long it has been computing (a floor on its arrival, `Censored`).
 
 No MPI here: the Coordinator (backupsgd.vote) calls `heard()` for every READY or NONFINITE it receives, its own
 included, and `decided()` when it decides a step; the simulator's replay (backupsgd.sim.auto) models the same
@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
+
+
+class Censored(NamedTuple):
+    """What a decision adds to the previous step's first N arrivals (seconds into that step, as the policy wants
+    them): `late`, the READYs heard since that step's decision, one per rank (uncensored arrivals past N); `floors`,
+    for every rank silent since then, how long it has computed by this decision (its arrival is later than that)."""
+
+    late: list[float]
+    floors: list[float]
 
 
 class WorkerWatch:
@@ -22,18 +31,22 @@ class WorkerWatch:
         self._unheard: set[int] = set()  # dropped from a decided step and not heard from since
         self._heard_at: list[float | None] = [None] * size  # when each rank was last heard from (None: not yet)
         self._last_decided = -1
-        self._late: list[float] = []  # the step decided last's READYs that came after its decision
+        self._late: dict[int, float] = {}  # READYs heard since the last decision for steps decided before it
+        self._began = [0.0] * size  # when each rank began the computation it is on, as far as the coordinator knows
         self._last_start = 0.0  # when that step started
         self._start_lag = 0.0  # how long after its start its members began computing it (median)
 
     def heard(self, rank: int, step: int, when: float, took_s: float | None, late_counts: bool = True) -> None:
         """`rank` sent a READY (or NONFINITE) for `step` at `when`, having computed for `took_s`: it is free again.
-        If `step` is the one decided last, the READY is a late arrival (`late_counts` False: one that says nothing
-        of the ranks' speed, from a rank brought back from behind or a NONFINITE)."""
+        If `step` was decided already, the READY is a late arrival (`late_counts` False: one that says nothing
+        of the ranks' speed, from a rank brought back from behind or a NONFINITE), also when it is for a step
+        older than the one decided last: a worker two steps behind offers only such READYs, and without them a
+        slow worker's compute time never reached the policy (only the floors of its silence did).
+        The READYs of steps decided before the last one are timed with the last one's start lag (the same for all)."""
         self._unheard.discard(rank)
         self._heard_at[rank] = when
-        if late_counts and step == self._last_decided:
-            self._late.append(self._late_arrival(when, took_s))
+        if late_counts and step <= self._last_decided:
+            self._late[rank] = self._late_arrival(when, took_s)
 
     def _late_arrival(self, when: float, took_s: float | None) -> float:
         """A late READY as seconds into its step, had its rank begun the step when the members did.
@@ -47,22 +60,36 @@ class WorkerWatch:
             return when - self._last_start
         return self._start_lag + took_s
 
-    def decided(self, step: int, step_start: float, offered: Iterable[int],
-                member_lags: Sequence[float]) -> list[float]:
-        """`step` (started at `step_start`) was decided; `offered`: the ranks that offered or declined it by then;
-        `member_lags`: its members' arrival less their compute time (seconds after the step's start each began).
-        Returns the late READYs of the step decided before it, which the policy learns from with this one."""
-        late, self._late = self._late, []
+    def decided(self, step: int, step_start: float, offered: Iterable[int], member_lags: Sequence[float],
+                now: float) -> Censored:
+        """`step` (started at `step_start`) was decided at `now`; `offered`: the ranks that offered or declined it by
+        then; `member_lags`: its members' arrival less their compute time (seconds after the step's start each
+        began). Returns what the policy learns of the step decided before it, with this one: its late READYs, and a
+        floor for each rank silent since its decision.
+
+        A floor is the time since the rank began its computation: at the step's start if it was free then, else
+        when its READY for an older step came (it takes up the step under way at once). A floor counted from the
+        previous step's start instead (as one common floor did) put a worker that began late, because it was
+        dropped, a step's time above its compute: on the Python manual's gpt, E[T_(4)] read 289-298 ms against
+        225-236 measured at N = 4, and auto kept N at 2-3 where every N cost the same (results/README section 10).
+        The time from a rank's READY to its computing again is taken as the members' start lag, which the late
+        arrivals add (see _late_arrival): so the floor needs neither."""
+        late, self._late = list(self._late.values()), {}
+        floors = [now - self._began[r] for r in sorted(self._unheard)]  # silent since the previous decision
         # a rank not heard from before the first decision counts as silent from the first step's start, not from
         # whenever this watch was made (start-up can take seconds)
         self._heard_at = [step_start if t is None else t for t in self._heard_at]
+        offered = set(offered)
+        for r in range(len(self._began)):  # each rank not offered by now is computing: since when?
+            if r not in offered and r not in self._unheard:  # free when the step started, or heard since
+                self._began[r] = max(self._heard_at[r], step_start)
         self._last_decided, self._last_start = step, step_start
         # statistics.median, not numpy's: the same value (the middle one, or the mean of the two), and this runs on
         # the coordinator between its decision and its part of the reduction, which every rank waits for; on a
         # handful of lags numpy's took 38 us of the 150-185 us a step of auto's bookkeeping (quiet machine)
         self._start_lag = float(statistics.median(member_lags)) if len(member_lags) else 0.0
-        self._unheard = set(range(len(self._heard_at))) - set(offered)  # still on this step, or on an older one
-        return late
+        self._unheard = set(range(len(self._heard_at))) - offered  # still on this step, or on an older one
+        return Censored(late, floors)
 
     def busy(self, behind: set[int]) -> set[int]:
         """Ranks still on a step decided without them (as far as the coordinator knows), or behind."""

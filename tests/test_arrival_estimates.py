@@ -57,19 +57,23 @@ def test_censored_steps_do_not_pull_later_estimates_down():
     np.testing.assert_allclose(est.expected(), [0.1, *first[1:]])
 
 
-def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_that_time():
-    """Window 3 (EMA weight 0.5). After a step seeing T = 0.1, 0.2, 0.3 s, a step decided at N = 1 at 0.1 s whose
-    exchange took 0.05 s, then the next decided at 0.1 s into it: that is 0.25 s after the first one's start, and
-    its second and third arrivals had not come. T_(2) = 0.2 is below 0.25 and moves half way, to 0.225; T_(3) = 0.3
-    says more already. Without the exchange (none told yet) nothing is raised; a late READY at 0.12 s (the second
-    arrival) leaves only T_(3) censored. Fed only the late READYs that come quickly, E[T_(2)] would stay low."""
-    def estimate(late=(), gap_s=0.05) -> np.ndarray:
+def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_their_floors():
+    """Window 3 (EMA weight 0.5). After a step seeing T = 0.1, 0.2, 0.3 s, a step decided at N = 1 at 0.1 s; the
+    next decision says how long each worker still silent on it had computed (its floor). Floors of 0.25 and 0.35 s:
+    had they arrived then, T_(2), T_(3) would have been 0.25, 0.35, so both are at least that, and the estimates
+    below move half way (0.225, 0.325). Floors of 0.15 and 0.25 (one worker began that step late, as a dropped one
+    does) say nothing the estimates do not: one common floor (the time since the step's start, 0.25 for both) would
+    have raised T_(2). A late READY at 0.12 s (the second arrival) leaves one floor for T_(3). Fed only the late
+    READYs that come quickly, E[T_(2)] would stay low."""
+    def estimate(late=(), floors=()) -> np.ndarray:
         est = ArrivalEstimate(3, window=3)
         est.observe([0.1, 0.2, 0.3])
         est.observe([0.1])
-        est.observe([0.1], late, gap_s)
+        est.observe([0.1], late, floors)
         return est.expected()
 
-    np.testing.assert_allclose(estimate(), [0.1, 0.225, 0.3])
-    np.testing.assert_allclose(estimate(gap_s=None), [0.1, 0.2, 0.3])
-    assert estimate(late=[0.12])[2] == pytest.approx(0.3) and estimate(late=[0.12])[1] < 0.2
+    np.testing.assert_allclose(estimate(floors=[0.35, 0.25]), [0.1, 0.225, 0.325])
+    np.testing.assert_allclose(estimate(), [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(estimate(floors=[0.25, 0.15]), [0.1, 0.2, 0.3])
+    late = estimate(late=[0.12], floors=[0.35])
+    assert late[2] == pytest.approx(0.325) and late[1] < 0.2

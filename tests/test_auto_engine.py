@@ -108,9 +108,10 @@ def test_a_decision_learnt_after_its_reduction_makes_the_same_choices_and_record
         n = now.choose(step, 5)
         assert later.choose(step, 5) == n, step
         clock[0] += 0.008
-        now.observe(step, times[:n])
+        floors = [0.4, 0.4] if 20 < step < 40 else []  # the slow ranks, silent since the step before's decision
+        now.observe(step, times[:n], (), floors)
         now.post_noise(40.0)
-        later.decided(step, times[:n])
+        later.decided(step, times[:n], (), floors)
         if step % 2:  # the writer asks before the engine thread catches up: record() learns first
             assert later._pending
             mine, theirs = later.record(step), now.record(step)

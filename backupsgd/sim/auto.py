@@ -2,8 +2,9 @@
 
 The replay hands the policy what the engine's coordinator sees: the READY arrivals of the decided
 step (the first N offers, seconds after the step started, i.e. after the previous update was
-applied), the previous step's offers that came after its decision but before this one (late: as seconds
-into that step had those workers begun it when its members did, as backupsgd.worker_watch does), how
+applied), the offers heard between the previous step's decision and this one's for steps already decided (late:
+as seconds into the previous step had those workers begun it when its members did, as backupsgd.worker_watch
+does), for each worker silent since the previous decision how long it has computed (floors), how
 many workers are still on a step decided without them when a step starts (busy), how many of those have
 been silent for longer than the policy's deep_after_s() (deep), the smoothed noise scale, and the step's
 exchange (from its decision to the next step's start: the mode's modelled exchange at its N). So the
@@ -33,8 +34,9 @@ class AutoTrace:
     applied_s: np.ndarray  # when step t's update is applied
     busy: np.ndarray  # workers still on a step decided without them when step t started
     deep: np.ndarray  # ... of them, those whose last offer came longer than the policy's deep_after_s() before
-    late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1 as if
-    # those workers had begun t-1 with its members (their own compute time plus the members' median start lag)
+    late: list[np.ndarray]  # offers for decided steps heard after step t-1's decision and by step t's, seconds into
+    # t-1 as if those workers had begun t-1 with its members (their own compute time plus the members' start lag)
+    floors: list[np.ndarray]  # at step t's decision, how long each worker silent since step t-1's has computed
     exchange: np.ndarray  # step t's exchange, seconds: what the policy's overhead(N_t) learnt after step t
 
     @property
@@ -55,7 +57,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     """
     steps, workers = times.shape
     policy = AutoPolicy(spec, workers, batch)
-    free = np.zeros(workers)
+    free = np.zeros(workers)  # when each worker offers the step it is on (its latest offer, once made)
     last = 0.0
     chosen = np.empty(steps, dtype=np.int64)
     seen: list[np.ndarray] = []
@@ -64,9 +66,12 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     deep_at = np.zeros(steps, dtype=np.int64)
     exchanges = np.empty(steps)
     heard = np.zeros(workers)  # when each worker last offered, before the computation it is on (0: the start)
+    began = np.zeros(workers)  # when it began the computation it is on
+    took = np.zeros(workers)  # ... and how long that computation takes
+    unheard = np.zeros(workers, dtype=bool)  # not heard from since the previous decision (its offer still to come)
+    start_lag = 0.0  # the previous step's members' median start lag
     lates: list[np.ndarray] = []
-    pending = np.empty(0)  # the previous step's offers that came after its decision, when they came
-    pending_arrival = np.empty(0)  # ... and as the coordinator counts them (see AutoTrace.late)
+    floors: list[np.ndarray] = []
     for t in range(steps):
         start = last
         # what the coordinator knows at the step's start: who is still on a step decided without it
@@ -78,26 +83,30 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         exchange = exchanges[t] = exchange_time_s(mode, workers, n, net)
         offers = (start if restart else np.maximum(free, start)) + times[t]
         decided = np.partition(offers, n - 1)[n - 1]
-        # the previous step's late READYs that reached the coordinator before this decision
-        late = np.sort(pending_arrival[pending <= decided])
         # the coordinator takes the first n READY messages (ties: any n of them, all at `decided`)
         first = np.argsort(offers, kind="stable")[:n]
         arrivals = offers[first] - start
+        late, floor = np.empty(0), np.empty(0)
         if not restart:
+            # the offers for decided steps heard by this decision, and the workers still silent (WorkerWatch)
+            late = np.sort(start_lag + took[unheard & (free <= decided)])
+            floor = decided - began[unheard & (free > decided)]
             computing = free <= decided  # the others are still on an older step: this offer is not made
-            dropped = computing.copy()  # the others' READYs come after the decision, a tie's at it
-            dropped[first] = False
+            unheard = ~computing  # their offers come after the decision, as do the dropped ones' (a tie's at it)
+            unheard[np.setdiff1d(np.flatnonzero(computing), first)] = True
             start_lag = float(np.median(arrivals - times[t][first]))  # when the members began, after the start
-            pending, pending_arrival = offers[dropped], start_lag + times[t][dropped]
             heard = np.where(computing, free, heard)  # its previous offer (0: none yet)
+            began = np.where(computing, np.maximum(free, start), began)
+            took = np.where(computing, times[t], took)
             free = np.where(computing, offers, free)
         last = applied[t] = decided + exchange
         chosen[t] = n
         seen.append(arrivals)
         lates.append(late)
-        policy.observe(arrivals, noise_scale, late)
+        floors.append(floor)
+        policy.observe(arrivals, noise_scale, late, floors=floor)
         policy.exchanged(n, exchange)
-    return AutoTrace(chosen, seen, applied, busy_at, deep_at, lates, exchanges)
+    return AutoTrace(chosen, seen, applied, busy_at, deep_at, lates, floors, exchanges)
 
 
 def predict_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, batch: int, noise_scale: float,
