@@ -427,7 +427,13 @@ class GradientEngine:
                             vote.arrivals, vote.nonfinite, vote.behind, vote.redecided)
         with self._cv:
             self._decided[vote.step] = decision
-            self._submitted.pop(vote.step, None)
+            entry = self._submitted.pop(vote.step, None)
+            # A gradient submitted after this rank learnt the decision, before its part of the reduction ended, was
+            # never offered: it is late as those submitted after are (rank 0's own, nearly always a few ms late on
+            # the Python manual's gpt, read as silent for a step or two and held E[T_(4..5)] up for `--backups auto`)
+            offered_late = self._report_late and self._role is not None and not member
+            if offered_late and isinstance(entry, tuple) and entry[1] >= t_dec:
+                self._offered_late.append((vote.step, *entry[1:]))
             self._next_step += 1
             self._cv.notify_all()
         return None

@@ -152,11 +152,13 @@ class Coordinator:
             progressed = self._drain(step)
             self._own_late(host)
             if not counted_self and (local := host.local(step)) is not None:
+                now = time.perf_counter()
                 if local is REJECTED:
                     rejected.append(self.rank)
                     self._nonfinite.append((self.rank, step))
                 else:
-                    ready.append(Offer(self.rank, time.perf_counter(), local[2]))
+                    ready.append(Offer(self.rank, now, local[2]))
+                self._heard(self.rank, step, now, None if local is REJECTED else local[2], ready=local is not REJECTED)
                 counted_self = progressed = True
             if self._rejoining:  # no step is decided until the laggards hold the state it starts from
                 progressed |= self._serve_rejoin(step, host)

@@ -74,12 +74,12 @@ class WorkerWatch:
         225-236 measured at N = 4, and auto kept N at 2-3 where every N cost the same (results/README section 10).
         The time from a rank's READY to its computing again is taken as the members' start lag, which the late
         arrivals add (see _late_arrival): so the floor needs neither."""
+        offered = set(offered)
         late, self._late = list(self._late.values()), {}
-        floors = [now - self._began[r] for r in sorted(self._unheard)]  # silent since the previous decision
+        floors = [now - self._began[r] for r in sorted(self._unheard - offered)]  # silent since the last decision
         # a rank not heard from before the first decision counts as silent from the first step's start, not from
         # whenever this watch was made (start-up can take seconds)
         self._heard_at = [step_start if t is None else t for t in self._heard_at]
-        offered = set(offered)
         for r in range(len(self._began)):  # each rank not offered by now is computing: since when?
             if r not in offered and r not in self._unheard:  # free when the step started, or heard since
                 self._began[r] = max(self._heard_at[r], step_start)

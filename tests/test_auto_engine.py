@@ -332,3 +332,22 @@ def test_the_seeds_a_judgment_to_5_percent_needs_follow_the_per_seed_spread(tmp_
     text = build_report(root, scale=False).markdown.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| none, P=3 | backup b=auto |"))
     assert row.split(" | ")[7] == "17", row
+
+
+def test_floors_count_no_time_before_the_last_evaluation(monkeypatch):
+    """A worker silent since before an evaluation spent it evaluating: the floors a decision hands on are capped at
+    the time since the last paused step's decision (steps every second, decided half a second in, step 3 paused),
+    and recorded so, for replay_choices."""
+    clock = [0.0]
+    monkeypatch.setattr("backupsgd.auto_quorum.time.perf_counter", lambda: clock[0])
+    auto = AutoQuorum(parse_auto("auto:probe=5,window=5"), workers=5, batch=8)
+    auto.pause(3)
+    floors = []
+    for step in range(6):
+        clock[0] = float(step)
+        n = auto.choose(step, 5)
+        clock[0] += 0.5
+        auto.observe(step, np.linspace(0.1, 0.5, 5)[:n], (), [10.0, 0.25])
+        auto.post_noise(40.0)
+        floors.append(auto.record(step)["auto"]["floors"])
+    assert floors == [[10.0, 0.25]] * 4 + [[1.0, 0.25], [2.0, 0.25]]
