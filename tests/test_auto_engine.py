@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from mpirun import read_steps, train
+from mpirun import mpirun, read_steps, train
 from reference import replay
 
 from backupsgd.adaptive import parse_auto
@@ -351,3 +351,12 @@ def test_floors_count_no_time_before_the_last_evaluation(monkeypatch):
         auto.post_noise(40.0)
         floors.append(auto.record(step)["auto"]["floors"])
     assert floors == [[10.0, 0.25]] * 4 + [[1.0, 0.25], [2.0, 0.25]]
+
+
+def test_a_gradient_submitted_while_its_rank_reduces_the_step_is_heard_late():
+    """Rank 0 dropped from a step (0.1 s slower) submits its gradient while its engine thread is stopped inside that
+    step's reduction: the coordinator's policy gets it as a late READY (its compute time, >= 0.1 s) with the next
+    decision, not a floor for a rank it never heard from (tests/mpi/coordinator_late.py)."""
+    result = mpirun(3, ["tests/mpi/coordinator_late.py"], timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "OK step 3's decision handed late" in result.stdout
