@@ -97,7 +97,7 @@ class QuorumPolicy(Protocol):
 
     def decided(self, step: int, arrivals, late, floors) -> None:
         """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READYs
-        heard since step - 1's decision (for it or older steps), as seconds into step - 1 had those ranks begun it
+        of step - 1 that came after its decision and before this one, as seconds into step - 1 had those ranks begun it
         when its members did (WorkerWatch._late_arrival); `floors`: how long each rank silent since then has
         computed. Learnt from in catch_up()."""
 

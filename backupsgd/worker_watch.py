@@ -1,7 +1,7 @@
 """What the vote's coordinator knows of each worker's whereabouts, for `--backups auto`: who is still on a step
 decided without it (busy), who of those has been silent for longer than the policy's deep_after_s() (deep in a
-delay), the READYs that came after their step's decision (late arrivals, timed as the policy wants them), and for
-each worker still silent, how long it has been computing (a floor on its arrival, `Censored`).
+delay), the READYs that came after the decision of the step decided last (late arrivals, timed as the policy wants
+them), and for each worker still silent, how long it has been computing (a floor on its arrival, `Censored`).
 
 No MPI here: the Coordinator (backupsgd.vote) calls `heard()` for every READY or NONFINITE it receives, its own
 included, and `decided()` when it decides a step; the simulator's replay (backupsgd.sim.auto) models the same
@@ -17,7 +17,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 class Censored(NamedTuple):
     """What a decision adds to the previous step's first N arrivals (seconds into that step, as the policy wants
-    them): `late`, the READYs heard since that step's decision, one per rank (uncensored arrivals past N); `floors`,
+    them): `late`, its READYs heard since its decision, one per rank (uncensored arrivals past N); `floors`,
     for every rank silent since then, how long it has computed by this decision (its arrival is later than that)."""
 
     late: list[float]
@@ -31,21 +31,21 @@ class WorkerWatch:
         self._unheard: set[int] = set()  # dropped from a decided step and not heard from since
         self._heard_at: list[float | None] = [None] * size  # when each rank was last heard from (None: not yet)
         self._last_decided = -1
-        self._late: dict[int, float] = {}  # READYs heard since the last decision for steps decided before it
+        self._late: dict[int, float] = {}  # READYs for the step decided last that came after its decision
         self._began = [0.0] * size  # when each rank began the computation it is on, as far as the coordinator knows
         self._last_start = 0.0  # when that step started
         self._start_lag = 0.0  # how long after its start its members began computing it (median)
 
     def heard(self, rank: int, step: int, when: float, took_s: float | None, late_counts: bool = True) -> None:
         """`rank` sent a READY (or NONFINITE) for `step` at `when`, having computed for `took_s`: it is free again.
-        If `step` was decided already, the READY is a late arrival (`late_counts` False: one that says nothing
-        of the ranks' speed, from a rank brought back from behind or a NONFINITE), also when it is for a step
-        older than the one decided last: a worker two steps behind offers only such READYs, and without them a
-        slow worker's compute time never reached the policy (only the floors of its silence did).
-        The READYs of steps decided before the last one are timed with the last one's start lag (the same for all)."""
+        If `step` is the one decided last, the READY is a late arrival (`late_counts` False: one that says nothing
+        of the ranks' speed, from a rank brought back from behind or a NONFINITE). A READY for an older step is not:
+        counted (as an arrival past N of the step decided last), the simulator's shifting regime lost 1.2-1.3
+        points at P = 16 and 100 (results/README section 7): a worker back from a long Pareto delay reported it as
+        one step's arrival, and N stayed low after the worker was free; its floors told of it while it lasted."""
         self._unheard.discard(rank)
         self._heard_at[rank] = when
-        if late_counts and step <= self._last_decided:
+        if late_counts and step == self._last_decided:
             self._late[rank] = self._late_arrival(when, took_s)
 
     def _late_arrival(self, when: float, took_s: float | None) -> float:

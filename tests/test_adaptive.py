@@ -314,17 +314,17 @@ def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_ca
     """P = 3, N = 2 throughout, no network: workers 0 and 1 compute for 0.1 s, worker 2 for 0.15 s, so step t
     starts at 0.1 t. Dropped every step, worker 2 begins each step where its previous one ended: its READYs come
     0.15 s into step 0, 0.2 s into step 1 (both before the next decision, so fed as `late`), 0.25 s into step 2
-    (after step 3's decision: fed with step 4's, a READY for a step older than the one decided last; it sits step 3
-    out), and 0.2 s into step 4. Waiting for it would take 0.15 s every step, which is what `late` says each time,
-    and so E[T_(3)]; counted from the step's start the late arrivals would say 0.15, 0.2, 0.2 and grow with every
-    step it carries a lag. At step 3's decision (0.4 s) it has computed step 2 for 0.1 s, since its READY for step
-    1 at 0.3 s: that is its floor (0.2 s counted from step 2's start, above the 0.15 it takes)."""
+    (after step 3's decision: never fed; it sits step 3 out), and 0.2 s into step 4. Waiting for it would take
+    0.15 s every step, which is what `late` says each time, and so E[T_(3)]; counted from the step's start the late
+    arrivals would say 0.15, 0.2, 0.2 and grow with every step it carries a lag. At step 3's decision (0.4 s) it has
+    computed step 2 for 0.1 s, since its READY for step 1 at 0.3 s: that is its floor (0.2 s counted from step 2's
+    start, above the 0.15 it takes)."""
     steps = 6
     times = np.tile([0.1, 0.1, 0.15], (steps, 1))
     spec = AutoSpec(min_backups=1, max_backups=1, probe_every=0)  # N = 2 at P = 3
     trace = replay_auto(times, spec, "backup", NO_NET, batch=1, noise_scale=1.0)
     assert trace.n.tolist() == [2] * steps
-    assert [len(x) for x in trace.late] == [0, 1, 1, 0, 1, 1]  # fed at steps 1, 2, 4, 5: step 0's, 1's, 2's, 4's
+    assert [len(x) for x in trace.late] == [0, 1, 1, 0, 0, 1]  # fed at steps 1, 2, 5: step 0's, 1's, 4's
     assert [x.tolist() for x in trace.floors] == [[], [], [], [pytest.approx(0.1)], [], []]
     assert trace.busy.tolist() == [0, 1, 1, 1, 1, 1]  # still on its previous step whenever one starts
     assert all(late[0] == pytest.approx(0.15) for late in trace.late if len(late))
@@ -351,7 +351,7 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
     Worker 2 is busy from step 1 on: first deep in its long step (silent since 0 at steps 3 and 4, 0.3 and 0.4 s
     in), then, its READY for step 0 in at 0.45 s, only a lagging one (0.05 s behind, heard from every step: busy,
     never deep). Its silence gives floors of 0.2, 0.3, 0.4 s at the decisions of steps 1-3 (computing since 0);
-    its READY for step 0 is a late arrival of 0.45 s at step 4's, those for steps 4 and 5 of 0.1 s at the next.
+    its READY for step 0, long after that step's decision, is no late arrival; those for steps 4 and 5 are (0.1 s).
     The coordinator's WorkerWatch, fed the messages of that run in the order they come, counts the same."""
     steps = 7
     times = np.full((steps, 3), 0.1)
@@ -365,7 +365,7 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
     for t in range(steps):
         busy.append(len(watch.busy(set())))
         deep.append(len(watch.deep(set(), now=0.1 * t, after_s=2 * (0.1 + 0.025))))
-        if t == 4:  # worker 2's READY for step 0, at 0.45 s: after step 3's decision, so late with step 4
+        if t == 4:  # worker 2's READY for step 0, at 0.45 s: long after that step's decision, so not late
             watch.heard(2, 0, 0.45, 0.45)
         if t >= 5:  # its READY for step t - 1, at 0.1 t + 0.05: after that step's decision (late)
             watch.heard(2, t - 1, 0.1 * t + 0.05, 0.1)
@@ -373,7 +373,7 @@ def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinato
         watch.heard(1, t, 0.1 * t + 0.1, 0.1)
         censored.append(watch.decided(t, 0.1 * t, {0, 1}, [0.0, 0.0], now=0.1 * t + 0.1))
     assert busy == trace.busy.tolist() and deep == trace.deep.tolist()
-    late = [[]] * 4 + [[pytest.approx(0.45)]] + [[pytest.approx(0.1)]] * 2
+    late = [[]] * 5 + [[pytest.approx(0.1)]] * 2
     assert [x.tolist() for x in trace.late] == late == [c.late for c in censored]
     floors = [[], [pytest.approx(0.2)], [pytest.approx(0.3)], [pytest.approx(0.4)], [], [], []]
     assert [x.tolist() for x in trace.floors] == floors == [c.floors for c in censored]

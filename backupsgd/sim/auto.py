@@ -2,9 +2,9 @@
 
 The replay hands the policy what the engine's coordinator sees: the READY arrivals of the decided
 step (the first N offers, seconds after the step started, i.e. after the previous update was
-applied), the offers heard between the previous step's decision and this one's for steps already decided (late:
-as seconds into the previous step had those workers begun it when its members did, as backupsgd.worker_watch
-does), for each worker silent since the previous decision how long it has computed (floors), how
+applied), the previous step's offers that came after its decision but before this one (late: as seconds
+into that step had those workers begun it when its members did, as backupsgd.worker_watch does), for each worker
+silent since the previous decision how long it has computed (floors), how
 many workers are still on a step decided without them when a step starts (busy), how many of those have
 been silent for longer than the policy's deep_after_s() (deep), the smoothed noise scale, and the step's
 exchange (from its decision to the next step's start: the mode's modelled exchange at its N). So the
@@ -34,8 +34,8 @@ class AutoTrace:
     applied_s: np.ndarray  # when step t's update is applied
     busy: np.ndarray  # workers still on a step decided without them when step t started
     deep: np.ndarray  # ... of them, those whose last offer came longer than the policy's deep_after_s() before
-    late: list[np.ndarray]  # offers for decided steps heard after step t-1's decision and by step t's, seconds into
-    # t-1 as if those workers had begun t-1 with its members (their own compute time plus the members' start lag)
+    late: list[np.ndarray]  # step t-1's arrivals after its decision and before step t's, seconds into t-1 as if
+    # those workers had begun t-1 with its members (their own compute time plus the members' median start lag)
     floors: list[np.ndarray]  # at step t's decision, how long each worker silent since step t-1's has computed
     exchange: np.ndarray  # step t's exchange, seconds: what the policy's overhead(N_t) learnt after step t
 
@@ -69,6 +69,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     began = np.zeros(workers)  # when it began the computation it is on
     took = np.zeros(workers)  # ... and how long that computation takes
     unheard = np.zeros(workers, dtype=bool)  # not heard from since the previous decision (its offer still to come)
+    dropped = np.zeros(workers, dtype=bool)  # the previous step's workers whose offer for it came after its decision
     start_lag = 0.0  # the previous step's members' median start lag
     lates: list[np.ndarray] = []
     floors: list[np.ndarray] = []
@@ -88,12 +89,13 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         arrivals = offers[first] - start
         late, floor = np.empty(0), np.empty(0)
         if not restart:
-            # the offers for decided steps heard by this decision, and the workers still silent (WorkerWatch)
-            late = np.sort(start_lag + took[unheard & (free <= decided)])
+            # the previous step's offers heard by this decision, and the workers still silent (as WorkerWatch)
+            late = np.sort(start_lag + took[dropped & (free <= decided)])
             floor = decided - began[unheard & (free > decided)]
             computing = free <= decided  # the others are still on an older step: this offer is not made
-            unheard = ~computing  # their offers come after the decision, as do the dropped ones' (a tie's at it)
-            unheard[np.setdiff1d(np.flatnonzero(computing), first)] = True
+            dropped = computing.copy()  # the others' offers come after the decision, a tie's at it
+            dropped[first] = False
+            unheard = dropped | ~computing
             start_lag = float(np.median(arrivals - times[t][first]))  # when the members began, after the start
             heard = np.where(computing, free, heard)  # its previous offer (0: none yet)
             began = np.where(computing, np.maximum(free, start), began)
