@@ -17,7 +17,7 @@ from typing import Iterable, NamedTuple, Sequence
 
 class Censored(NamedTuple):
     """What a decision adds to the previous step's first N arrivals (seconds into that step, as the policy wants
-    them): `late`, its READYs heard since its decision, one per rank (uncensored arrivals past N); `floors`,
+    them): `late`, its READYs heard since its decision (uncensored arrivals past N); `floors`,
     for every rank silent since then, how long it has computed by this decision (its arrival is later than that)."""
 
     late: list[float]
@@ -31,7 +31,7 @@ class WorkerWatch:
         self._unheard: set[int] = set()  # dropped from a decided step and not heard from since
         self._heard_at: list[float | None] = [None] * size  # when each rank was last heard from (None: not yet)
         self._last_decided = -1
-        self._late: dict[int, float] = {}  # READYs for the step decided last that came after its decision
+        self._late: list[float] = []  # the step decided last's READYs that came after its decision
         self._began = [0.0] * size  # when each rank began the computation it is on, as far as the coordinator knows
         self._last_start = 0.0  # when that step started
         self._start_lag = 0.0  # how long after its start its members began computing it (median)
@@ -39,14 +39,14 @@ class WorkerWatch:
     def heard(self, rank: int, step: int, when: float, took_s: float | None, late_counts: bool = True) -> None:
         """`rank` sent a READY (or NONFINITE) for `step` at `when`, having computed for `took_s`: it is free again.
         If `step` is the one decided last, the READY is a late arrival (`late_counts` False: one that says nothing
-        of the ranks' speed, from a rank brought back from behind or a NONFINITE). A READY for an older step is not:
-        counted (as an arrival past N of the step decided last), the simulator's shifting regime lost 1.2-1.3
+        of the ranks' speed, from a rank brought back from behind or a NONFINITE). A READY for an older step is not
+        one: counted as an arrival past N of the step decided last, the simulator's shifting regime lost 1.2-1.3
         points at P = 16 and 100 (results/README section 7): a worker back from a long Pareto delay reported it as
         one step's arrival, and N stayed low after the worker was free; its floors told of it while it lasted."""
         self._unheard.discard(rank)
         self._heard_at[rank] = when
         if late_counts and step == self._last_decided:
-            self._late[rank] = self._late_arrival(when, took_s)
+            self._late.append(self._late_arrival(when, took_s))
 
     def _late_arrival(self, when: float, took_s: float | None) -> float:
         """A late READY as seconds into its step, had its rank begun the step when the members did.
@@ -75,7 +75,7 @@ class WorkerWatch:
         The time from a rank's READY to its computing again is taken as the members' start lag, which the late
         arrivals add (see _late_arrival): so the floor needs neither."""
         offered = set(offered)
-        late, self._late = list(self._late.values()), {}
+        late, self._late = self._late, []
         floors = [now - self._began[r] for r in sorted(self._unheard - offered)]  # silent since the last decision
         # a rank not heard from before the first decision counts as silent from the first step's start, not from
         # whenever this watch was made (start-up can take seconds)
