@@ -22,7 +22,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate
+from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate, StepTimeEstimate
 from backupsgd.errors import ConfigError
 
 RULES = ("progress", "dbw")
@@ -210,6 +210,8 @@ class AutoPolicy:
         self.noise_scale = math.nan
         # overhead(N), unless the spec fixes one (see exchanged()); trusted as long as the arrival estimates are
         self.exchanges = ExchangeEstimate(workers, fresh_within=spec.window)
+        self.step_times = StepTimeEstimate(workers, spec.window)  # each N's whole step as lived (see times())
+        self._observed_paused = True  # whether the step observed last was paused (its whole step is not learnt)
         self.steps = 0
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
@@ -232,6 +234,7 @@ class AutoPolicy:
         B_noise is 0.10x B_simple on digits, 0.16x on Fashion-MNIST, 1.45x on pydocs with Adam
         (results/README.md section 10). So the factor is a workload's calibration, fitted from a static
         sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
+        self._observed_paused = paused
         if paused:
             self.arrivals.skip()
         else:
@@ -274,20 +277,41 @@ class AutoPolicy:
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))
 
-    def exchanged(self, n: int, took_s: float) -> None:
+    def exchanged(self, n: int, took_s: float, step_s: float | None = None) -> None:
         """The step decided at `n` took `took_s` seconds from its decision to the next step's start (the engine's
         coordinator measures it; the simulator models it): overhead(n) learns it, unless the spec fixes the
-        overhead, and the choice is made again with it. Call it before the next choose().
+        overhead, and the choice is made again with it. `step_s`: the whole of that step, from its start to the
+        next one's (StepTimeEstimate learns it, unless the step was paused). Call it before the next choose().
 
         The exchange of a step is known only as the next one starts, after observe() chose, so the rule's first
         choice took the overhead as 0; the first exchange learnt makes it again, without holding the N chosen so
         (hysteresis would): at 1,000 simulated workers, where N climbs back only as far as probes and late READYs
         have seen, a first N of 309 (552 with the overhead) stayed and cost 3% of progress per second."""
         if self.spec.overhead_s == 0:
+            if step_s is not None and not self._observed_paused:
+                self.step_times.observe(n, step_s)
             first = not self.exchanges.count.any()
             self.exchanges.observe(n, took_s)
             if first and not math.isnan(self.noise_scale):
                 self.n = self._best(hold=False)
+
+    def times(self) -> np.ndarray:
+        """The seconds a step at N takes, N = 1..P: E[T_(N)] + overhead(N), or the N's own measured step where it
+        has one (StepTimeEstimate) and that is longer; elsewhere the model plus what it misses of the current N's
+        measured step (the vote's latency, as the current N lives it; never less than nothing). With a fixed
+        overhead in the spec, the model alone: that spec says what a step costs beside its wait.
+
+        The longer of the two, not the measured step alone: a step's whole time is learnt only as the next one
+        starts (exchanged()), after observe() chose, and it is an average over the window, so when a worker
+        turns slow the arrivals say so first. Taking the measured step alone, runs at N = 4 on digits waited for
+        a node turned 30 ms slow for three steps after its first (the 3.5 ms measured steps of the quiet phase
+        stood for N = 4 while E[T_(4)] + overhead(4) was already 7 ms), 100 ms a run."""
+        model = self.arrivals.expected() + self.overheads()
+        direct = self.step_times.known()
+        if self.spec.overhead_s or np.isnan(direct).all():
+            return model
+        missed = float(direct[self.n - 1] - model[self.n - 1])
+        return np.where(np.isnan(direct), model + (missed if missed > 0 else 0.0), np.fmax(direct, model))
 
     def overheads(self) -> np.ndarray:
         """overhead(N) for N = 1..P, seconds: the spec's fixed one, else as measured (ExchangeEstimate; 0 until
@@ -312,21 +336,21 @@ class AutoPolicy:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds), at the noise scale in hand
         or at `noise_scale`; `fresh_only`: only the N whose arrival was seen within the window (see below)."""
         noise = self.noise_scale if noise_scale is None else noise_scale
-        arrivals, overheads = self.arrivals.expected(), self.overheads()  # both kept until they change
-        key = (noise, fresh_only, self.arrivals.steps)
+        estimates = (self.arrivals.expected(), self.overheads(), self.step_times.known())  # each kept until it changes
+        key = (noise, fresh_only, self.arrivals.steps, self.n)
         cached = self._values
-        if cached is not None and cached[0] == key and cached[1] is arrivals and cached[2] is overheads:
-            return cached[3]  # asked again before anything changed (a step asks two or three times)
+        if cached is not None and cached[0] == key and all(x is y for x, y in zip(cached[1], estimates)):
+            return cached[2]  # asked again before anything changed (a step asks two or three times)
         n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, arrivals + overheads, self.batch, noise)
+            val = self.rule.value(n, self.times(), self.batch, noise)
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.
         fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else np.ones(len(n), bool)
         val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
         val.flags.writeable = False
-        self._values = (key, arrivals, overheads, val)
+        self._values = (key, estimates, val)
         return val
 
     def _noise_could_move_n(self) -> bool:

@@ -98,7 +98,41 @@ class ArrivalEstimate:
         return self._expected
 
 
-class ExchangeEstimate:
+class PerNEstimate:
+    """One EMA per N of something measured only on the steps decided at that N, forgotten once not measured for
+    `fresh_within` measurements: an N measured again after that long starts its average afresh, and one measured
+    after a shorter gap weighs as much as the EMA steps it missed (catch_up_weight, as ArrivalEstimate's)."""
+
+    def __init__(self, workers: int, span: int, fresh_within: int) -> None:
+        if fresh_within < 1:
+            raise ValueError(f"fresh_within must be >= 1, got {fresh_within}")
+        self.alpha = 2.0 / (span + 1)
+        self.fresh_within = fresh_within
+        self.mean = np.full(workers, np.nan)
+        self.count = np.zeros(workers, dtype=np.int64)
+        self.last = np.zeros(workers, dtype=np.int64)  # the measurement (counted from 1) at which each N last was
+        self.measurements = 0
+        self._expected = None  # what the subclass's reading of the means gives, until observe()
+
+    def observe(self, n: int, seconds: float) -> None:
+        """A step decided at N = `n` measured `seconds`."""
+        k = n - 1
+        self.measurements += 1
+        age = self.measurements - self.last[k]  # measurements since N was last measured
+        if age >= self.fresh_within:  # its old value was not used meanwhile: start it afresh
+            self.mean[k], self.count[k] = np.nan, 0
+        self.count[k] += 1
+        weight = catch_up_weight(self.alpha, age, self.count[k])  # after measurements at other N, the steps it missed
+        self.mean[k] = seconds if np.isnan(self.mean[k]) else self.mean[k] + weight * (seconds - self.mean[k])
+        self.last[k] = self.measurements
+        self._expected = None
+
+    def fresh(self) -> np.ndarray:
+        """Which N were measured within the last `fresh_within` measurements."""
+        return ~np.isnan(self.mean) & (self.last > self.measurements - self.fresh_within)
+
+
+class ExchangeEstimate(PerNEstimate):
     """overhead(N): the time from a step's decision at N to the next step's start (its exchange), measured per N.
 
     One number for every N was wrong where the exchange depends on N: the members-only reducer reduces over a
@@ -115,34 +149,12 @@ class ExchangeEstimate:
     (results/auto-digits-exp60-cap, seed 17): one exchange of 14.5 ms at N = 1 in the 6th step (1-3 ms usually)
     took overhead(1) to 7.5 ms; auto moved to N = 2 and held it for 90 of the 100 steps to its target, and five
     more of the 60 runs held N >= 2 for 31-80 of their steps to the target. So the N below every N measured within
-    the last `fresh_within` exchanges take the least such N's value; an N measured again after that long starts its
-    average afresh, and one measured after a shorter gap weighs as much as the EMA steps it missed (catch_up_weight,
-    as ArrivalEstimate's).
+    the last `fresh_within` exchanges take the least such N's value (and an N not measured for that long starts
+    afresh, PerNEstimate).
     """
 
     def __init__(self, workers: int, fresh_within: int = EXCHANGE_SPAN) -> None:
-        if fresh_within < 1:
-            raise ValueError(f"fresh_within must be >= 1, got {fresh_within}")
-        self.alpha = 2.0 / (EXCHANGE_SPAN + 1)
-        self.fresh_within = fresh_within
-        self.mean = np.full(workers, np.nan)
-        self.count = np.zeros(workers, dtype=np.int64)
-        self.last = np.zeros(workers, dtype=np.int64)  # the exchange (counted from 1) at which each N was last measured
-        self.exchanges = 0
-        self._expected: tuple[float, np.ndarray] | None = None  # (default, expected(default)) until observe()
-
-    def observe(self, n: int, took_s: float) -> None:
-        """A step decided at N = `n` took `took_s` from its decision to the next step's start."""
-        k = n - 1
-        self.exchanges += 1
-        age = self.exchanges - self.last[k]  # exchanges since N was last measured
-        if age >= self.fresh_within:  # its old value was not used meanwhile (expected()): start it afresh
-            self.mean[k], self.count[k] = np.nan, 0
-        self.count[k] += 1
-        weight = catch_up_weight(self.alpha, age, self.count[k])  # after exchanges at other N, the steps it missed
-        self.mean[k] = took_s if np.isnan(self.mean[k]) else self.mean[k] + weight * (took_s - self.mean[k])
-        self.last[k] = self.exchanges
-        self._expected = None
+        super().__init__(workers, EXCHANGE_SPAN, fresh_within)
 
     def expected(self, default: float) -> np.ndarray:
         """overhead(N) for N = 1..P: as measured (below every freshly measured N, the least such N's; never measured,
@@ -156,7 +168,7 @@ class ExchangeEstimate:
         else:
             k = np.arange(len(self.mean))
             mean = self.mean.copy()
-            fresh = seen & (self.last > self.exchanges - self.fresh_within)
+            fresh = self.fresh()
             if fresh.any():  # the N below every fresh one take the least fresh one's (see the class docstring)
                 least = int(np.argmax(fresh))  # the first True
                 mean[:least] = mean[least]
@@ -167,3 +179,28 @@ class ExchangeEstimate:
         out.flags.writeable = False
         self._expected = (default, out)
         return out
+
+
+class StepTimeEstimate(PerNEstimate):
+    """The whole step at N as the coordinator lived it, from one step's start to the next's, measured per N.
+
+    E[T_(N)] + overhead(N) leaves out what happens between the N-th READY's arrival and the decision (the engine
+    thread getting the GIL and a core: 0.1-2.5 ms a step on digits' 5 ms quiet steps, 5 ranks on 2 cores), and it
+    learns T_(N) from steps decided at other N, where the workers share the cores differently: on that host N = 2
+    was the cheapest step in quiet phases (4.7 ms against 6.2-6.5 at N = 3), which no order statistic of arrivals
+    seen at N = 3 foretells (results/README.md section 10, the shifting regimes). So the policy takes an N's own
+    measured step where it has one and it is the longer (`known()`, AutoPolicy.times). An N needs `least` steps of
+    its own within the window first: one step under exponential delays says little (a probe's single slow step
+    would otherwise price its N out for a window)."""
+
+    def __init__(self, workers: int, window: int, least: int = 3) -> None:
+        super().__init__(workers, window, window)
+        self.least = least
+
+    def known(self) -> np.ndarray:
+        """The measured step time of every N seen at least `least` times within the window; nan elsewhere.
+        Read-only, and kept until the next observe()."""
+        if self._expected is None:
+            self._expected = np.where(self.fresh() & (self.count >= self.least), self.mean, np.nan)
+            self._expected.flags.writeable = False
+        return self._expected

@@ -3,15 +3,15 @@ and the writer's count of each step's N (`QuorumTally`), auto or not, for steps.
 
 Rank 0's engine thread asks `choose()` before each step's vote and calls `decided()` when it decides the
 step, with the READY arrivals of the step's members (the first N; later ones are censored, as
-ArrivalEstimate expects); the policy learns them in `catch_up()`, after the step's reduction. The smoothed gradient noise scale is measured on rank 0's training thread,
-after it applies a step: it posts it with `post_noise()`, and the engine thread takes the latest one
-posted when it observes a step. So the noise scale a choice used is whatever had been posted by then,
-which depends on thread timing: each step's record (`record()`, for steps.jsonl) says which value it
-was, and the previous step's exchange time as measured (the policy's overhead(N) learns it), and how many
-ranks were busy when the step started, the previous step's late READYs and the floors on its arrivals still
-missing (all depend on message timing too), and whether the step was marked paused (`pause()`: its arrivals
-include an evaluation and are not learnt from), so that feeding what is recorded to a fresh AutoPolicy
-(`replay_choices`) makes the same choices.
+ArrivalEstimate expects); the policy learns them in `catch_up()`, after the step's reduction. The smoothed
+gradient noise scale is measured on rank 0's training thread, after it applies a step: it posts it with
+`post_noise()`, and the engine thread takes the latest one posted when it observes a step. So the noise scale a
+choice used is whatever had been posted by then, which depends on thread timing: each step's record (`record()`,
+for steps.jsonl) says which value it was, the previous step's exchange and whole time as measured (the policy's
+overhead(N) and step times learn them), how many ranks were busy when the step started, the previous step's late
+READYs and the floors on its arrivals still missing (all depend on message timing too), and whether the step was
+marked paused (`pause()`: its arrivals include an evaluation and are not learnt from), so that feeding what is
+recorded to a fresh AutoPolicy (`replay_choices`) makes the same choices.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class AutoQuorum:
         self._pending: deque[tuple[int, list[float], list[float], list[float]]] = deque()  # decided(), not learnt
         self._decided_at: float | None = None  # when the last step observed was decided ...
         self._decided_n = 0  # ... and at which N
+        self._started_at: float | None = None  # when the step last chosen for began, on the coordinator
         self._pause_decided_at = -math.inf  # when the last paused step was decided (see decided())
 
     # --- rank 0's training thread --------------------------------------------------------------
@@ -72,22 +73,31 @@ class AutoQuorum:
             return self._records.pop(step, {})
 
     # --- the engine thread (the coordinator) ------------------------------------------------------
-    def choose(self, step: int, size: int, busy: int = 0, deep: int = 0) -> int:
+    def choose(self, step: int, size: int, busy: int = 0, deep: int = 0, started: float | None = None) -> int:
         """N for `step`, at most `size` (the ranks still living); `busy`: ranks still on a step decided without
         them (a probe does not wait for them); `deep`: those silent for longer than deep_after_s() (no step waits
-        for them), as AutoPolicy.choose takes them."""
-        took = None if self._decided_at is None else time.perf_counter() - self._decided_at
+        for them), as AutoPolicy.choose takes them; `started`: when the step began on the coordinator (its
+        perf_counter; None: now), the instant its arrivals are timed from.
+
+        The previous step's exchange ends, and its whole time is counted to, where this step began, not at this
+        call: in between the coordinator learns from the previous step (catch_up(); about 1 ms a step on digits'
+        5 ranks on 2 cores), while this step's READYs already arrive and count in its T_(N). Counted to this call,
+        that time was in both T_(N) and overhead(N), and E[T_(N)] + overhead(N) came out 1.3 ms above the whole
+        3.6 ms steps measured."""
+        started = time.perf_counter() if started is None else started
+        took = None if self._decided_at is None else started - self._decided_at
+        whole = None if took is None or self._started_at is None else started - self._started_at
         if took is not None:
-            self.policy.exchanged(self._decided_n, took)
-        self._decided_at = None
+            self.policy.exchanged(self._decided_n, took, whole)
+        self._decided_at, self._started_at = None, started
         with self._lock:
             paused = step in self._paused
         n = min(self.policy.choose(busy, deep, paused), size)
         if self._keep:
             with self._lock:
                 self._records[step] = {"quorum": n, "auto": {
-                    "last_exchange_s": took, "overhead_s": float(self.policy.overheads()[n - 1]), "busy": busy,
-                    "deep": deep, "probe": n > self.policy.n}}
+                    "last_exchange_s": took, "last_step_s": whole, "overhead_s": float(self.policy.overheads()[n - 1]),
+                    "busy": busy, "deep": deep, "probe": n > self.policy.n}}
         return n
 
     def deep_after_s(self) -> float:
@@ -146,6 +156,7 @@ class AutoQuorum:
         auto = self._records.setdefault(step, {"auto": {}})["auto"]
         auto.update({"noise_scale": noise, "late": late, "floors": floors, "paused": paused,
                      "expected_s": [float(x) for x in self.policy.arrivals.expected()],
+                     "times_s": [float(x) for x in self.policy.times()],  # a step at each N, as the rule took it
                      "next": after, "value": float(values[after - 1])})
 
 
@@ -217,7 +228,7 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
     for record in steps:
         auto = record["auto"]
         if auto.get("last_exchange_s") is not None:  # the previous step's, decided at decided_n
-            policy.exchanged(decided_n, auto["last_exchange_s"])
+            policy.exchanged(decided_n, auto["last_exchange_s"], auto.get("last_step_s"))
         chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0), auto.get("paused", False)))
         decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]

@@ -88,9 +88,10 @@ class Host(Protocol):
 class QuorumPolicy(Protocol):
     """Chooses each step's N on the coordinator (backupsgd.auto_quorum.AutoQuorum)."""
 
-    def choose(self, step: int, size: int, busy: int, deep: int) -> int:
+    def choose(self, step: int, size: int, busy: int, deep: int, started: float) -> int:
         """N for `step`, at most `size`; `busy`: ranks still on a step decided without them (or behind); `deep`:
-        those silent for longer than deep_after_s() (backupsgd.worker_watch)."""
+        those silent for longer than deep_after_s() (backupsgd.worker_watch); `started`: when the step began on the
+        coordinator (perf_counter), which its arrivals are timed from."""
 
     def deep_after_s(self) -> float:
         """How long a rank may go unheard before it counts as deep in a delay (nan: none does yet)."""
@@ -143,7 +144,7 @@ class Coordinator:
             self._own_late(host)
             self.policy.catch_up()  # the last step's decision, learnt now that its reduction is done
             deep = self._watch.deep(self.behind, time.perf_counter(), self.policy.deep_after_s())
-            self.quorum = self.policy.choose(step, self.size, len(self._watch.busy(self.behind)), len(deep))
+            self.quorum = self.policy.choose(step, self.size, len(self._watch.busy(self.behind)), len(deep), step_start)
         ready = self._ready.setdefault(step, [])
         rejected = self._rejected.setdefault(step, [])
         counted_self = any(offer.rank == self.rank for offer in ready) or self.rank in rejected

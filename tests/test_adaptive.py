@@ -98,6 +98,25 @@ def test_auto_returns_from_n_2_once_a_slow_exchange_at_n_1_is_a_window_old():
     assert chosen == [2, 2, 2, 1, 1, 1]
 
 
+def test_an_ns_own_measured_step_stands_for_it_and_what_the_model_misses_is_added_to_the_others():
+    """P = 3, arrivals 1, 2, 3 s, no exchange, B_noise = 2: the model N / (N + 2) / E[T_(N)] says 0.333, 0.25, 0.2
+    for N = 1..3: N = 1. But N = 1's steps take 4 s whole (the vote's latency, say): once three are measured, the
+    other N take their model plus the 3 s it missed, 0.5 / 5 = 0.1 and 0.6 / 6 = 0.1 against 1 / 3 / 4 = 0.083:
+    N = 2. Its own steps take 10 s: once three are measured, N = 2 is worth 0.05, N = 3 0.6 / (3 + 8) = 0.055 and
+    N = 1 (still fresh) 0.083: back to N = 1. Each choice sees the step times learnt up to the step before it; the
+    first step (noise unknown) waits for 2, and one 10 s step at N = 2 is not enough to stand for it."""
+    spec = AutoSpec(min_backups=0, max_backups=2, window=10, margin=0.0, probe_every=0)
+    chosen, model_only = [], []
+    for feed, out in ((True, chosen), (False, model_only)):
+        policy = AutoPolicy(spec, workers=3)
+        for _ in range(9):
+            out.append(policy.choose())
+            policy.observe([1.0, 2.0, 3.0], 2.0)
+            policy.exchanged(out[-1], 0.0, (4.0 if out[-1] == 1 else 10.0) if feed else None)
+    assert chosen == [2, 1, 1, 1, 1, 2, 2, 2, 1]
+    assert model_only == [2] + [1] * 8
+
+
 def test_policy_on_random_exponential_arrivals_picks_the_closed_form_best():
     p, mean, noise, overhead = 8, 1.0, 4.0, 0.5
     n = np.arange(1, p + 1)
@@ -278,11 +297,11 @@ def test_simulator_replay_makes_the_policys_choices_for_the_same_arrivals(rule):
     assert len(set(trace.n.tolist())) > 1  # N really changes along the run
     policy = AutoPolicy(spec, 16)
     direct = []
-    for arrivals, busy, deep, late, floors, exchange in zip(trace.arrivals, trace.busy, trace.deep, trace.late,
-                                                           trace.floors, trace.exchange):
+    for arrivals, busy, deep, late, floors, exchange, whole in zip(trace.arrivals, trace.busy, trace.deep, trace.late,
+                                                                  trace.floors, trace.exchange, trace.step_s):
         direct.append(policy.choose(busy, deep))
         policy.observe(arrivals, 3.0, late, floors=floors)
-        policy.exchanged(direct[-1], exchange)
+        policy.exchanged(direct[-1], exchange, whole)
     assert direct == trace.n.tolist()
     # all four inputs really occur under this tail
     assert trace.busy.any() and trace.deep.any() and any(len(x) for x in trace.late)

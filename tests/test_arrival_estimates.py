@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from reference import exp_order_stats
 
-from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate
+from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate, StepTimeEstimate
 
 
 def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20():
@@ -20,6 +20,22 @@ def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20()
     assert est.expected(0.0)[1] == pytest.approx(5.0)
     est.observe(2, 26.0)  # weight 2 / 21 once the average has settled
     assert est.expected(0.0)[1] == pytest.approx(5.0 + 2 / 21 * 21.0)
+
+
+def test_a_step_time_is_known_after_three_of_its_own_and_forgotten_after_a_window_without_one():
+    est = StepTimeEstimate(3, window=4)
+    est.observe(2, 6.0)
+    est.observe(2, 9.0)
+    assert np.isnan(est.known()).all()  # two steps at N = 2: not yet
+    est.observe(2, 3.0)
+    # the mean of the first two (7.5), then the span of 4's weight 2 / 5 (more than 1 / 3) toward 3
+    np.testing.assert_allclose(est.known(), [np.nan, 5.7, np.nan])
+    for i in range(4):
+        est.observe(1, 1.0)
+        # N = 2 stays known while its last step is one of the last 4 measured; N = 1 from its third step
+        np.testing.assert_allclose(est.known(), [np.nan if i < 2 else 1.0, 5.7 if i < 3 else np.nan, np.nan])
+    est.observe(2, 5.0)  # measured again after a window: afresh, one step is not enough
+    assert np.isnan(est.known()[1])
 
 
 def test_an_exchange_below_every_fresh_n_takes_the_least_fresh_ones_and_starts_afresh_when_measured_again():

@@ -49,6 +49,11 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
     # the same N every step (what the simulator's replay of auto does with its own arrivals).
     assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+    # Each step's whole time (start to the next's start, which the policy learns per N) holds its wait for the N-th
+    # READY, timed from the same start, and its exchange, counted from the decision after that READY
+    for before, after in zip(steps, steps[1:]):
+        auto = after["auto"]
+        assert auto["last_step_s"] >= max(before["arrivals"].values()) + auto["last_exchange_s"], after["step"]
     assert any(s["auto"]["busy"] for s in steps), "the slow ranks are busy on stale steps: recorded, replayed"
     # The report draws N over time beside the stragglers and states the mean N.
     report = build_report(tmp_path, scale=False)

@@ -7,7 +7,8 @@ into that step had those workers begun it when its members did, as backupsgd.wor
 silent since the previous decision how long it has computed (floors), how
 many workers are still on a step decided without them when a step starts (busy), how many of those have
 been silent for longer than the policy's deep_after_s() (deep), the smoothed noise scale, and the step's
-exchange (from its decision to the next step's start: the mode's modelled exchange at its N). So the
+exchange (from its decision to the next step's start: the mode's modelled exchange at its N) and the whole step
+(from its start to the next one's). So the
 simulator makes the coordinator's choices for the same arrivals (tests/test_adaptive.py feeds a trace's
 arrivals to a fresh policy to check it).
 """
@@ -107,7 +108,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
         lates.append(late)
         floors.append(floor)
         policy.observe(arrivals, noise_scale, late, floors=floor)
-        policy.exchanged(n, exchange)
+        policy.exchanged(n, exchange, last - start)
     return AutoTrace(chosen, seen, applied, busy_at, deep_at, lates, floors, exchanges)
 
 

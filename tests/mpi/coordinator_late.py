@@ -28,7 +28,7 @@ class Recorder:
     def __init__(self) -> None:
         self.handed: dict[int, tuple[list, list]] = {}
 
-    def choose(self, step, size, busy, deep):
+    def choose(self, step, size, busy, deep, started):
         return 2
 
     def deep_after_s(self):
