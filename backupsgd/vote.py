@@ -189,7 +189,8 @@ class Coordinator:
     def _decide(self, step: int, step_start: float) -> Vote:
         # A READY from a rank marked behind is stale: it computed on a state it is being brought back from.
         offers = self._ready.pop(step)
-        chosen = [offer for offer in offers if offer.rank not in self.behind][: self.quorum]
+        current = [offer for offer in offers if offer.rank not in self.behind]
+        chosen = current[: self.quorum]
         declined = self._rejected.pop(step, [])
         nonfinite, self._nonfinite = tuple(self._nonfinite), []
         members = tuple(sorted(offer.rank for offer in chosen))
@@ -207,7 +208,8 @@ class Coordinator:
             lags = [arrivals[offer.rank] - offer.took_s for offer in chosen if offer.took_s is not None]
             # a rank behind is not computing anything the policy should time: no floor for its silence
             offered = {offer.rank for offer in offers} | set(declined) | self.behind
-            late, floors = self._watch.decided(step, step_start, offered, lags, time.perf_counter())
+            late, floors = self._watch.decided(step, step_start, offered, lags, time.perf_counter(),
+                                               [(offer.when, offer.took_s) for offer in current[self.quorum:]])
             self.policy.decided(step, arrivals.values(), late, floors)  # learnt at the next vote: all wait now
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 

@@ -61,11 +61,19 @@ class WorkerWatch:
         return self._start_lag + took_s
 
     def decided(self, step: int, step_start: float, offered: Iterable[int], member_lags: Sequence[float],
-                now: float) -> Censored:
+                now: float, unchosen: Sequence[tuple[float, float | None]] = ()) -> Censored:
         """`step` (started at `step_start`) was decided at `now`; `offered`: the ranks that offered or declined it by
         then; `member_lags`: its members' arrival less their compute time (seconds after the step's start each
-        began). Returns what the policy learns of the step decided before it, with this one: its late READYs, and a
-        floor for each rank silent since its decision.
+        began); `unchosen`: (when, took_s) of its READYs that came in time but past its first N. Returns what the
+        policy learns of the step decided before it, with this one: its late READYs, and a floor for each rank
+        silent since its decision.
+
+        A READY in time but past the first N is an arrival past N as much as a late one is, and it is handed on
+        with the next decision as one (the simulator's ties are too). Left out, the floors of the ranks still silent
+        stood in for it: the k-th of the known arrivals and the floors bounds T_(k) from below only if every rank is
+        among them. On digits at N = 1 the coordinator often drains two or three READYs at once (its engine thread
+        waits for the GIL about a millisecond into each step), and under a node 30 ms slow the two slow ranks' floors
+        lifted E[T_(2)] from 3 to 7-9 ms while the fast ranks' READYs said 3: N = 1 held for a hundred steps.
 
         A floor is the time since the rank began its computation: at the step's start if it was free then, else
         when its READY for an older step came (it takes up the step under way at once). A floor counted from the
@@ -89,6 +97,7 @@ class WorkerWatch:
         # handful of lags numpy's took 38 us of the 150-185 us a step of auto's bookkeeping (quiet machine)
         self._start_lag = float(statistics.median(member_lags)) if len(member_lags) else 0.0
         self._unheard = set(range(len(self._heard_at))) - offered  # still on this step, or on an older one
+        self._late = [self._late_arrival(when, took_s) for when, took_s in unchosen]
         return Censored(late, floors)
 
     def busy(self, behind: set[int]) -> set[int]:

@@ -364,6 +364,25 @@ def test_a_dropped_workers_late_arrival_counts_its_own_compute_not_the_lag_it_ca
     assert [c.floors for c in censored] == [pytest.approx(x.tolist()) for x in trace.floors]
 
 
+def test_readys_in_time_but_past_n_are_handed_on_as_arrivals_past_n_not_left_to_the_floors():
+    """P = 3, N = 1: step 0 starts at 0, rank 0's READY comes at 0.1 s and rank 1's at 0.12 s, both before the decision
+    at 0.13 s (drained together); rank 2 is silent. Rank 1's READY is T_(2) of step 0, handed on with step 1's
+    decision as a late READY (its compute 0.12 s plus the members' start lag, 0): so E[T_(2)] is 0.12 s. Had it been
+    left out, rank 2's floor (0.31 s, silent since step 0 began) would have been the second of the sample that
+    bounds step 0's T_(2) from below."""
+    watch = WorkerWatch(3)
+    watch.heard(0, 0, 0.1, 0.1)
+    watch.heard(1, 0, 0.12, 0.12)
+    assert watch.decided(0, 0.0, {0, 1}, [0.0], now=0.13, unchosen=[(0.12, 0.12)]) == ([], [])
+    watch.heard(0, 1, 0.3, 0.1)
+    censored = watch.decided(1, 0.2, {0}, [0.0], now=0.31)
+    assert censored.late == [pytest.approx(0.12)] and censored.floors == [pytest.approx(0.31)]
+    policy = AutoPolicy(AutoSpec(min_backups=0, max_backups=2, probe_every=0), 3)
+    policy.observe([0.1], 1.0)
+    policy.observe([0.1], 1.0, censored.late, floors=censored.floors)
+    np.testing.assert_allclose(policy.arrivals.expected()[:2], [0.1, 0.12])
+
+
 def test_busy_and_deep_workers_counted_alike_by_the_simulator_and_the_coordinator():
     """P = 3, N = 2, every compute 0.1 s but worker 2's first (0.45 s), no network, a fixed overhead of 0.025 s in
     the policy: steps start at 0.1 t, and a worker silent for longer than 2 (E[T_(2)] + 0.025) = 0.25 s is deep.
