@@ -22,8 +22,8 @@ def ratio(num: dict, den: dict, label: str) -> None:
     seeds = sorted(s for s in set(num) & set(den) if num[s] and den[s])
     logs = [math.log(num[s] / den[s]) for s in seeds]
     m, h = st.mean(logs), 2.045 * st.stdev(logs) / math.sqrt(len(logs))  # t(0.975, ~29 dof)
-    print(f"{label}: {len(seeds)} seeds, {st.mean(num[s] for s in seeds):.3f} s / {st.mean(den[s] for s in seeds):.3f} s,"
-          f" ratio {math.exp(m):.3f} [{math.exp(m - h):.3f}, {math.exp(m + h):.3f}]")
+    means = f"{st.mean(num[s] for s in seeds):.3f} s / {st.mean(den[s] for s in seeds):.3f} s"
+    print(f"{label}: {len(seeds)} seeds, {means}, ratio {math.exp(m):.3f} [{math.exp(m - h):.3f}, {math.exp(m + h):.3f}]")
 
 
 old, new, b4 = times("pin8"), times("pin9"), times("b4")
