@@ -9,7 +9,8 @@ seen when the step decides at N (later ones are censored). Two rules, behind one
 
 - "progress" (the default): a step that averages N gradients of B examples each makes
   N B / (N B + B_noise) of a noise-free step's progress (McCandlish et al. 2018, arXiv 1812.06162),
-  and takes E[T_(N)] + overhead(N) seconds; pick the N that maximises their ratio.
+  and takes E[T_(N)] + overhead(N) seconds, or N's own measured steps where those are longer
+  (AutoPolicy.times); pick the N that maximises their ratio.
 - "dbw": Xu, Neglia, Sebastianelli, "Dynamic Backup Workers" (arXiv 2004.14696), as faithfully as
   we could reconstruct it: see `DbwRule`.
 """
