@@ -9,7 +9,7 @@ many workers are still on a step decided without them when a step starts (busy),
 been silent for longer than the policy's deep_after_s() (deep), the smoothed noise scale, and the step's
 exchange (from its decision to the next step's start: the mode's modelled exchange at its N) and the whole step
 (from its start to the next one's). So the
-simulator makes the coordinator's choices for the same arrivals (tests/test_adaptive.py feeds a trace's
+simulator makes the coordinator's choices for the same arrivals (tests/test_auto_replay.py feeds a trace's
 arrivals to a fresh policy to check it).
 """
 
