@@ -218,6 +218,7 @@ class AutoPolicy:
         self._next_probe = spec.probe_every
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
+        self._times: tuple | None = None  # times()'s, likewise
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
@@ -300,19 +301,30 @@ class AutoPolicy:
         """The seconds a step at N takes, N = 1..P: E[T_(N)] + overhead(N), or the N's own measured step where it
         has one (StepTimeEstimate) and that is longer; elsewhere the model plus what it misses of the current N's
         measured step (the vote's latency, as the current N lives it; never less than nothing). With a fixed
-        overhead in the spec, the model alone: that spec says what a step costs beside its wait.
+        overhead in the spec, the model alone (that spec says what a step costs beside its wait): exchanged()
+        then learns no steps.
 
         The longer of the two, not the measured step alone: a step's whole time is learnt only as the next one
         starts (exchanged()), after observe() chose, and it is an average over the window, so when a worker
         turns slow the arrivals say so first. Taking the measured step alone, runs at N = 4 on digits waited for
         a node turned 30 ms slow for three steps after its first (the 3.5 ms measured steps of the quiet phase
-        stood for N = 4 while E[T_(4)] + overhead(4) was already 7 ms), 100 ms a run."""
-        model = self.arrivals.expected() + self.overheads()
-        direct = self.step_times.known()
-        if self.spec.overhead_s or np.isnan(direct).all():
-            return model
-        missed = float(direct[self.n - 1] - model[self.n - 1])
-        return np.where(np.isnan(direct), model + (missed if missed > 0 else 0.0), np.fmax(direct, model))
+        stood for N = 4 while E[T_(4)] + overhead(4) was already 7 ms), 100 ms a run.
+
+        Read-only, and kept until an estimate or the current N changes: the rule and the step's record both ask."""
+        estimates = (self.arrivals.expected(), self.overheads(), self.step_times.known())  # each kept until it changes
+        cached = self._times
+        if cached is not None and cached[0] == self.n and all(x is y for x, y in zip(cached[1], estimates)):
+            return cached[2]
+        arrivals, overheads, direct = estimates
+        model = arrivals + overheads
+        if np.isnan(direct).all():
+            out = model
+        else:
+            missed = float(direct[self.n - 1] - model[self.n - 1])
+            out = np.where(np.isnan(direct), model + (missed if missed > 0 else 0.0), np.fmax(direct, model))
+        out.flags.writeable = False
+        self._times = (self.n, estimates, out)
+        return out
 
     def overheads(self) -> np.ndarray:
         """overhead(N) for N = 1..P, seconds: the spec's fixed one, else as measured (ExchangeEstimate; 0 until
@@ -337,21 +349,21 @@ class AutoPolicy:
         """The rule's value of every N in 1..P (nan where unknown or out of bounds), at the noise scale in hand
         or at `noise_scale`; `fresh_only`: only the N whose arrival was seen within the window (see below)."""
         noise = self.noise_scale if noise_scale is None else noise_scale
-        estimates = (self.arrivals.expected(), self.overheads(), self.step_times.known())  # each kept until it changes
-        key = (noise, fresh_only, self.arrivals.steps, self.n)
+        times = self.times()  # kept until an estimate or the current N changes
+        key = (noise, fresh_only, self.arrivals.steps)
         cached = self._values
-        if cached is not None and cached[0] == key and all(x is y for x, y in zip(cached[1], estimates)):
+        if cached is not None and cached[0] == key and cached[1] is times:
             return cached[2]  # asked again before anything changed (a step asks two or three times)
         n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, self.times(), self.batch, noise)
+            val = self.rule.value(n, times, self.batch, noise)
         # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
         # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
         # the current N or a recent probe has seen.
         fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else np.ones(len(n), bool)
         val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
         val.flags.writeable = False
-        self._values = (key, estimates, val)
+        self._values = (key, times, val)
         return val
 
     def _noise_could_move_n(self) -> bool:
