@@ -217,6 +217,7 @@ class AutoPolicy:
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
+        self._waited_for = np.zeros(workers, dtype=np.int64)  # [k - 1]: self.steps after the last step learnt at N >= k
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
         self._times: tuple | None = None  # times()'s, likewise
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
@@ -247,6 +248,8 @@ class AutoPolicy:
         self.steps += 1
         if len(arrivals) >= 2:
             self._measured = self.steps
+        if not paused:
+            self._waited_for[: len(arrivals)] = self.steps
         before, self.n = self.n, self._best()
         if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?
             # A probe that changed nothing was exploration wasted: back off, up to MAX_PROBE_BACKOFF times the
@@ -274,7 +277,13 @@ class AutoPolicy:
         if probe and paused:
             self._next_probe, probe = self._next_probe + 1, False
         if probe:
-            n = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
+            wider = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
+            # A step learnt at `wider` or more since the last probe was due saw what this one would (it refreshed the
+            # arrivals up to there, and their exchange and whole step): the probe is done. Digits' slow node came at
+            # an evaluation and runs at N = 4 learnt it a step late (the paused step is not learnt from); the probe
+            # due then waited for the slow node a third time (30 ms) after the step at N = 4 had just seen it.
+            if self._waited_for[wider - 1] <= self.steps - self._probe_gap:
+                n = wider
         elif n < 2 <= self.n_max and self.steps - self._measured >= self.spec.window and self._noise_could_move_n():
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))

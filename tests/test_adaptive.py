@@ -124,11 +124,13 @@ def test_policy_on_random_exponential_arrivals_picks_the_closed_form_best():
 def test_bounds_are_respected_and_probes_stay_inside_them():
     spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
     policy = AutoPolicy(spec, workers=6)
-    assert policy.choose() == 4  # starts at the least N that measures the noise scale: 2, raised to P - max
+    n = policy.choose()
+    assert n == 4  # starts at the least N that measures the noise scale: 2, raised to P - max
     chosen = []
     for _ in range(12):
-        policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0], 0.0)  # noise-free: the fewest would be best
-        chosen.append(policy.choose())
+        policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0][:n], 0.0)  # noise-free: the fewest would be best
+        n = policy.choose()
+        chosen.append(n)
     assert set(chosen) <= {4, 5} and chosen[0] == 4  # N = P - max, probes go to 5 at most
     # probes (to N_max, two more capped by the bound) after 3 steps, then, as that probe changed
     # nothing, 6 steps after it: the interval doubles
@@ -140,12 +142,30 @@ def test_a_probe_due_on_a_paused_step_waits_one_step():
     it: its arrivals would not be learnt): that probe comes a step later, and the doubled interval counts from it."""
     spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
     policy = AutoPolicy(spec, workers=6)
-    policy.choose()
+    n = policy.choose()
     chosen = []
     for i in range(12):
-        policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0], 0.0)
-        chosen.append(policy.choose(paused=i in (2, 5)))  # step 5: no probe due, nothing moves
+        policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0][:n], 0.0)
+        n = policy.choose(paused=i in (2, 5))  # step 5: no probe due, nothing moves
+        chosen.append(n)
     assert [i for i, n in enumerate(chosen) if n == 5] == [3, 10]
+
+
+def test_a_probe_is_done_when_a_step_learnt_at_its_n_came_since_it_was_last_due():
+    """The bounds test's run, with the step before the first probe learnt at N = 5 (a step whose 5th arrival was
+    seen, as a probe's would be): that probe waits for nobody, and is rescheduled as one that changed nothing (the
+    interval doubles); the next one, with no step at 5 since, goes to 5. A paused step at 5 is no such step."""
+    spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
+    for paused, probes in ((False, [9]), (True, [2, 9])):
+        policy = AutoPolicy(spec, workers=6)
+        policy.choose()
+        chosen = []
+        for i in range(12):
+            wide = i == 1
+            arrivals = [0.01, 0.02, 0.03, 0.04, 1.0] if wide else [0.01, 0.02, 0.03, 0.04]
+            policy.observe(arrivals, 0.0, paused=wide and paused)
+            chosen.append(policy.choose())
+        assert [i for i, n in enumerate(chosen) if n == 5] == probes
 
 
 def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_measures_it():
