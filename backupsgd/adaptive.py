@@ -223,13 +223,15 @@ class AutoPolicy:
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
 
     def observe(self, arrivals: Sequence[float], noise_scale: float | None, late: Sequence[float] = (),
-                paused: bool = False, floors: Sequence[float] = ()) -> None:
+                paused: bool = False, floors: Sequence[float] = (), pause_s: float = math.nan) -> None:
         """Fold in one decided step: its READY arrival times (any order) and the smoothed measured B_simple;
         `late`, `floors`: what this step's decision says of the previous step's arrivals past its N (the READYs
         that came after its decision, and how long each worker still silent has computed; see ArrivalEstimate);
         `paused`: the step's arrivals include a pause of every rank before it (an evaluation), so they are not
         folded (ArrivalEstimate.skip). Folded, one evaluation of 0.8 s against 0.1 s steps made every E[T_(k)]
         equal (they are kept nondecreasing), N = P looked free, and a Fashion-MNIST run waited 34 s at N = P.
+        `pause_s`: how long that evaluation took (rank 0's); arrivals further apart than that raise the estimates
+        (ArrivalEstimate.skip), nan: nothing is learnt from the step.
 
         The rules use `noise_factor` times B_simple. B_simple is the noise scale of McCandlish et al.'s model,
         which tunes the learning rate for every batch size; at a fixed learning rate (and with momentum) a
@@ -239,7 +241,7 @@ class AutoPolicy:
         sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
         self._observed_paused = paused
         if paused:
-            self.arrivals.skip()
+            self.arrivals.skip(arrivals, pause_s)
         else:
             self.arrivals.observe(arrivals, late, floors)
         if noise_scale is not None and math.isfinite(noise_scale):

@@ -10,8 +10,9 @@ choice used is whatever had been posted by then, which depends on thread timing:
 for steps.jsonl) says which value it was, the previous step's exchange and whole time as measured (the policy's
 overhead(N) and step times learn them), how many ranks were busy when the step started, the previous step's late
 READYs and the floors on its arrivals still missing (all depend on message timing too), and whether the step was
-marked paused (`pause()`: its arrivals include an evaluation and are not learnt from), so that feeding what is
-recorded to a fresh AutoPolicy (`replay_choices`) makes the same choices.
+marked paused (`pause()`: its arrivals include an evaluation and are not learnt from, but for how far apart
+they came beyond the latest evaluation's length on rank 0, `post_pause()`), so that feeding what is recorded to a
+fresh AutoPolicy (`replay_choices`) makes the same choices.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class AutoQuorum:
         self._keep = keep_records
         self._lock = threading.Lock()  # the noise scale and the records cross from one thread to the other
         self._noise = math.nan
+        self._pause_s = math.nan  # the latest evaluation's length on rank 0 (post_pause)
         self._records: dict[int, dict] = {}
         self._paused: set[int] = set()  # steps every rank began late (an evaluation before them)
         self._pending: deque[tuple[int, list[float], list[float], list[float]]] = deque()  # decided(), not learnt
@@ -57,6 +59,12 @@ class AutoQuorum:
         """The latest smoothed B_noise (examples); None or nan: not known yet."""
         with self._lock:
             self._noise = math.nan if noise_scale is None else float(noise_scale)
+
+    def post_pause(self, seconds: float) -> None:
+        """Rank 0's latest evaluation took `seconds`: every rank evaluates alike, so the ranks' arrivals on the step
+        after one can be apart by about that much for the evaluation's sake alone (AutoPolicy.observe)."""
+        with self._lock:
+            self._pause_s = float(seconds)
 
     def pause(self, step: int) -> None:
         """Every rank pauses before computing `step` (an evaluation): its arrival times would count the pause as
@@ -146,15 +154,18 @@ class AutoQuorum:
         start-up, a resume or a takeover) and its compute is a warm-up (digits: 18 ms against 1.4 ms a step after
         it), so its arrivals (T_(1..5) 22-46 ms against ~1-12 ms) lingered in E[T_(k)] for the N not chosen since."""
         noise = self._noise
-        paused = step in self._paused or self.policy.steps == 0  # (no step observed yet: a warm-up)
+        warm_up = self.policy.steps == 0  # no step observed yet: its arrivals say nothing, paused or not
+        paused = step in self._paused or warm_up
+        pause_s = self._pause_s if paused and not warm_up else math.nan
         self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step
-        self.policy.observe(arrivals, noise, late, paused, floors)
+        self.policy.observe(arrivals, noise, late, paused, floors, pause_s)
         if not self._keep:
             return
         values = self.policy.values()
         after = self.policy.n
         auto = self._records.setdefault(step, {"auto": {}})["auto"]
         auto.update({"noise_scale": noise, "late": late, "floors": floors, "paused": paused,
+                     "pause_s": None if math.isnan(pause_s) else pause_s,
                      "expected_s": [float(x) for x in self.policy.arrivals.expected()],
                      "times_s": [float(x) for x in self.policy.times()],  # a step at each N, as the rule took it
                      "next": after, "value": float(values[after - 1])})
@@ -232,6 +243,7 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0), auto.get("paused", False)))
         decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]
+        pause_s = auto.get("pause_s")
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),
-                       auto.get("paused", False), auto.get("floors", ()))
+                       auto.get("paused", False), auto.get("floors", ()), math.nan if pause_s is None else pause_s)
     return chosen

@@ -209,7 +209,10 @@ class _Run:
         self.progress.update(loss=loss)
         step = d.step + 1
         if self._evaluates_at(step):
+            began = time.perf_counter()
             metrics = self.replica.evaluate(self.data)
+            if self.auto is not None:  # how far apart the ranks' evaluations can leave them (AutoQuorum.post_pause)
+                self.auto.post_pause(time.perf_counter() - began)
             evaluation = {"step": step, "time": time.perf_counter() - self.start, **metrics}
             writer.evaluation(evaluation) if writer else self.log.evaluation(evaluation)
 

@@ -56,6 +56,22 @@ def test_an_exchange_below_every_fresh_n_takes_the_least_fresh_ones_and_starts_a
     assert est.expected(0.0)[1] == pytest.approx(3.0 + (1 - (19 / 21) ** 3) * 3.0)
 
 
+def test_a_paused_step_raises_the_estimates_only_by_the_lead_past_its_pause():
+    """Window 3 (EMA weight 0.5) after arrivals 0.1, 0.2, 0.3 s. A step after an evaluation of 0.2 s, its arrivals
+    1.0, 1.1, 1.6 s (each counts the pause): the second came 0.1 after the first, within the pause, and says
+    nothing; the third 0.6 after it, 0.4 past the pause: T_(3) >= E[T_(1)] + 0.4 = 0.5, and E[T_(3)] moves half way
+    from 0.3 (0.4). Unfolded: E[T_(1)] stays 0.1. With the pause unknown (nan), nothing is learnt."""
+    def after(pause_s):
+        est = ArrivalEstimate(3, window=3)
+        est.observe([0.1, 0.2, 0.3])
+        est.skip([1.6, 1.0, 1.1], pause_s)
+        return est.expected()
+
+    np.testing.assert_allclose(after(0.2), [0.1, 0.2, 0.4])
+    np.testing.assert_allclose(after(np.nan), [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(after(0.7), [0.1, 0.2, 0.3])  # the third's lead within a longer pause
+
+
 def test_arrival_estimate_converges_to_the_exponential_order_statistics():
     p, mean = 8, 0.02
     rng = np.random.default_rng(3)

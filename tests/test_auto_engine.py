@@ -161,6 +161,35 @@ def test_a_step_after_an_evaluation_is_not_learnt_from_and_replays():
     assert replay_choices(parse_auto(spec), 5, 8, records) == [r["quorum"] for r in records]
 
 
+def test_a_step_after_an_evaluation_raises_the_estimates_by_the_lead_past_the_evaluation_and_replays():
+    """Rank 0 posts each evaluation's length (post_pause). A paused step whose arrivals all came 0.8 s late but its
+    N-th a further 0.3 s after the others (a worker turned slow at the evaluation), after an evaluation of 10 ms:
+    E[T_(N)] rises toward the lead past the pause (the estimates below it and E[T_(1)] stay), the record keeps the
+    pause, and a fresh policy fed the records makes the same choices."""
+    spec = "auto:probe=0,window=5,overhead=0.005,min=0,max=4"
+    auto = AutoQuorum(parse_auto(spec), workers=5, batch=8)
+    auto.pause(30)
+    rng = np.random.default_rng(1)
+    records = []
+    for step in range(40):
+        n = auto.choose(step, 5)
+        times = np.sort(rng.exponential(0.0005, 5))
+        if step == 30:
+            auto.post_pause(0.01)
+            times = times + 0.8
+            times[n - 1:] += 0.3
+            paused_n = n
+        auto.observe(step, times[:n])
+        auto.post_noise(40.0)
+        records.append({"arrivals": {str(i): t for i, t in enumerate(times[:n])}, **auto.record(step)})
+    before, after = records[29]["auto"]["expected_s"], records[30]["auto"]["expected_s"]
+    assert records[30]["auto"]["paused"] and records[30]["auto"]["pause_s"] == 0.01 and paused_n >= 2
+    np.testing.assert_array_equal(after[: paused_n - 1], before[: paused_n - 1])
+    assert after[paused_n - 1] > before[paused_n - 1] + 0.02  # an EMA step toward ~0.29 s from ~1 ms
+    assert records[31]["auto"]["pause_s"] is None
+    assert replay_choices(parse_auto(spec), 5, 8, records) == [r["quorum"] for r in records]
+
+
 def test_probes_skip_the_steps_after_evaluations_and_replay():
     """The CLI marks the step after every evaluation paused before the run; with eval_every = probe_every = 10 the
     first probe was due on step 10, one of them, and learnt nothing. It now comes at step 11, every probe step's
