@@ -1,0 +1,35 @@
+#!/bin/bash
+# The paired A/B of results/README section 10 ("A step after an evaluation"): digits' two shifting regimes, seeds
+# 0-5, each seed's runs back to back: auto at the probe change (a worktree of 9782a5d at /work/dev), auto with the
+# pause learnt (a worktree of a07c9ed at /work/dev3), and the best static b of each regime (b = 2 slow node, b = 4
+# noisy neighbourhood; at /work/dev). Make the worktrees with `git worktree add --detach /work/devN <commit>`, then
+#   bash results/auto-digits-pause/run.sh /work/meas/pause && python results/auto-digits-pause/paired.py /work/meas/pause
+out=${1:-/work/meas/pause}
+mkdir -p "$out"
+for s in $(seq 0 5); do
+  for regime in slow exp; do
+    if [ $regime = slow ]; then st='phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-'; b=2
+    else st='phases:none@0-30;exp:mean=0.01@30-60;none@60-'; b=4; fi
+    for v in dev dev3 static; do
+      bk='"auto:max=4,noise=0.15"'; pin=$v; [ $v = static ] && { bk=$b; pin=dev; }
+      cat > "$out/$regime-$v-s$s.toml" <<T
+[sweep]
+ranks = 5
+timeout_s = 300
+mode = "backup"
+model = "mlp"
+lr = 0.05
+momentum = 0.9
+steps = 250
+eval_every = 10
+backups = [$bk]
+straggler = ["$st"]
+seed = [$s]
+T
+      (cd /work/$pin && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH=/work/$pin \
+        PATH=/work/main/.venv/bin:$PATH backupsgd sweep "$out/$regime-$v-s$s.toml" --out "$out/$regime-$v" \
+        --no-progress > /dev/null 2>&1)
+    done
+  done
+  echo seed $s $(date +%T)
+done
