@@ -12,6 +12,7 @@ import pytest
 from backupsgd.errors import ConfigError
 from backupsgd.report.aggregate import Stat, group_runs, summarise
 from backupsgd.report.arrivals import kth_arrivals
+from backupsgd.report.auto import paired_log_ratio
 from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
 from backupsgd.report.plots import PANEL_TITLE_WIDTH, _panel_title
@@ -283,3 +284,15 @@ def test_a_shifting_regimes_panel_title_is_wrapped_at_its_phases_and_keeps_every
     lines = _panel_title((spec, 5)).split("\n")
     assert len(lines) > 1 and all(len(line) <= PANEL_TITLE_WIDTH for line in lines)
     assert " ".join(lines).replace("; ", ";") == f"P=5, straggler {spec}"  # broken at spaces, never in a word
+
+
+def test_paired_log_ratio_is_the_geometric_mean_ratio_with_a_t_interval():
+    """Log ratios ln 2, ln 2, ln 8 (seed 3 never reached the target on one side, so it pairs nothing): geometric mean
+    exp(ln 32 / 3) = 3.175; sd of the logs = ln 4 / sqrt(3) (deviations -ln 4 / 3 twice and 2 ln 4 / 3), so the
+    half-width is t(0.975, 2) = 4.303 times ln 4 / 3."""
+    num, den = {0: 2.0, 1: 4.0, 2: 8.0, 3: None}, {0: 1.0, 1: 2.0, 2: 1.0, 3: 5.0}
+    seeds, ratio, low, high = paired_log_ratio(num, den)
+    half = 4.302653 * math.log(4) / 3
+    assert seeds == [0, 1, 2]
+    assert ratio == pytest.approx(32 ** (1 / 3))
+    assert (low, high) == pytest.approx((32 ** (1 / 3) * math.exp(-half), 32 ** (1 / 3) * math.exp(half)))

@@ -19,7 +19,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from backupsgd.report.aggregate import GroupStats, comparable, panels  # noqa: E402
 from backupsgd.report.plots import DPI, wrap_title  # noqa: E402
+from backupsgd.report.runs import load_runs  # noqa: E402
 from backupsgd.report.tables import markdown_table  # noqa: E402
+from backupsgd.report.target import Target  # noqa: E402
 
 MAX_SHOWN = 12  # configurations drawn; the table lists every one
 COLUMNS = 4  # ... side by side, so that a sweep's 2 rules x 4 regimes make two readable rows
@@ -106,6 +108,31 @@ def paired_ratio_interval(auto: GroupStats, static: GroupStats) -> tuple[float, 
                                    vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
                                    random_state=0)  # percentile: BCa fails on ratios that never vary
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def times_by_seed(folder: Path, target: Target) -> dict:
+    """Each run's time to `target` under `folder` (training time: the evaluations' pauses left out), by its seed;
+    None for a run that never reached it. What the paired A/B scripts under results/ compare."""
+    runs, _ = load_runs(Path(folder), True)
+    return {r.config.get("workload.seed", r.config.get("seed")): r.time_to(target) for r in runs}
+
+
+def paired_log_ratio(num: dict, den: dict) -> tuple[list, float, float, float]:
+    """(seeds, ratio, low, high): the geometric mean over the seeds both reached (times by seed, as times_by_seed
+    gives) of num / den, and its 95% t interval from the per-seed log ratios. The paired A/B scripts' statistic;
+    the report's own judgment is paired_ratio_interval (a bootstrap of the ratio of means)."""
+    seeds = sorted(s for s in set(num) & set(den) if num[s] and den[s])
+    logs = [math.log(num[s] / den[s]) for s in seeds]
+    m = float(np.mean(logs))
+    h = float(scipy.stats.t.ppf(0.975, len(logs) - 1) * np.std(logs, ddof=1) / math.sqrt(len(logs)))
+    return seeds, math.exp(m), math.exp(m - h), math.exp(m + h)
+
+
+def paired_ratio_line(num: dict, den: dict, label: str) -> str:
+    """One line of a paired A/B script: `label`, the seeds, both mean times and paired_log_ratio with its interval."""
+    seeds, ratio, low, high = paired_log_ratio(num, den)
+    means = f"{np.mean([num[s] for s in seeds]):.3f} s / {np.mean([den[s] for s in seeds]):.3f} s"
+    return f"{label}: {len(seeds)} seeds, {means}, ratio {ratio:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def seeds_to_resolve(auto: GroupStats, static: GroupStats, within: float = RESOLVE_WITHIN) -> int | None:
