@@ -69,7 +69,9 @@ class AutoQuorum:
     def pause(self, step: int) -> None:
         """Every rank pauses before computing `step` (an evaluation): its arrival times would count the pause as
         the workers' own, so the policy does not learn them. Mark it before `step` can be decided (the CLI marks
-        every such step before the run); a step decided first is learnt from as usual."""
+        every such step before the run; a script's hvd.log_eval after its evaluation, once the step's N is chosen,
+        so a probe due then is not moved: the record's `pause_known` says which); a step decided first is learnt
+        from as usual."""
         with self._lock:
             self._paused.add(step)
 
@@ -105,7 +107,7 @@ class AutoQuorum:
             with self._lock:
                 self._records[step] = {"quorum": n, "auto": {
                     "last_exchange_s": took, "last_step_s": whole, "overhead_s": float(self.policy.overheads()[n - 1]),
-                    "busy": busy, "deep": deep, "probe": n > self.policy.n}}
+                    "busy": busy, "deep": deep, "probe": n > self.policy.n, "pause_known": paused}}
         return n
 
     def deep_after_s(self) -> float:
@@ -240,7 +242,10 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         auto = record["auto"]
         if auto.get("last_exchange_s") is not None:  # the previous step's, decided at decided_n
             policy.exchanged(decided_n, auto["last_exchange_s"], auto.get("last_step_s"))
-        chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0), auto.get("paused", False)))
+        # what the choice knew of an evaluation before the step: a script marks it only after it evaluated
+        # (hvd.log_eval), after the choice; records from before pause_known was kept have the CLI's up-front marks
+        known = auto.get("pause_known", auto.get("paused", False))
+        chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0), known))
         decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]
         pause_s = auto.get("pause_s")

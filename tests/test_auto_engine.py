@@ -288,7 +288,9 @@ def test_sweep_grids_take_auto_and_name_its_runs(tmp_path):
 def test_library_script_under_backupsgd_backups_auto(tmp_path):
     """BACKUPSGD_BACKUPS=auto in an unchanged user script: N drops once two ranks turn slow, every rank ends
     identical, and the recorded choices replay (no batch_size given: the policy's default of 1, in which unit
-    the library measures the noise scale too)."""
+    the library measures the noise scale too). The step after epoch 1's evaluation (hvd.log_eval) is marked paused
+    and not learnt from: E[T_(1)], folded from every step learnt, stays what it was (learnt, it would take in the
+    evaluation); the mark came after its choice (pause_known false), and the replay knows so."""
     import sys
 
     from mpirun import BIN, REPO, launch
@@ -298,7 +300,7 @@ def test_library_script_under_backupsgd_backups_auto(tmp_path):
            "BACKUPSGD_RUN_DIR": str(run)}
     exports = [x for name in env for x in ("-x", name)]
     result = launch([str(BIN / "mpirun"), "--oversubscribe", *exports, "-n", "4", sys.executable,
-                     str(REPO / "examples" / "pytorch_digits.py"), "--epochs", "1"], 150, env=env)
+                     str(REPO / "examples" / "pytorch_digits.py"), "--epochs", "2"], 180, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     steps = read_steps(run)
     summary = json.loads((run / "summary.json").read_text())
@@ -307,6 +309,14 @@ def test_library_script_under_backupsgd_backups_auto(tmp_path):
     assert summary["quorum_bounds"] == [2, 3] and summary["quorum"] == pytest.approx(np.mean(chosen))
     assert len(set(summary["param_digests"])) == 1 and len(set(summary["optimizer_digests"])) == 1
     assert replay_choices(parse_auto("auto"), 4, 1, steps) == chosen
+    # the ranks leave epoch 1's evaluation together (its metrics are averaged), ranks 2 and 3 then sleep 0.15 s:
+    # the step after it needs rank 0 or 1, and rank 0 marks it before it offers
+    after_eval = json.loads((run / "evals.jsonl").read_text().splitlines()[0])["step"]
+    assert [s["step"] for s in steps if s["auto"]["paused"]] == [0, after_eval]  # 0: the warm-up
+    by_step = {s["step"]: s["auto"] for s in steps}
+    marked, before = by_step[after_eval], by_step[after_eval - 1]
+    assert marked["pause_known"] is False and marked["pause_s"] > 0
+    assert marked["expected_s"][0] == before["expected_s"][0]
 
 
 def _as_auto(run_dir):

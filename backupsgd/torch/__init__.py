@@ -56,12 +56,15 @@ def quorum() -> int:
 def log_eval(**metrics: float) -> None:
     """Record an evaluation at the current global step, e.g. `hvd.log_eval(accuracy=acc, loss=loss)`: with
     BACKUPSGD_RUN_DIR set, rank 0 appends it to evals.jsonl as test_accuracy, test_loss (a name already starting
-    with test_ is kept), which `backupsgd report` reads. Call it on every rank with the same (averaged) values."""
+    with test_ is kept), which `backupsgd report` reads. Call it on every rank with the same (averaged) values,
+    right after the evaluation: the time since the latest step() counts as a pause, not as the next step's compute,
+    and under backups="auto" rank 0 does not learn the ranks' speed from the step after it (its arrivals count the
+    evaluation; DistributedOptimizer.evaluated)."""
     optimizers = _current().optimizers
     if not optimizers:
         raise ValueError("hvd.log_eval records at the global step of a DistributedOptimizer; create one first")
     for optimizer in optimizers:
-        optimizer.record.evaluation(optimizer.global_step, metrics)
+        optimizer.evaluated(metrics)
 
 
 def mpi_threads_supported() -> bool:

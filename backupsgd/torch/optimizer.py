@@ -160,6 +160,23 @@ class _DistributedOptimizer(WrappedOptimizer):
         if not self._synchronized:
             self._engine.serve_snapshot(self._protocol.applied)
 
+    def evaluated(self, metrics: dict[str, float]) -> None:
+        """The script evaluated since its latest step() (hvd.log_eval): record `metrics` at the global step, and
+        count the time since that step() as a pause, not compute. Under backups="auto", rank 0's coordinator marks
+        the next step as following an evaluation (AutoQuorum.pause, post_pause), as `backupsgd train` marks its
+        evaluations: the ranks' READYs for it count the evaluation, and learnt as their speed, one evaluation of
+        0.8 s against 0.1 s steps made every E[T_(k)] alike and a run waited 34 s at N = P (AutoPolicy.observe).
+        Marked here, after the evaluation, not before it as the CLI marks: a step other ranks decide before rank 0
+        gets here is learnt from as before. A script that averages its metrics (hvd.allreduce, as Horovod's
+        examples do) holds every rank until rank 0 has evaluated too, so only that average's last hop is raced."""
+        now = time.perf_counter()
+        self.record.evaluation(self.global_step, metrics)
+        if self._auto is not None:
+            self._auto.post_pause(now - self._compute_start)
+            self._auto.pause(self.global_step)
+        # the next step's compute (and a slow:factor straggler's delay, which scales it) starts after the evaluation
+        self._compute_start = now
+
     @property
     def global_step(self) -> int:
         """Updates applied on this rank so far."""
