@@ -19,6 +19,7 @@ def format_summary(summary: dict) -> str:
         *([("test bits/byte", f"{summary['test_bits_per_byte']:.4f}")] if "test_bits_per_byte" in summary else []),
         ("test loss", f"{summary['test_loss']:.4f}"),
         ("replicas identical", "yes" if digests_agree else "NO: parameter digests differ"),
+        *([("devices", _devices(summary["devices"]))] if "devices" in summary else []),
         ("run directory", summary["run_dir"]),
     ]
     if "servers" in summary:  # the ps-* modes: P counts the workers only
@@ -26,3 +27,9 @@ def format_summary(summary: dict) -> str:
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 2 + max(len(v) for _, v in rows))
     return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])
+
+
+def _devices(devices: list[str]) -> str:
+    """Where the ranks computed, e.g. "cpu x 4" or "cuda:0 x 2, cuda:1 x 2"."""
+    counts = {d: devices.count(d) for d in sorted(set(devices))}
+    return ", ".join(f"{d} x {n}" for d, n in counts.items())

@@ -258,6 +258,7 @@ class _Run:
         comm, config, replica, timings = self.comm, self.config, self.replica, self.timings
         digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
         hosts = comm.gather(MPI.Get_processor_name(), root=0)  # each (living) rank's node, in rank order
+        devices = comm.gather(str(replica.device), root=0)  # where each computed: cuda:<local rank> or cpu
         per_rank = comm.gather(rank_record(self.rank, timings, self.clock_offset_s,
                                            nonfinite_steps=self.nonfinite_steps), root=0)
         if self.writer is None:
@@ -279,7 +280,7 @@ class _Run:
             # ranks that died under a fault-tolerant launch, and the step the survivors went on from
             "shrinks": self.shrinks, "living": self.living,
             "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
-            "hosts": hosts,
+            "hosts": hosts, "devices": devices,
             "run_dir": str(self.writer.path),
         }
         self.writer.finish(summary, replica.flat_params(), per_rank)

@@ -44,6 +44,7 @@ parser.add_argument("--clip-in-script", type=float, default=None,
                     help="clip between synchronize() and step() in user code (refused by backupsgd when b > 0)")
 parser.add_argument("--slow-rank", type=int, default=-1, help="this rank sleeps --slow-sleep seconds per batch")
 parser.add_argument("--slow-sleep", type=float, default=0.0)
+parser.add_argument("--no-cuda", action="store_true", help="stay on the CPU where a GPU is present")
 parser.add_argument("--seed", type=int, default=int(os.environ.get("BACKUPSGD_SEED", 42)),
                     help="model init and data order (default: $BACKUPSGD_SEED, set by backupsgd sweep, else 42)")
 parser.add_argument("--save", type=str, default="", help="write each rank's final parameters and counts here")
@@ -62,7 +63,13 @@ train_loader = DataLoader(train_dataset, batch_size=args.batch_size, sampler=tra
 test_sampler = DistributedSampler(test_dataset, num_replicas=hvd.size(), rank=hvd.rank(), shuffle=False)
 test_loader = DataLoader(test_dataset, batch_size=128, sampler=test_sampler)
 
-model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+# As Horovod's examples: each rank on a GPU where there is one (ranks beyond the GPUs share them); the exchange of
+# gradients is staged through host memory either way
+device = torch.device("cpu")
+if not args.no_cuda and torch.cuda.is_available():
+    device = torch.device("cuda", hvd.local_rank() % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
 if args.optimizer == "sgd":
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr * hvd.size(), momentum=args.momentum)
 else:
@@ -82,6 +89,7 @@ def train(epoch):
     model.train()
     train_sampler.set_epoch(epoch)
     for data, target in skip_missed(train_loader):
+        data, target = data.to(device), target.to(device)
         optimizer.zero_grad()
         for part_x, part_y in zip(data.chunk(args.backward_passes_per_step), target.chunk(args.backward_passes_per_step)):
             loss = F.cross_entropy(model(part_x), part_y) / args.backward_passes_per_step
@@ -110,6 +118,7 @@ def test():
     loss = correct = 0.0
     with torch.no_grad():
         for data, target in test_loader:
+            data, target = data.to(device), target.to(device)
             output = model(data)
             loss += F.cross_entropy(output, target, reduction="sum").item()
             correct += (output.argmax(1) == target).sum().item()
@@ -131,11 +140,12 @@ wall = time.time() - start
 if args.save:
     out = Path(args.save)
     out.mkdir(parents=True, exist_ok=True)
-    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
+    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy()
     np.save(out / f"params-{hvd.rank()}.npy", params)
     state = optimizer.state_dict()["state"]
-    moments = [t.numpy().tobytes() for s in state.values() for t in s.values() if torch.is_tensor(t)]
+    moments = [t.cpu().numpy().tobytes() for s in state.values() for t in s.values() if torch.is_tensor(t)]
     (out / f"rank-{hvd.rank()}.json").write_text(json.dumps({
         "rank": hvd.rank(), "computed": computed, "used_steps": used_steps, "wall_s": wall, "accuracy": accuracy,
         "global_step": getattr(optimizer, "global_step", None), "batches_per_epoch": len(train_loader),
+        "device": str(next(model.parameters()).device),
         "optimizer_state": hashlib.sha256(b"".join(moments)).hexdigest()}))

@@ -51,7 +51,7 @@ def test_replicas_bit_identical_under_random_stragglers(tmp_path):
     out = tmp_path / "run"
     summary = train(6, out, "--mode", "backup", "--backups", "2", "--steps", "150", "--model", "mlp",
                     "--optimizer", "adam", "--lr", "0.003", "--straggler", "exp:mean=0.004", "--eval-every", "0")
-    assert len(summary["param_digests"]) == 6
+    assert len(summary["param_digests"]) == 6 and summary["devices"] == ["cpu"] * 6  # no GPU here
     assert len(set(summary["param_digests"])) == 1, summary["param_digests"]
     assert len(set(summary["optimizer_digests"])) == 1, summary["optimizer_digests"]
     member_sets = {tuple(s["members"]) for s in read_steps(out)}
