@@ -41,12 +41,15 @@ parser.add_argument("--slow-factor", type=float, default=1.0, help="the slow ran
 parser.add_argument("--slow-delay", type=float, default=0.0,
                     help="or: the slow rank sleeps this many seconds more per batch (the same for every library)")
 parser.add_argument("--json", type=str, default="", help="rank 0 writes its numbers here")
+parser.add_argument("--no-cuda", action="store_true", help="stay on the CPU where a GPU is present")
 args = parser.parse_args()
 
 hvd.init()
 torch.manual_seed(0)
 torch.set_num_threads(1)
-device = torch.device(f"cuda:{hvd.local_rank()}" if torch.cuda.is_available() else "cpu")
+# each rank on a GPU where there is one; ranks beyond the GPUs share them (4 ranks on one GPU: launch/gpu_check.sh)
+cuda = not args.no_cuda and torch.cuda.is_available()
+device = torch.device(f"cuda:{hvd.local_rank() % torch.cuda.device_count()}" if cuda else "cpu")
 
 w = args.width
 model = nn.Sequential(
@@ -108,4 +111,4 @@ if hvd.rank() == 0:
             json.dump({"img_per_s": mean, "iters": rates, "compute_s": sorted(computes)[len(computes) // 2], "ranks": hvd.size(), "quorum": quorum,
                        "library": "horovod" if args.horovod else "backupsgd", "slow_rank": args.slow_rank,
                        "slow_factor": args.slow_factor, "slow_delay": args.slow_delay,
-                       "batch_size": args.batch_size}, f)
+                       "batch_size": args.batch_size, "device": str(device)}, f)

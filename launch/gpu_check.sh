@@ -8,6 +8,8 @@
 #    optimizer state.
 # 2. `backupsgd train` (its ranks compute on cuda:<local rank> when a GPU is present), backup b = 1, 4 ranks,
 #    300 steps under exponential delays: one parameter digest over every rank.
+# 3. examples/pytorch_synthetic_benchmark.py on cuda, 4 ranks, rank 3 sleeping 20 ms a batch: b = 0 and b = 1 side
+#    by side (images a second whose gradients were applied, and their ratio); replicas identical in both.
 # One line per check; exits non-zero at the first that fails.
 set -euo pipefail
 out=${1:?usage: bash launch/gpu_check.sh OUT_DIR}
@@ -55,5 +57,19 @@ print(f"train backup b=1: devices {sorted(set(summary['devices']))}, one paramet
       f"{summary['wall_s']:.1f} s")
 on_cuda = all(d.startswith("cuda") for d in summary["devices"])
 assert len(digests) == 1 and on_cuda, "FAILED: replicas differ or not on cuda"
+EOF
+for b in 0 1; do
+  BACKUPSGD_BACKUPS=$b run "$out/bench-b$b.log" mpirun --oversubscribe -x BACKUPSGD_BACKUPS -n 4 "$py" \
+    examples/pytorch_synthetic_benchmark.py --batch-size 64 --width 64 --slow-rank 3 --slow-delay 0.02 \
+    --json "$out/bench-b$b.json"
+  grep -q "replicas identical: yes" "$out/bench-b$b.log" || { tail -20 "$out/bench-b$b.log"; echo FAILED; exit 1; }
+done
+"$py" - "$out" <<'EOF'
+import json, sys
+from pathlib import Path
+b0, b1 = (json.loads((Path(sys.argv[1]) / f"bench-b{b}.json").read_text()) for b in (0, 1))
+assert b0["device"].startswith("cuda") and b1["device"].startswith("cuda"), "FAILED: not on cuda"
+print(f"synthetic benchmark on {b0['device']}, rank 3 20 ms slow: b = 0 {b0['img_per_s']:.0f} img/s, "
+      f"b = 1 {b1['img_per_s']:.0f} img/s applied, b = 1 / b = 0 {b1['img_per_s'] / b0['img_per_s']:.2f}x")
 EOF
 echo "gpu_check: every check passed"
