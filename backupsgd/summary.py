@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 
 def format_summary(summary: dict) -> str:
     digests_agree = len(set(summary["param_digests"])) == 1
@@ -31,5 +33,4 @@ def format_summary(summary: dict) -> str:
 
 def _devices(devices: list[str]) -> str:
     """Where the ranks computed, e.g. "cpu x 4" or "cuda:0 x 2, cuda:1 x 2"."""
-    counts = {d: devices.count(d) for d in sorted(set(devices))}
-    return ", ".join(f"{d} x {n}" for d, n in counts.items())
+    return ", ".join(f"{d} x {n}" for d, n in sorted(Counter(devices).items()))

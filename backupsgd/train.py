@@ -257,8 +257,8 @@ class _Run:
         """Gather every living rank's digests and timings to rank 0 and write the summary."""
         comm, config, replica, timings = self.comm, self.config, self.replica, self.timings
         digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
-        hosts = comm.gather(MPI.Get_processor_name(), root=0)  # each (living) rank's node, in rank order
-        devices = comm.gather(str(replica.device), root=0)  # where each computed: cuda:<local rank> or cpu
+        # each (living) rank's node and where it computed (cuda:<local rank> or cpu), in rank order: one gather
+        placement = comm.gather((MPI.Get_processor_name(), str(replica.device)), root=0)
         per_rank = comm.gather(rank_record(self.rank, timings, self.clock_offset_s,
                                            nonfinite_steps=self.nonfinite_steps), root=0)
         if self.writer is None:
@@ -280,7 +280,7 @@ class _Run:
             # ranks that died under a fault-tolerant launch, and the step the survivors went on from
             "shrinks": self.shrinks, "living": self.living,
             "param_digests": [d[0] for d in digests], "optimizer_digests": [d[1] for d in digests],
-            "hosts": hosts, "devices": devices,
+            "hosts": [host for host, _ in placement], "devices": [device for _, device in placement],
             "run_dir": str(self.writer.path),
         }
         self.writer.finish(summary, replica.flat_params(), per_rank)

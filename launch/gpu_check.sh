@@ -16,7 +16,7 @@ out=${1:?usage: bash launch/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
-$py -c "import torch; assert torch.cuda.is_available(), 'no GPU here: nothing to check'
+"$py" -c "import torch; assert torch.cuda.is_available(), 'no GPU here: nothing to check'
 print('GPU:', torch.cuda.get_device_name(0), 'x', torch.cuda.device_count(), '| torch', torch.__version__)"
 
 run() {  # LOG COMMAND...: run it with a time limit; its log's tail where it fails
