@@ -8,6 +8,7 @@
 #   .venv/bin/python results/auto-digits-oracle/paired.py /tmp/an/or/runs > results/auto-digits-oracle/paired.txt
 out=${1:-results/auto-digits-oracle/runs}; mkdir -p "$out"
 code=${ORACLE_TREE:-/work/oracle}
+source "$(dirname "$0")/../digits_one_run.sh"
 declare -A SPEC=( [slow]="phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-"
                   [noisy]="phases:none@0-30;exp:mean=0.01@30-60;none@60-" )
 declare -A BEST=( [slow]=2 [noisy]=4 )
@@ -16,25 +17,9 @@ for seed in $(seq "${2:-0}" "${3:-9}"); do
   for regime in slow noisy; do
     for arm in static oracle auto; do
       backups='"auto:max=4,noise=0.15"'; [ $arm = static ] && backups=${BEST[$regime]}
-      toml=$out/$regime-$arm-s$seed.toml
-      cat > "$toml" <<T
-[sweep]
-ranks = 5
-timeout_s = 300
-mode = "backup"
-model = "mlp"
-lr = 0.05
-momentum = 0.9
-steps = 250
-eval_every = 10
-backups = [$backups]
-straggler = ["${SPEC[$regime]}"]
-seed = [$seed]
-T
       if [ $arm = oracle ]; then export ORACLE_N=${ORACLE[$regime]}; else unset ORACLE_N; fi
-      (cd "$code" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH="$code" \
-         PATH=/work/main/.venv/bin:$PATH timeout 600 backupsgd sweep "$toml" --out "$out/$regime-$arm-s$seed" \
-         --no-progress > "$out/$regime-$arm-s$seed.log" 2>&1)
+      digits_one_run "$code" "$out/$regime-$arm-s$seed.toml" "$out/$regime-$arm-s$seed" "$backups" \
+        "${SPEC[$regime]}" "$seed" > "$out/$regime-$arm-s$seed.log" 2>&1
       echo "$(date +%T) seed $seed $regime $arm rc=$?"
     done
   done

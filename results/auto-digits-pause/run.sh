@@ -5,6 +5,7 @@
 # noisy neighbourhood; at /work/dev). Make the worktrees with `git worktree add --detach /work/devN <commit>`, then
 #   bash results/auto-digits-pause/run.sh /work/meas/pause && python results/auto-digits-pause/paired.py /work/meas/pause
 out=${1:-/work/meas/pause}
+source "$(dirname "$0")/../digits_one_run.sh"
 mkdir -p "$out"
 for s in $(seq 0 5); do
   for regime in slow exp; do
@@ -12,23 +13,7 @@ for s in $(seq 0 5); do
     else st='phases:none@0-30;exp:mean=0.01@30-60;none@60-'; b=4; fi
     for v in dev dev3 static; do
       bk='"auto:max=4,noise=0.15"'; pin=$v; [ $v = static ] && { bk=$b; pin=dev; }
-      cat > "$out/$regime-$v-s$s.toml" <<T
-[sweep]
-ranks = 5
-timeout_s = 300
-mode = "backup"
-model = "mlp"
-lr = 0.05
-momentum = 0.9
-steps = 250
-eval_every = 10
-backups = [$bk]
-straggler = ["$st"]
-seed = [$s]
-T
-      (cd /work/$pin && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH=/work/$pin \
-        PATH=/work/main/.venv/bin:$PATH backupsgd sweep "$out/$regime-$v-s$s.toml" --out "$out/$regime-$v" \
-        --no-progress > /dev/null 2>&1)
+      digits_one_run "/work/$pin" "$out/$regime-$v-s$s.toml" "$out/$regime-$v" "$bk" "$st" "$s" > /dev/null 2>&1
     done
   done
   echo seed $s $(date +%T)

@@ -1,0 +1,25 @@
+# Sourced by the paired run.sh scripts of results/README section 10: one seed of digits under one straggler spec at
+# one b, with the judged sweeps' settings (launch/experiments/auto-digits-shifts.toml), as a one-run sweep from a
+# worktree pinned at the code measured (its own backupsgd on PYTHONPATH, this checkout's .venv for the rest).
+#   digits_one_run TREE TOML OUT BACKUPS STRAGGLER SEED
+# BACKUPS as TOML writes it: 2, or '"auto:max=4,noise=0.15"'. Writes TOML, then runs it into OUT (10 minutes at most;
+# the sweep's own limit is 5 a run); its output goes where the caller sends it.
+digits_one_run() {
+  local tree=$1 toml=$2 out=$3 backups=$4 straggler=$5 seed=$6
+  cat > "$toml" <<T
+[sweep]
+ranks = 5
+timeout_s = 300
+mode = "backup"
+model = "mlp"
+lr = 0.05
+momentum = 0.9
+steps = 250
+eval_every = 10
+backups = [$backups]
+straggler = ["$straggler"]
+seed = [$seed]
+T
+  (cd "$tree" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH="$tree" \
+     PATH=/work/main/.venv/bin:$PATH timeout 600 backupsgd sweep "$toml" --out "$out" --no-progress)
+}
