@@ -72,6 +72,29 @@ def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     np.testing.assert_allclose(fixed.overheads(), [0.5] * 4)
 
 
+def test_the_exchange_after_a_first_step_observed_paused_is_not_learnt():
+    """The engine's coordinator observes its first step paused (a warm-up: AutoQuorum learns nothing of it), and that
+    step's exchange is the run's first reduction and update: not learnt either. EXP4 arrivals, B_noise = 2: a warm-up
+    exchange of 5 s at N = 2, learnt, would be every N's overhead and make N = 3 best (3/5/6.08 = 0.099 against
+    2/4/5.58 = 0.090); left out, the next exchange (0.5 s at N = 2) is every N's, and N = 2 is best, as above. A
+    first step observed unpaused (the simulator's) learns its exchange as any."""
+    spec = AutoSpec(min_backups=0, max_backups=3, window=10, margin=0.0, probe_every=0)
+    policy = AutoPolicy(spec, workers=4)
+    policy.observe(EXP4, 2.0, paused=True)
+    policy.exchanged(2, 5.0, 6.0)
+    np.testing.assert_allclose(policy.overheads(), [0.0] * 4)
+    assert np.isnan(policy.step_times.known()).all()
+    policy.observe(EXP4, 2.0)
+    policy.exchanged(2, 0.5)
+    np.testing.assert_allclose(policy.overheads(), [0.5] * 4)
+    assert policy.choose() == 2
+    unpaused = AutoPolicy(spec, workers=4)
+    unpaused.observe(EXP4, 2.0)
+    unpaused.exchanged(2, 5.0)
+    np.testing.assert_allclose(unpaused.overheads(), [5.0] * 4)
+    assert unpaused.choose() == 3
+
+
 def test_auto_returns_from_n_2_once_a_slow_exchange_at_n_1_is_a_window_old():
     """P = 2, arrivals 1 and 2 s, B_noise = 1: N / (N + 1) / (E[T_(N)] + overhead(N)). The first exchange, 5 s at
     N = 1, is every N's: 0.5 / 6 = 0.083 against 0.667 / 7 = 0.095, so N = 2 (14% better). Measured at 0.3 s there,
