@@ -1,6 +1,8 @@
 """Paired ratios of time to 90% (training time, as the report counts it) between the arms run.sh ran, over the seeds
 both reached, and each arm's N and milliseconds a step by phase (steps 0-29 quiet, 30-59 the shift, 60-89 quiet):
-.venv/bin/python results/auto-digits-oracle/paired.py RUNS   (folders {slow,noisy}-{static,oracle,auto,...}-sSEED)"""
+.venv/bin/python results/auto-digits-oracle/paired.py RUNS [REGIME=ARM ...]
+RUNS holds folders REGIME-ARM-sSEED; each REGIME given is judged against its ARM (default: slow=static noisy=static,
+this folder's run.sh). Other folders' scripts use it too (results/auto-digits-estimates)."""
 import json
 import sys
 from collections import Counter
@@ -16,6 +18,8 @@ from backupsgd.report.target import DEFAULT_TARGETS  # noqa: E402
 TARGET = DEFAULT_TARGETS["digits"]
 PHASES = ((0, 30), (30, 60), (60, 90))
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/auto-digits-oracle/runs")
+REFERENCES = [arg.split("=", 1) for arg in sys.argv[2:]] or [["slow", "static"], ["noisy", "static"]]
+STATIC_B = {"slow": "b=2", "noisy": "b=4"}  # the best static b of each shifting regime (run.sh's BEST)
 
 
 def folders(regime: str, arm: str) -> list[Path]:
@@ -47,13 +51,14 @@ def phases(regime: str, arm: str) -> str:
     return f"  {arm:7s} steps to 90% {np.mean(reached):.1f} ({len(reached)} runs) | " + " | ".join(cells)
 
 
-for regime, best in (("slow", "b=2"), ("noisy", "b=4")):
-    arms = sorted({d.name.split("-")[1] for d in root.glob(f"{regime}-*-s*") if d.is_dir()} - {"static"})
-    static = times(regime, "static")
-    print(f"{regime} ({best} is the static arm)")
+for regime, reference in REFERENCES:
+    arms = sorted({d.name.split("-")[1] for d in root.glob(f"{regime}-*-s*") if d.is_dir()} - {reference})
+    against = times(regime, reference)
+    label = STATIC_B.get(regime, "static") if reference == "static" else reference
+    print(f"{regime} ({label} is the static arm)" if reference == "static" else f"{regime} (against {label})")
     for arm in arms:
-        print("  " + paired_ratio_line(times(regime, arm), static, f"{arm} / {best}"))
+        print("  " + paired_ratio_line(times(regime, arm), against, f"{arm} / {label}"))
     if {"auto", "oracle"} <= set(arms):
         print("  " + paired_ratio_line(times(regime, "auto"), times(regime, "oracle"), "auto / oracle"))
-    for arm in ["static", *arms]:
+    for arm in [reference, *arms]:
         print(phases(regime, arm))
