@@ -1,5 +1,7 @@
-"""Auto against each other configuration of this sweep, seed by seed (the paired A/B scripts' statistic; the report's
-own judgment against the best static b is its bootstrap): .venv/bin/python results/auto-digits-noisy/paired.py"""
+"""One configuration of a digits sweep against each other one, seed by seed within each straggler panel (the paired
+A/B scripts' statistic; the report's own judgment against the best static b is its bootstrap):
+.venv/bin/python results/auto-digits-noisy/paired.py [RUNS] [CONFIG]
+RUNS: a sweep's output (default results/auto-digits-noisy); CONFIG: its `backups` value (default: the first auto:)."""
 import sys
 from pathlib import Path
 
@@ -9,9 +11,12 @@ from backupsgd.report.runs import load_runs  # noqa: E402
 from backupsgd.report.target import DEFAULT_TARGETS  # noqa: E402
 
 runs, _ = load_runs(Path(sys.argv[1] if len(sys.argv) > 1 else "results/auto-digits-noisy"), True)
-times: dict = {}
+times: dict = {}  # straggler -> backups -> seed -> time to 90%
 for run in runs:
-    times.setdefault(str(run.config["backups"]), {})[run.config["seed"]] = run.time_to(DEFAULT_TARGETS["digits"])
-auto = next(k for k in times if k.startswith("auto:"))
-for other in sorted(set(times) - {auto}):
-    print(paired_ratio_line(times[auto], times[other], f"auto / {other}"))
+    panel = times.setdefault(str(run.config["straggler"]), {})
+    panel.setdefault(str(run.config["backups"]), {})[run.config["seed"]] = run.time_to(DEFAULT_TARGETS["digits"])
+for straggler, panel in sorted(times.items()):
+    chosen = sys.argv[2] if len(sys.argv) > 2 else min(k for k in panel if k.startswith("auto:"))
+    print(straggler)
+    for other in sorted(set(panel) - {chosen}):
+        print("  " + paired_ratio_line(panel[chosen], panel[other], f"{chosen} / {other}"))
