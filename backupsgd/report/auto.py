@@ -114,7 +114,13 @@ def times_by_seed(folder: Path, target: Target) -> dict:
     """Each run's time to `target` under `folder` (training time: the evaluations' pauses left out), by its seed;
     None for a run that never reached it. What the paired A/B scripts under results/ compare."""
     runs, _ = load_runs(Path(folder), True)
-    return {r.config.get("workload.seed", r.config.get("seed")): r.time_to(target) for r in runs}
+    return seed_times(runs, target)
+
+
+def seed_times(runs: list, target: Target) -> dict:
+    """Each of `runs`' time to `target` by its seed (None: never reached): times_by_seed for runs already loaded,
+    e.g. one configuration of a sweep."""
+    return {r.seed: r.time_to(target) for r in runs}
 
 
 def paired_log_ratio(num: dict, den: dict) -> tuple[list, float, float, float]:

@@ -6,15 +6,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, ".")
-from backupsgd.report.auto import paired_ratio_line  # noqa: E402
+from backupsgd.report.auto import paired_ratio_line, seed_times  # noqa: E402
 from backupsgd.report.runs import load_runs  # noqa: E402
 from backupsgd.report.target import DEFAULT_TARGETS  # noqa: E402
 
 runs, _ = load_runs(Path(sys.argv[1] if len(sys.argv) > 1 else "results/auto-digits-noisy"), True)
-times: dict = {}  # straggler -> backups -> seed -> time to 90%
+groups: dict = {}  # straggler -> backups -> its runs
 for run in runs:
-    panel = times.setdefault(str(run.config["straggler"]), {})
-    panel.setdefault(str(run.config["backups"]), {})[run.config["seed"]] = run.time_to(DEFAULT_TARGETS["digits"])
+    groups.setdefault(run.straggler, {}).setdefault(str(run.backups), []).append(run)
+times = {straggler: {backups: seed_times(group, DEFAULT_TARGETS["digits"]) for backups, group in panel.items()}
+         for straggler, panel in groups.items()}
 for straggler, panel in sorted(times.items()):
     chosen = sys.argv[2] if len(sys.argv) > 2 else min(k for k in panel if k.startswith("auto:"))
     print(straggler)
