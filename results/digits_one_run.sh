@@ -4,6 +4,9 @@
 #   digits_one_run TREE TOML OUT BACKUPS STRAGGLER SEED
 # BACKUPS as TOML writes it: 2, or '"auto:max=4,noise=0.15"'. Writes TOML, then runs it into OUT (10 minutes at most;
 # the sweep's own limit is 5 a run); its output goes where the caller sends it.
+# The straggler regimes these scripts compare, by name (the judged TOMLs spell the same strings):
+declare -gA DIGITS_STRAGGLER=( [slow]="phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-"
+                               [noisy]="phases:none@0-30;exp:mean=0.01@30-60;none@60-" [exp]="exp:mean=0.01" )
 digits_one_run() {
   local tree=$1 toml=$2 out=$3 backups=$4 straggler=$5 seed=$6
   cat > "$toml" <<T

@@ -21,16 +21,14 @@
 #   .venv/bin/python results/auto-digits-oracle/paired.py /tmp/an/x/warm noisy=base exp=base   # paired.txt, second part
 out=$1; from=$2; to=$3; shift 3; mkdir -p "$out"
 source "$(dirname "$0")/../digits_one_run.sh"
-declare -A SPEC=( [noisy]="phases:none@0-30;exp:mean=0.01@30-60;none@60-" [exp]="exp:mean=0.01"
-                  [slow]="phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-" )
 for seed in $(seq "$from" "$to"); do
   for arm in "$@"; do
     IFS=: read -r regime name envs backups <<< "$arm"
     run=$out/$regime-$name-s$seed
     [ -d "$run" ] && continue
     ( if [ "$envs" != "-" ]; then IFS=';' read -ra pairs <<< "$envs"; export "${pairs[@]}"; fi
-      digits_one_run "${TREE:-${KNOBS_TREE:-/work/exp}}" "$run.toml" "$run" "$backups" "${SPEC[$regime]}" "$seed" \
-        > "$run.log" 2>&1 )
+      digits_one_run "${TREE:-${KNOBS_TREE:-/work/exp}}" "$run.toml" "$run" "$backups" \
+        "${DIGITS_STRAGGLER[$regime]}" "$seed" > "$run.log" 2>&1 )
     echo "$(date +%T) seed $seed $regime $name rc=$?"
   done
 done

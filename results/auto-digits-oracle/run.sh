@@ -9,8 +9,6 @@
 out=${1:-results/auto-digits-oracle/runs}; mkdir -p "$out"
 code=${ORACLE_TREE:-/work/oracle}
 source "$(dirname "$0")/../digits_one_run.sh"
-declare -A SPEC=( [slow]="phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-"
-                  [noisy]="phases:none@0-30;exp:mean=0.01@30-60;none@60-" )
 declare -A BEST=( [slow]=2 [noisy]=4 )
 declare -A ORACLE=( [slow]="4,3,4" [noisy]="4,1,4" )
 for seed in $(seq "${2:-0}" "${3:-9}"); do
@@ -19,7 +17,7 @@ for seed in $(seq "${2:-0}" "${3:-9}"); do
       backups='"auto:max=4,noise=0.15"'; [ $arm = static ] && backups=${BEST[$regime]}
       if [ $arm = oracle ]; then export ORACLE_N=${ORACLE[$regime]}; else unset ORACLE_N; fi
       digits_one_run "$code" "$out/$regime-$arm-s$seed.toml" "$out/$regime-$arm-s$seed" "$backups" \
-        "${SPEC[$regime]}" "$seed" > "$out/$regime-$arm-s$seed.log" 2>&1
+        "${DIGITS_STRAGGLER[$regime]}" "$seed" > "$out/$regime-$arm-s$seed.log" 2>&1
       echo "$(date +%T) seed $seed $regime $arm rc=$?"
     done
   done

@@ -9,8 +9,7 @@ source "$(dirname "$0")/../digits_one_run.sh"
 mkdir -p "$out"
 for s in $(seq 0 5); do
   for regime in slow exp; do
-    if [ $regime = slow ]; then st='phases:none@0-30;slow:ranks=3+4,delay=0.03@30-60;none@60-'; b=2
-    else st='phases:none@0-30;exp:mean=0.01@30-60;none@60-'; b=4; fi
+    if [ $regime = slow ]; then st=${DIGITS_STRAGGLER[slow]}; b=2; else st=${DIGITS_STRAGGLER[noisy]}; b=4; fi
     for v in dev dev3 static; do
       bk='"auto:max=4,noise=0.15"'; pin=$v; [ $v = static ] && { bk=$b; pin=dev; }
       digits_one_run "/work/$pin" "$out/$regime-$v-s$s.toml" "$out/$regime-$v" "$bk" "$st" "$s" > /dev/null 2>&1
