@@ -29,6 +29,9 @@ from backupsgd.errors import ConfigError
 RULES = ("progress", "dbw")
 DEEP_FACTOR = 2.0  # silent this many times the slowest usual step, a worker is deep in a delay (deep_after_s)
 MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
+# The engine's coordinator learns nothing of the first steps it observes (AutoQuorum marks them paused): the ranks
+# begin the first unsynchronised, and the workers dropped from it are still finishing it as the second starts.
+WARM_UP_STEPS = 2
 # The least b by default: one backup, so no N waits for the slowest of all P. The rules see a few steps' mean
 # arrivals, which cannot foresee a rare long delay (Fashion-MNIST under Pareto: one worker's 35 s at step 5 met
 # auto at N = P); one backup bounds what any single worker's tail costs a step, the point of Chen et al.'s method.
@@ -174,7 +177,7 @@ class AutoPolicy:
     While the noise scale is unknown (nan), the first step included, wait for the least N that measures it (2 where
     the bounds allow; backupsgd.noise needs two batch sizes); in the engine the first measurement reaches the
     coordinator a step or two late (rank 0's training thread posts it after applying step 0). The first step used to
-    wait for N_max, to see every arrival: in the engine that step is a warm-up (AutoQuorum.observe does not learn
+    wait for N_max, to see every arrival: in the engine that step is a warm-up (AutoQuorum does not learn
     from it) and its N_max-th arrival came 20-70 ms after its first on digits, 2-8% of a run's time to target; in
     the simulator at 1,000 workers under Pareto delays it waited out the slowest of 1,000 and cost 8% of a run's
     progress per second. The late READYs of the steps after it show the arrivals past 2.
@@ -301,15 +304,16 @@ class AutoPolicy:
         (hysteresis would): at 1,000 simulated workers, where N climbs back only as far as probes and late READYs
         have seen, a first N of 309 (552 with the overhead) stayed and cost 3% of progress per second.
 
-        Not learnt: the exchange of a first step observed paused, which is the engine's warm-up (AutoQuorum learns
-        nothing of the first step it observes): its reduction and update are the run's first (digits, 5 ranks on
-        2 cores: 4.8 ms against 1.7-2.5 ms for every later exchange, paused or not; 20 runs), and overhead(2) read
-        from it kept N = 2 and above looking 1.5 ms dearer than N = 1 for a window, so in a quiet phase half the
-        runs went to N = 1 at step 2 and stayed until the first probe at step 11, where N = 4 costs next to nothing
-        more. The simulator's first step is not paused, and its exchanges are modelled: learnt as any."""
+        Not learnt: the exchanges of the first WARM_UP_STEPS steps where they were observed paused, the engine's
+        warm-up (AutoQuorum learns nothing of them): the first's reduction and update are the
+        run's first (digits, 5 ranks on 2 cores: 4.8 ms against 1.7-2.5 ms for every later exchange, paused or not;
+        20 runs), and overhead(2) read from it kept N = 2 and above looking 1.5 ms dearer than N = 1 for a window,
+        so in a quiet phase half the runs went to N = 1 at step 2 and stayed until the first probe at step 11, where
+        N = 4 costs next to nothing more; the second's was still 3.0 ms against 2.3 later. The simulator's first
+        step is not paused, and its exchanges are modelled: learnt as any."""
         if self.spec.overhead_s == 0:
-            if self.steps == 1 and self._observed_paused:
-                return  # the exchange of the engine's warm-up step (see above)
+            if self.steps <= WARM_UP_STEPS and self._observed_paused:
+                return  # the exchange of an engine's warm-up step (see above)
             if step_s is not None and not self._observed_paused:
                 self.step_times.observe(n, step_s)
             first = not self.exchanges.count.any()

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from backupsgd.adaptive import AutoPolicy, AutoSpec
+from backupsgd.adaptive import WARM_UP_STEPS, AutoPolicy, AutoSpec
 
 
 class AutoQuorum:
@@ -152,11 +152,15 @@ class AutoQuorum:
     def _learn(self, step: int, arrivals: list[float], late: list[float], floors: list[float]) -> None:
         """Fold one decided step into the policy and its record (the lock held).
 
-        The first step observed is not learnt from, as a paused one is not: the ranks begin it unsynchronised (from
-        start-up, a resume or a takeover) and its compute is a warm-up (digits: 18 ms against 1.4 ms a step after
-        it), so its arrivals (T_(1..5) 22-46 ms against ~1-12 ms) lingered in E[T_(k)] for the N not chosen since."""
+        The first WARM_UP_STEPS steps observed are not learnt from, as a paused one is not. The first: the ranks
+        begin it unsynchronised (from start-up, a resume or a takeover) and its compute is a warm-up (digits: 18 ms
+        against 1.4 ms a step after it), so its arrivals (T_(1..5) 22-46 ms against ~1-12 ms) lingered in E[T_(k)]
+        for the N not chosen since. The second: the workers dropped from the first are still finishing it as it
+        starts (digits, 5 ranks: its second READY 2.1 ms behind its first at the 75th percentile, 0.4 ms later on)
+        and its exchange is the first at its N (3.0 ms median against 2.3 ms later); learnt, overhead(2) kept N = 2
+        looking dearer than N = 1 for a window, and 3 of 15 runs sat at N = 1 from step 2 to the first probe."""
         noise = self._noise
-        warm_up = self.policy.steps == 0  # no step observed yet: its arrivals say nothing, paused or not
+        warm_up = self.policy.steps < WARM_UP_STEPS  # its arrivals say nothing, paused or not
         paused = step in self._paused or warm_up
         pause_s = self._pause_s if paused and not warm_up else math.nan
         self._paused.discard(step)  # each step is observed once; rebuilding the set cost O(marks) a step

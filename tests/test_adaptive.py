@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from reference import exp_order_stats
 
-from backupsgd.adaptive import DEEP_FACTOR, AutoPolicy, AutoSpec, parse_auto
+from backupsgd.adaptive import DEEP_FACTOR, WARM_UP_STEPS, AutoPolicy, AutoSpec, parse_auto
 from backupsgd.errors import ConfigError
 
 # E[T_(k)] of 4 exponentials of mean 1 (Renyi): sum over i < k of 1 / (4 - i)
@@ -72,22 +72,28 @@ def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     np.testing.assert_allclose(fixed.overheads(), [0.5] * 4)
 
 
-def test_the_exchange_after_a_first_step_observed_paused_is_not_learnt():
-    """The engine's coordinator observes its first step paused (a warm-up: AutoQuorum learns nothing of it), and that
-    step's exchange is the run's first reduction and update: not learnt either. EXP4 arrivals, B_noise = 2: a warm-up
-    exchange of 5 s at N = 2, learnt, would be every N's overhead and make N = 3 best (3/5/6.08 = 0.099 against
-    2/4/5.58 = 0.090); left out, the next exchange (0.5 s at N = 2) is every N's, and N = 2 is best, as above. A
-    first step observed unpaused (the simulator's) learns its exchange as any."""
+def test_the_exchanges_after_the_warm_up_steps_observed_paused_are_not_learnt():
+    """The engine's coordinator observes its first WARM_UP_STEPS steps paused (AutoQuorum learns nothing of them),
+    and their exchanges are the run's first reductions and updates: not learnt either. EXP4 arrivals, B_noise = 2: a
+    warm-up exchange of 5 s at N = 2, learnt, would be every N's overhead and make N = 3 best (3/5/6.08 = 0.099
+    against 2/4/5.58 = 0.090); left out, the next exchange (0.5 s at N = 2) is every N's, and N = 2 is best, as
+    above. A step paused later (an evaluation) has its exchange learnt, and a first step observed unpaused (the
+    simulator's) learns its exchange as any."""
+    assert WARM_UP_STEPS == 2
     spec = AutoSpec(min_backups=0, max_backups=3, window=10, margin=0.0, probe_every=0)
     policy = AutoPolicy(spec, workers=4)
-    policy.observe(EXP4, 2.0, paused=True)
-    policy.exchanged(2, 5.0, 6.0)
-    np.testing.assert_allclose(policy.overheads(), [0.0] * 4)
+    for _ in range(WARM_UP_STEPS):
+        policy.observe(EXP4, 2.0, paused=True)
+        policy.exchanged(2, 5.0, 6.0)
+        np.testing.assert_allclose(policy.overheads(), [0.0] * 4)
     assert np.isnan(policy.step_times.known()).all()
     policy.observe(EXP4, 2.0)
     policy.exchanged(2, 0.5)
     np.testing.assert_allclose(policy.overheads(), [0.5] * 4)
     assert policy.choose() == 2
+    policy.observe(EXP4, 2.0, paused=True)
+    policy.exchanged(2, 5.0)
+    assert policy.overheads()[1] > 0.5
     unpaused = AutoPolicy(spec, workers=4)
     unpaused.observe(EXP4, 2.0)
     unpaused.exchanged(2, 5.0)

@@ -19,6 +19,12 @@
 #   bash results/auto-digits-estimates/run.sh /tmp/an/x/warm 0 14 "noisy:base:-:$A" "noisy:warm:TREE=/work/exp2:$A" \
 #        "exp:base:-:$A" "exp:warm:TREE=/work/exp2:$A"                                   # 13:05-13:20 UTC
 #   .venv/bin/python results/auto-digits-oracle/paired.py /tmp/an/x/warm noisy=base exp=base   # paired.txt, second part
+# A second warm-up step (WARM_UP_STEPS = 2), on a worktree of 6ba3c21 with that change applied, against 6ba3c21:
+#   git worktree add --detach /work/judge 6ba3c21 && git worktree add --detach /work/warm2 6ba3c21   # then apply it
+#   bash results/auto-digits-estimates/run.sh /tmp/an/warm2 100 114 "noisy:base:TREE=/work/judge:$A" \
+#        "noisy:warm2:TREE=/work/warm2:$A" "exp:base:TREE=/work/judge:$A" "exp:warm2:TREE=/work/warm2:$A"   # 16:48-17:08
+#   bash results/auto-digits-estimates/run.sh /tmp/an/warm2 115 129 ...the same four arms...           # 17:08-17:27 UTC
+#   .venv/bin/python results/auto-digits-oracle/paired.py /tmp/an/warm2 noisy=base exp=base          # = warmup2.txt
 out=$1; from=$2; to=$3; shift 3; mkdir -p "$out"
 source "$(dirname "$0")/../digits_one_run.sh"
 for seed in $(seq "$from" "$to"); do
