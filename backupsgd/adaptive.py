@@ -305,12 +305,12 @@ class AutoPolicy:
         have seen, a first N of 309 (552 with the overhead) stayed and cost 3% of progress per second.
 
         Not learnt: the exchanges of the first WARM_UP_STEPS steps where they were observed paused, the engine's
-        warm-up (AutoQuorum learns nothing of them): the first's reduction and update are the
-        run's first (digits, 5 ranks on 2 cores: 4.8 ms against 1.7-2.5 ms for every later exchange, paused or not;
-        20 runs), and overhead(2) read from it kept N = 2 and above looking 1.5 ms dearer than N = 1 for a window,
-        so in a quiet phase half the runs went to N = 1 at step 2 and stayed until the first probe at step 11, where
-        N = 4 costs next to nothing more; the second's was still 3.0 ms against 2.3 later. The simulator's first
-        step is not paused, and its exchanges are modelled: learnt as any."""
+        warm-up (AutoQuorum learns nothing of them): the first's reduction and update are the run's first (digits,
+        5 ranks on 2 cores: 4.8 ms against 1.7-2.5 ms for every later exchange, paused or not; 20 runs), and
+        overhead(2) read from it kept N = 2 and above looking 1.5 ms dearer than N = 1 for a window, so in a quiet
+        phase half the runs went to N = 1 at step 2 and stayed until the first probe at step 11, where N = 4 costs
+        next to nothing more; the second's was still 3.0 ms against 2.3 later. The simulator's first step is not
+        paused, and its exchanges are modelled: learnt as any."""
         if self.spec.overhead_s == 0:
             if self.steps <= WARM_UP_STEPS and self._observed_paused:
                 return  # the exchange of an engine's warm-up step (see above)
