@@ -63,10 +63,16 @@ for run in runs:
         panels[run.straggler].setdefault(str(run.backups), []).append(run)
 for straggler, panel in sorted(panels.items()):
     print(straggler)
-    _, static_sums = breakdown(panel.get(arms[1], []))
+    static_reached, static_sums = breakdown(panel.get(arms[1], []))
+    if not static_reached:
+        print(f"  {arms[1]}: no run reached the target; nothing to weigh steps against")
+        continue
     static_step = sum(v[1] for v in static_sums.values()) / sum(v[0] for v in static_sums.values())
     for arm in arms:
         reached, sums = breakdown(panel.get(arm, []))
+        if not reached:
+            print(f"  {arm}: no run reached the target")
+            continue
         steps_a_run, seconds_a_run = (sum(v[i] for v in sums.values()) / reached for i in (0, 1))
         print(f"  {arm}: {reached} runs, {steps_a_run:.1f} steps and {seconds_a_run:.3f} s a run to the target; "
               f"'over': ms a run above {arms[1]}'s {1000 * static_step:.2f} ms a step")
