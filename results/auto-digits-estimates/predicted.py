@@ -1,0 +1,56 @@
+"""How well auto's policy foresaw the steps it chose: for each auto configuration and straggler panel of a sweep,
+each step's time as lived (from the step before's time; steps after an evaluation, paused, left out) against what
+the policy predicted for that step's N when it decided it (the step before's `auto.times_s`), summed over the runs
+and grouped by how the N came about: `same` (the rule kept the N), `up`/`down` (the rule moved to a larger/smaller
+N), `probe` (a forced wider step, chosen by no estimate). Sum lived / sum predicted is what the time to target feels;
+the median ratio is the typical step's. Transitions seen fewer than 5 times are not printed:
+.venv/bin/python results/auto-digits-estimates/predicted.py RUNS"""
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, ".")
+from backupsgd.report.runs import load_runs  # noqa: E402
+
+
+def transitions(run) -> list[tuple[str, int, int, float, float]]:
+    """(kind, rule's N before, N, lived s, predicted s) of each step whose N was predicted, not paused."""
+    out = []
+    before, previous, start = None, None, 0.0
+    for record in run.steps:
+        auto = record.get("auto") or {}
+        took, start, n = record["time"] - start, record["time"], record["quorum"]
+        predicted = ((previous or {}).get("auto") or {}).get("times_s")
+        if before is not None and not auto.get("paused") and predicted and predicted[n - 1] is not None:
+            kind = "probe" if auto.get("probe") else "same" if n == before else "up" if n > before else "down"
+            out.append((kind, before, n, took, predicted[n - 1]))
+        previous = record
+        if not auto.get("probe"):
+            before = n
+    return out
+
+
+runs, _ = load_runs(Path(sys.argv[1]))
+groups: dict = defaultdict(list)
+for run in runs:
+    if isinstance(run.backups, str):
+        groups[(run.straggler, run.backups)].append(run)
+for (straggler, backups), group in sorted(groups.items()):
+    steps = [t for run in group for t in transitions(run)]
+    print(f"{straggler} {backups}: {len(group)} runs")
+    by_n: dict = defaultdict(list)
+    by_kind: dict = defaultdict(list)
+    for kind, before, n, lived, predicted in steps:
+        by_n[n].append((lived, predicted))
+        by_kind[(kind, before, n)].append((lived, predicted))
+    for label, table in (("N", by_n), ("", by_kind)):
+        for key, pairs in sorted(table.items()):
+            x = np.array(pairs)
+            if len(x) < 5:
+                continue
+            name = f"N={key}" if label else f"{key[0]:5s} {key[1]}->{key[2]}"
+            print(f"  {name:12s} {len(x):5d} steps  predicted {1e3 * x[:, 1].mean():7.1f} ms, lived {1e3 * x[:, 0].mean():7.1f}"
+                  f"  sum lived / sum predicted {x[:, 0].sum() / x[:, 1].sum():.3f}  median ratio "
+                  f"{np.median(x[:, 0] / x[:, 1]):.3f}")
