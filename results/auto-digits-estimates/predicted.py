@@ -45,12 +45,12 @@ for (straggler, backups), group in sorted(groups.items()):
     for kind, before, n, lived, predicted in steps:
         by_n[n].append((lived, predicted))
         by_kind[(kind, before, n)].append((lived, predicted))
-    for label, table in (("N", by_n), ("", by_kind)):
-        for key, pairs in sorted(table.items()):
-            x = np.array(pairs)
-            if len(x) < 5:
-                continue
-            name = f"N={key}" if label else f"{key[0]:5s} {key[1]}->{key[2]}"
-            print(f"  {name:12s} {len(x):5d} steps  predicted {1e3 * x[:, 1].mean():7.1f} ms, lived {1e3 * x[:, 0].mean():7.1f}"
-                  f"  sum lived / sum predicted {x[:, 0].sum() / x[:, 1].sum():.3f}  median ratio "
-                  f"{np.median(x[:, 0] / x[:, 1]):.3f}")
+    rows = [(f"N={n}", pairs) for n, pairs in sorted(by_n.items())]
+    rows += [(f"{kind:5s} {before}->{n}", pairs) for (kind, before, n), pairs in sorted(by_kind.items())]
+    for name, pairs in rows:
+        lived, predicted = np.array(pairs).T
+        if len(lived) < 5:
+            continue
+        print(f"  {name:12s} {len(lived):5d} steps  predicted {1e3 * predicted.mean():7.1f} ms, lived "
+              f"{1e3 * lived.mean():7.1f}  sum lived / sum predicted {lived.sum() / predicted.sum():.3f}  median ratio "
+              f"{np.median(lived / predicted):.3f}")

@@ -29,7 +29,8 @@ def mean_curve(backups: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def steps_to(level: float, steps: np.ndarray, curve: np.ndarray) -> float:
-    """The first step at which the curve's running best is at or below `level` (interpolated); nan if never."""
+    """The first step at which the curve's running best is at or below `level` (interpolated); nan if never; a level
+    already reached at the first evaluation reads as that evaluation's step (no earlier point to interpolate from)."""
     best = np.minimum.accumulate(curve)
     i = int(np.argmax(best <= level))
     if best[i] > level:
@@ -45,5 +46,6 @@ print("  " + " ".join(f"{v:.3f}" for v in ref_curve))
 for other in others:
     steps, curve = mean_curve(other)
     ratios = [steps_to(level, steps, curve) / s for s, level in zip(ref_steps, ref_curve)]
-    print(f"b = {other} ({len(losses[other])} runs): steps to b = {reference}'s loss at each of its evaluations, over its steps:")
+    print(f"b = {other} ({len(losses[other])} runs): steps to b = {reference}'s loss at each of its evaluations, "
+          "over its steps:")
     print("  " + " ".join(f"{s}:{r:.2f}" for s, r in zip(ref_steps, ratios) if r == r))
