@@ -40,7 +40,7 @@ class AutoQuorum:
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int, keep_records: bool = True) -> None:
-        self.policy = AutoPolicy(spec, workers, batch)
+        self.policy = AutoPolicy(spec, workers, batch, measured_noise=True)
         self.n_min, self.n_max = self.policy.n_min, self.policy.n_max
         self._keep = keep_records
         self._lock = threading.Lock()  # the noise scale and the records cross from one thread to the other
@@ -239,7 +239,7 @@ class QuorumTally:
 def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dict]) -> list[int]:
     """The N a fresh policy chooses for each step, fed the arrivals, noise scales and exchange times that `steps`
     (steps.jsonl records of an auto run) say the coordinator fed its own: the engine's choices, replayed."""
-    policy = AutoPolicy(spec, workers, batch)
+    policy = AutoPolicy(spec, workers, batch, measured_noise=True)
     chosen = []
     decided_n = 0
     for record in steps:

@@ -50,6 +50,28 @@ def test_noise_factor_scales_the_measured_noise_scale():
     assert policy.choose() == 2
 
 
+@pytest.mark.parametrize("rule,noise,expected", [("progress", 100.0, 4), ("dbw", 100.0, 4)])
+def test_a_measured_noise_scale_raises_n_above_2_only_once_settle_steps_were_observed(rule, noise, expected):
+    """EXP4 arrivals, overhead 10: B_noise = 100 makes N = 4 best (progress: 0.00318 against 0.00185 at N = 2;
+    DBW: every bound negative, so N_max), as above. Measured (the engine's coordinator), the noise scale may raise
+    N above 2 only from the `settle` = 3rd step observed on, whatever each step's N: until then N stays 2, the least
+    N that measures it. Given (the simulator), it is trusted at once."""
+    spec = AutoSpec(rule=rule, min_backups=0, max_backups=3, window=1, margin=0.0, probe_every=0, overhead_s=10.0,
+                    settle=3)
+    given = AutoPolicy(spec, workers=4)
+    given.observe(EXP4, noise)
+    assert given.choose() == expected
+    measured = AutoPolicy(spec, workers=4, measured_noise=True)
+    chosen = []
+    for arrivals in (EXP4, EXP4[:1], EXP4):  # a step of one member counts as one observed
+        measured.observe(arrivals, noise)
+        chosen.append(measured.choose())
+    assert chosen == [2, 2, expected]  # the first step saw every arrival, as the given policy's did
+    never = AutoPolicy(AutoSpec(**{**spec.__dict__, "settle": 0}), workers=4, measured_noise=True)
+    never.observe(EXP4, noise)
+    assert never.choose() == expected
+
+
 def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
     """EXP4 arrivals, B_noise = 2: with the exchange measured only at N = 1 (0.5 s) every N's overhead is 0.5 and
     N = 2 is best (0.444, 0.462, 0.379, 0.258, as above). Measured at N = 4 too (0 s: say, the cores are free
@@ -283,6 +305,7 @@ def test_hysteresis_keeps_n_through_near_ties():
     ("auto:min=1,max=3,rule=dbw", AutoSpec(rule="dbw", min_backups=1, max_backups=3)),
     ("auto-dbw", AutoSpec(rule="dbw")),
     ("auto:window=5,margin=0.1,probe=0,lr_l=0.5", AutoSpec(window=5, margin=0.1, probe_every=0, lr_l=0.5)),
+    ("auto:settle=0", AutoSpec(settle=0)),
     ("auto:max=4,noise=0.1", AutoSpec(max_backups=4, noise_factor=0.1)),
 ])
 def test_auto_spec_parses_and_its_label_parses_back(text, expected):
