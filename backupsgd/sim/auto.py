@@ -57,7 +57,7 @@ def replay_auto(times: np.ndarray, spec: AutoSpec, mode: str, net: NetConfig, ba
     one: the coordinator measures it as the time from a step's decision to the next step's start.
     """
     steps, workers = times.shape
-    policy = AutoPolicy(spec, workers, batch)
+    policy = AutoPolicy(spec, workers, batch)  # given its noise scale, not measuring it: no settling (AutoPolicy)
     free = np.zeros(workers)  # when each worker offers the step it is on (its latest offer, once made)
     last = 0.0
     chosen = np.empty(steps, dtype=np.int64)
