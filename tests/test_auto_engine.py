@@ -26,7 +26,9 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     out = tmp_path / "run"
     # logreg: a convex model, so the reduction's summation order cannot be amplified past the replay's tolerance
     # (the MLP failed it once in 38 of 17,226 parameters, by 1e-4, after 50 steps of momentum)
-    summary = train(5, out, "--mode", "backup", "--backups", "auto", "--steps", "50", "--model", "logreg",
+    # settle=0: N may leave 2 from the start (the default holds a measured noise scale for 20 steps: the phases
+    # here are shorter; test_a_coordinator_holds_n_at_2_until_its_noise_scale_settled has the default)
+    summary = train(5, out, "--mode", "backup", "--backups", "auto:settle=0", "--steps", "50", "--model", "logreg",
                     "--straggler", SHIFT, "--eval-every", "20", timeout=150)
     steps = read_steps(out)
     assert [s["step"] for s in steps] == list(range(50))
@@ -49,7 +51,7 @@ def test_auto_changes_n_with_identical_replicas_and_the_policys_choices(tmp_path
     np.testing.assert_allclose(np.load(out / "params.npy"), expected, rtol=1e-4, atol=1e-5)
     # Oracle 2: a fresh policy fed the arrivals, noise scales and overheads the coordinator recorded chooses
     # the same N every step (what the simulator's replay of auto does with its own arrivals).
-    assert replay_choices(parse_auto("auto"), 5, cfg["workload"]["batch_size"], steps) == chosen
+    assert replay_choices(parse_auto("auto:settle=0"), 5, cfg["workload"]["batch_size"], steps) == chosen
     # Each step's whole time (start to the next's start, which the policy learns per N) holds its wait for the N-th
     # READY, timed from the same start, and its exchange, counted from the decision after that READY
     for before, after in zip(steps, steps[1:]):
@@ -82,7 +84,7 @@ def _coordinate(spec: str) -> list[dict]:
 def test_the_coordinators_records_replay_to_its_choices_without_mpi():
     # N drops when two ranks turn slow, and rises without waiting for a probe once their late READYs say they keep
     # up again; records replay.
-    records = _coordinate("auto:probe=5,window=5,overhead=0.005")
+    records = _coordinate("auto:probe=5,window=5,overhead=0.005,settle=0")
     chosen = [r["quorum"] for r in records]
     # steps 0 and 1 are chosen before the first noise scale is posted: N = 2, the least that measures it (step 0 is
     # not learnt from: a warm-up). No choice waits for an N whose arrival it has not seen within the window, and
@@ -93,6 +95,18 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
     assert chosen[52:] == [4] * 28, chosen
     assert all(r["quorum"] == 3 for r in records[25:50]), "no probe waited for the busy ranks"
     assert records[22]["auto"]["deep"] == 2, "the ranks deep in their delay are recorded (and replayed, below)"
+    assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005,settle=0"), 5, 8, records) == chosen
+
+
+def test_a_coordinator_holds_n_at_2_until_its_noise_scale_settled():
+    """The made-up run above at the default settle=20: the coordinator's noise scale is measured, so until the 20th
+    step observed no choice of the rule's goes above 2 (a probe may: it looks, it does not choose), where at settle=0
+    N was 4 from step 5 on; then N climbs as before, and the records replay to the same choices."""
+    records = _coordinate("auto:probe=5,window=5,overhead=0.005")
+    chosen = [r["quorum"] for r in records]
+    assert all(r["quorum"] == 2 for r in records[:20] if not r["auto"]["probe"]), chosen
+    assert any(r["auto"]["probe"] and r["quorum"] == 4 for r in records[:20]), "the probes still look past N = 2"
+    assert chosen[40:50] == [3] * 10 and chosen[52:] == [4] * 28, chosen
     assert replay_choices(parse_auto("auto:probe=5,window=5,overhead=0.005"), 5, 8, records) == chosen
 
 
@@ -298,7 +312,8 @@ def test_library_script_under_backupsgd_backups_auto(tmp_path):
     from mpirun import BIN, REPO, launch
 
     run = tmp_path / "runs" / "script"
-    env = {"BACKUPSGD_BACKUPS": "auto", "BACKUPSGD_STRAGGLER": "phases:none@0-6;slow:ranks=2+3,delay=0.15@6-",
+    env = {"BACKUPSGD_BACKUPS": "auto:settle=0",  # N may leave 2 before step 20 (the slow ranks come at step 6)
+           "BACKUPSGD_STRAGGLER": "phases:none@0-6;slow:ranks=2+3,delay=0.15@6-",
            "BACKUPSGD_RUN_DIR": str(run)}
     exports = [x for name in env for x in ("-x", name)]
     result = launch([str(BIN / "mpirun"), "--oversubscribe", *exports, "-n", "4", sys.executable,
@@ -310,7 +325,7 @@ def test_library_script_under_backupsgd_backups_auto(tmp_path):
     assert len(set(chosen)) > 1 and all(len(s["members"]) == n for s, n in zip(steps, chosen)), chosen
     assert summary["quorum_bounds"] == [2, 3] and summary["quorum"] == pytest.approx(np.mean(chosen))
     assert len(set(summary["param_digests"])) == 1 and len(set(summary["optimizer_digests"])) == 1
-    assert replay_choices(parse_auto("auto"), 4, 1, steps) == chosen
+    assert replay_choices(parse_auto("auto:settle=0"), 4, 1, steps) == chosen
     # the ranks leave epoch 1's evaluation together (its metrics are averaged), ranks 2 and 3 then sleep 0.15 s:
     # the step after it needs rank 0 or 1, and rank 0 marks it before it offers
     after_eval = json.loads((run / "evals.jsonl").read_text().splitlines()[0])["step"]
