@@ -206,23 +206,24 @@ class AutoPolicy:
     N best, the next step waits for 2 (a measuring step).
 
     `measured_noise`: the noise scale observe() is given is measured as the run goes (the engine's coordinator), not
-    known (the simulator is given it). A measured one raises N above 2 only once `settle` steps have been observed:
-    the first steps' B_simple is an average of few noisy ratios taken before training has found its footing, and
-    high where a larger N does not pay. Counted in steps, not in measurements: a run at N = 1 measures only now and
-    then, and a regime that turns slow there needs N > 2 for its arrivals' sake, not its noise scale's. On Fashion-MNIST under Pareto delays (40 seeds of
-    auto and of b = 3, N = 2) it read about 1 worker batch over steps 0-8, 0.15-0.2 over steps 11-25 (after the
-    loss's early spike), and grew to ~0.6 by step 60; auto, at its `noise=2.5`, waited for 2.9 workers on average over
-    steps 2-10 and stood 0.18 higher in test loss than b = 3 at step 20 (0.04 at step 40); static runs at N = 3 stood
-    0.11 above N = 2 at step 20 as well (seeds 0-9) and pulled ahead only from step 50 on.
+    known (the simulator is given it). A measured one raises N above 2 only once `settle` steps have been observed: the
+    first steps' B_simple is an average of few noisy ratios taken before training has found its footing, and high where
+    a larger N does not pay. Counted in steps, not in measurements: a run at N = 1 measures only now and then, and a
+    regime that turns slow there needs N > 2 for its arrivals' sake, not its noise scale's. On Fashion-MNIST under
+    Pareto delays (40 seeds of auto and of b = 3, N = 2) it read about 1 worker batch over steps 0-8, 0.15-0.2 over
+    steps 11-25 (after the loss's early spike), and grew to ~0.6 by step 60; auto, at its `noise=2.5`, waited for 2.9
+    workers on average over steps 2-10 and stood 0.18 higher in test loss than b = 3 at step 20 (0.04 at step 40);
+    static runs at N = 3 stood 0.11 above N = 2 at step 20 as well (seeds 0-9) and pulled ahead only from step 50 on.
     """
 
     def __init__(self, spec: AutoSpec, workers: int, batch: int = 1, measured_noise: bool = False) -> None:
         if batch < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {batch}")
         self.spec, self.workers, self.batch = spec, workers, batch
-        # steps still to observe before a measured noise scale may raise N above 2 (see above)
-        self._unsettled = spec.settle if measured_noise else 0
+        # observe() counts self.steps: below this many, a measured noise scale may not raise N above 2 (see above)
+        self._settle = spec.settle if measured_noise else 0
         self.n_min, self.n_max = spec.bounds(workers)
+        self._least_measuring = max(self.n_min, min(2, self.n_max))  # the least N that measures the noise scale
         self.rule: Rule = RULE_REGISTRY[spec.rule](spec)
         self.hysteresis = spec.margin if spec.rule == "progress" else 0.0  # DBW re-chooses every iteration
         self.arrivals = ArrivalEstimate(workers, spec.window)
@@ -266,7 +267,6 @@ class AutoPolicy:
             # a negative estimate means "no noise"
             self.noise_scale = max(float(noise_scale), 0.0) * self.spec.noise_factor
         self.steps += 1
-        self._unsettled = max(self._unsettled - 1, 0)
         if len(arrivals) >= 2:
             self._measured = self.steps
         if not paused:
@@ -430,18 +430,19 @@ class AutoPolicy:
 
     def _best(self, hold: bool = True) -> int:
         """The N to choose now; `hold`: keep the current N through a near tie (the hysteresis)."""
+        least = self._least_measuring
         if math.isnan(self.noise_scale):
-            return max(self.n_min, min(2, self.n_max))
+            return least
         val = self.values()
-        least = max(self.n_min, min(2, self.n_max))  # the least N that measures the noise scale
-        if self._unsettled:  # a noise scale too young to pay for more than that N (see the class docstring)
+        unsettled = self.steps < self._settle  # a noise scale too young to pay for more than `least` (docstring)
+        if unsettled:
             val = val.copy()
             val[least:] = np.nan
         found = self._top(val)
         if found is None:
             return self.n
         best, top = found
-        if self._unsettled:
+        if unsettled:
             best = min(best, least)  # DBW's N_max where no value is positive, too
         # hold the current N through a near tie (a nan current value compares False); not when every value is
         # negative (DBW), where _top's N_max is the answer whatever the current N's value

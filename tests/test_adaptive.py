@@ -4,6 +4,7 @@ and the spec parser. Its replay in the simulator and the coordinator's bookkeepi
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_a_measured_noise_scale_raises_n_above_2_only_once_settle_steps_were_obs
         measured.observe(arrivals, noise)
         chosen.append(measured.choose())
     assert chosen == [2, 2, expected]  # the first step saw every arrival, as the given policy's did
-    never = AutoPolicy(AutoSpec(**{**spec.__dict__, "settle": 0}), workers=4, measured_noise=True)
+    never = AutoPolicy(replace(spec, settle=0), workers=4, measured_noise=True)
     never.observe(EXP4, noise)
     assert never.choose() == expected
 
