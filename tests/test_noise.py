@@ -38,6 +38,7 @@ def test_exact_expectations_give_the_exact_terms():
     assert est.grad_sq == pytest.approx(grad_sq, rel=1e-12)
     assert est.trace_cov == pytest.approx(trace, rel=1e-12)
     assert est.b_simple == pytest.approx(trace / grad_sq, rel=1e-12)
+    assert est.member_sq == pytest.approx(grad_sq + trace / b, rel=1e-12)  # the members' own squared norm
 
 
 @pytest.mark.parametrize("workers,batch", [(2, 4), (4, 16)])
@@ -74,28 +75,48 @@ def test_smoothed_form_tracks_the_closed_form_where_one_step_does_not():
     assert np.mean(np.abs(finite - truth) > 0.5 * truth) > 0.2
 
 
-def test_smoothing_is_the_ratio_of_bias_corrected_averages():
+def test_smoothing_is_the_ratio_of_bias_corrected_averages_of_each_steps_shares():
     smoother = NoiseScale(decay=0.5)
     assert math.isnan(smoother.value.b_simple)
-    first = smoother.update(NoiseEstimate(2.0, 10.0))
+    first = smoother.update(NoiseEstimate(2.0, 10.0, 4.0))
     assert (first.grad_sq, first.trace_cov, first.b_simple) == (2.0, 10.0, 5.0)  # no pull toward 0
-    second = smoother.update(NoiseEstimate(4.0, 10.0))
-    # EMAs 0.25*2 + 0.5*4 = 2.5 and 7.5, bias correction 1 - 0.5^2 = 0.75
-    assert second.grad_sq == pytest.approx(2.5 / 0.75)
-    assert second.trace_cov == pytest.approx(7.5 / 0.75)
-    assert second.b_simple == pytest.approx(3.0)
+    second = smoother.update(NoiseEstimate(4.0, 10.0, 2.0))
+    # shares |G|^2 / scale 0.5 then 2, tr(Sigma) / scale 2.5 then 5: EMAs 0.25 * 0.5 + 0.5 * 2 = 1.125 and
+    # 0.25 * 2.5 + 0.5 * 5 = 3.125, scale 0.25 * 4 + 0.5 * 2 = 2, bias correction 1 - 0.5^2 = 0.75
+    assert second.b_simple == pytest.approx(3.125 / 1.125)  # 2.78; plain averages (scale ignored) read 3.0
+    assert second.member_sq == pytest.approx(2.0 / 0.75)
+    assert second.grad_sq == pytest.approx(1.125 / 0.75 * 2.0 / 0.75)  # the share in the averaged scale's units
+    assert second.trace_cov == pytest.approx(3.125 / 0.75 * 2.0 / 0.75)
+    # a step of all-zero gradients has no shares: not folded
+    assert smoother.update(NoiseEstimate(0.0, 0.0, 0.0)) == second
+
+
+def test_a_gradient_that_shrinks_a_hundredfold_counts_by_its_share_not_its_size():
+    """As the Python manual's first steps: |G|^2 100 for 10 steps, then 1, tr(Sigma) 10 throughout (B = 1, so each
+    step's scale is |G|^2 + 10). Twenty steps on B_simple is 10. The plain average is still held by the first
+    steps' |G|^2 and reads 0.52, 19x low; weighing each step by its scale reads 3.16 (closed forms below: the
+    first ten steps keep 0.95^20 (1 - 0.95^10) = 0.1437 of the weight, the last twenty 1 - 0.95^20 = 0.6415)."""
+    smoother = NoiseScale()
+    for step in range(30):
+        grad_sq = 100.0 if step < 10 else 1.0
+        value = smoother.update(NoiseEstimate(grad_sq, 10.0, grad_sq + 10.0), at=step)
+    old, new = 0.95 ** 20 * (1 - 0.95 ** 10), 1 - 0.95 ** 20
+    assert value.b_simple == pytest.approx((old * 10 / 110 + new * 10 / 11) / (old * 100 / 110 + new * 1 / 11))
+    assert 3.0 < value.b_simple < 3.3
+    plain = (old + new) * 10 / (old * 100 + new * 1)
+    assert plain == pytest.approx(0.52, abs=0.01)  # what the smoother read before it weighed steps
 
 
 def test_a_measurement_after_unmeasured_steps_weighs_as_if_each_had_measured_it():
     """Steps of one member measure nothing: the past decays with the steps trained, so a measurement of step 2
     after one of step 0 folds in as the same estimate at steps 1 and 2 would (what the average should hold
     when nothing newer is known), not as one step's worth (below the cap on a gap's weight, 0.36 < 0.5 here)."""
-    gapped, every = NoiseScale(decay=0.8), NoiseScale(decay=0.8)
-    gapped.update(NoiseEstimate(2.0, 10.0), at=0)
-    every.update(NoiseEstimate(2.0, 10.0), at=0)
-    late = gapped.update(NoiseEstimate(4.0, 40.0), at=2)
+    gapped, every = NoiseScale(decay=0.8), NoiseScale(decay=0.8)  # scale 1 throughout: equal weights, plain averages
+    gapped.update(NoiseEstimate(2.0, 10.0, 1.0), at=0)
+    every.update(NoiseEstimate(2.0, 10.0, 1.0), at=0)
+    late = gapped.update(NoiseEstimate(4.0, 40.0, 1.0), at=2)
     for step in (1, 2):
-        each = every.update(NoiseEstimate(4.0, 40.0), at=step)
+        each = every.update(NoiseEstimate(4.0, 40.0, 1.0), at=step)
     assert (late.grad_sq, late.trace_cov) == pytest.approx((each.grad_sq, each.trace_cov))
     # closed form: averages 0.64 * 0.4 + 0.36 * 4 = 1.696 and 0.64 * 2 + 0.36 * 40 = 15.68, weight 0.488
     assert (late.grad_sq, late.trace_cov) == pytest.approx((1.696 / 0.488, 15.68 / 0.488))
@@ -109,8 +130,8 @@ def test_a_measurement_after_a_long_gap_weighs_at_most_half():
     replaced (closed form: first fold 0.05 * (2, 10), weight 0.05; then halves)."""
     capped, uncapped = NoiseScale(), NoiseScale(max_gap_weight=1.0)
     for smoother in (capped, uncapped):
-        smoother.update(NoiseEstimate(2.0, 10.0), at=0)
-    near_zero = NoiseEstimate(0.01, 10.0)
+        smoother.update(NoiseEstimate(2.0, 10.0, 1.0), at=0)
+    near_zero = NoiseEstimate(0.01, 10.0, 1.0)
     halved = capped.update(near_zero, at=83)
     assert (halved.grad_sq, halved.trace_cov) == pytest.approx(((0.05 + 0.005) / 0.525, (0.25 + 5.0) / 0.525))
     keep = 0.95 ** 83
@@ -136,7 +157,7 @@ def test_the_cap_keeps_sparse_measurements_nearer_the_closed_form():
 
 
 def test_bad_inputs():
-    assert math.isnan(NoiseEstimate(-1.0, 5.0).b_simple)
+    assert math.isnan(NoiseEstimate(-1.0, 5.0, 4.0).b_simple)
     with pytest.raises(ValueError, match="count must be >= 2"):
         estimate(1.0, 1, 8, 1.0)
     with pytest.raises(ValueError, match="batch must be >= 1"):

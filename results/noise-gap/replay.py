@@ -61,7 +61,9 @@ def replay(run: np.ndarray, every: int, cap: float, phase: int) -> np.ndarray:
     smoother, out = NoiseScale(max_gap_weight=cap), np.full(len(run), np.nan)
     for step, (grad_sq, trace_cov) in enumerate(run):
         if step < FIRST_MEASURED or (step - phase) % every == 0:
-            smoother.update(NoiseEstimate(grad_sq, trace_cov), at=step)
+            # member_sq 1 for every step: equal weights, the plain average this table was measured with (before
+            # NoiseScale weighed each step by its own scale)
+            smoother.update(NoiseEstimate(grad_sq, trace_cov, 1.0), at=step)
         out[step] = smoother.value.b_simple
     return out
 
