@@ -232,17 +232,19 @@ def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_mea
     assert bounded.choose() == 3  # the least N within the bounds
 
 
-def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_a_window_where_it_could_move_n():
-    """EXP4 arrivals, overhead 0.5 s: N / (N + B) / (E[T_(N)] + 0.5). A step of one member measures no noise scale.
-    At B = 1 N = 1 is best (0.667 against 0.615 for N = 2), but at twice that N = 2 would be (0.444 against 0.462):
-    once no step of two or more was seen within the window (5 here), the next waits for 2 (a measuring step), and
-    the count starts again from it. At B = 0.5 N = 1 stays best at twice the noise (0.667 against 0.615): no
-    measuring step. Bounds that allow only N = 1 leave it at 1."""
-    def run(noise: float, **bounds) -> list[int]:
+def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_it_may_have_grown_enough_to_move_n():
+    """EXP4 arrivals, overhead 0.5 s: N / (N + B) / (E[T_(N)] + 0.5), the step taking 0.75 s at N = 1 and 1.083 s at
+    N = 2, so N = 2 is best from B = 1.6 (1.0833 (2 + B) = 1.5 (1 + B)). A step of one member measures no noise
+    scale; once none of two or more was seen within the window (5 here), the next waits for 2 (a measuring step) if
+    the noise scale in hand, grown 2x for each window since it was measured, would make N = 2 best, and the count
+    starts again from it. At B = 1 that is one window (2 >= 1.6); at B = 0.5 a growth of 3.2, 2^(age / 5) >= 3.2
+    from age 8.4, so the 9th step after a measurement measures; at B = 0.25 a growth of 6.4, from age 13.4.
+    Bounds that allow only N = 1 leave it at 1, and so does a noise scale of 0 (no growth makes it more)."""
+    def run(noise: float, steps: int = 12, **bounds) -> list[int]:
         policy = AutoPolicy(AutoSpec(window=5, margin=0.0, probe_every=0, overhead_s=0.5, **bounds), workers=4)
         policy.observe(EXP4, noise)  # N = 4 measured it
         chosen = []
-        for _ in range(12):
+        for _ in range(steps):
             chosen.append(policy.choose())
             policy.observe(EXP4[:chosen[-1]], noise)
         return chosen
@@ -250,7 +252,9 @@ def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_a_window_where_it_co
     assert run(1.0, max_backups=3) == ([1] * 5 + [2]) * 2
     # the check weighs every N within the bounds, stale or not
     assert np.isfinite(_policy(overhead=0.5).values(4.0, fresh_only=False)).all()
-    assert run(0.5, max_backups=3) == [1] * 12
+    assert run(0.5, 24, max_backups=3) == ([1] * 9 + [2]) * 2 + [1] * 4
+    assert run(0.25, 24, max_backups=3) == [1] * 14 + [2] + [1] * 9
+    assert run(0.0, 24, max_backups=3) == [1] * 24
     assert run(1.0, min_backups=3, max_backups=3) == [1] * 12
 
 
