@@ -137,16 +137,28 @@ def test_the_point_to_point_ring_sums_every_member_subset_identically(ranks):
 
 
 def _rank_pids(session: int) -> dict[int, int]:
-    """MPI rank -> pid of the job's Python ranks, read from their environment."""
-    pids = {}
+    """MPI rank -> pid of the job's Python ranks, read from their environment.
+
+    A process a rank forks carries the rank's environment and, until it execs, its command line, so it reads as
+    that rank too, and it may be gone a moment later. The first SIGSTOP once failed with ProcessLookupError (a fresh
+    clone's `make test`; it passed on rerun, cause not confirmed), which a short-lived child taken for its rank
+    would explain. So of the processes that read as one rank, the rank is the one whose parent is not among them."""
+    candidates: dict[int, dict[int, int]] = {}  # rank -> {pid: parent pid}
     for pid in session_processes(session):
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
         ranks = [e.split(b"=", 1)[1] for e in env if e.startswith(b"OMPI_COMM_WORLD_RANK=")]
-        if ranks and b"backupsgd" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            pids[int(ranks[0])] = pid
+        if ranks and b"backupsgd" in cmdline:
+            candidates.setdefault(int(ranks[0]), {})[pid] = parent
+    pids = {}
+    for rank, parents in candidates.items():
+        roots = [pid for pid, parent in parents.items() if parent not in parents]
+        assert len(roots) == 1, f"rank {rank}: not one root among the processes that read as it: {parents}"
+        pids[rank] = roots[0]
     return pids
 
 
