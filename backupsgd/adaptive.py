@@ -210,8 +210,9 @@ class AutoPolicy:
     first steps' B_simple is an average of few noisy ratios taken before training has found its footing, and high where
     a larger N does not pay. Counted in steps, not in measurements: a run at N = 1 measures only now and then, and a
     regime that turns slow there needs N > 2 for its arrivals' sake, not its noise scale's. On Fashion-MNIST under
-    Pareto delays (40 seeds of auto and of b = 3, N = 2) it read about 1 worker batch over steps 0-8, 0.15-0.2 over
-    steps 11-25 (after the loss's early spike), and grew to ~0.6 by step 60; auto, at its `noise=2.5`, waited for 2.9
+    Pareto delays (40 seeds of auto and of b = 3, N = 2) it read (as the plain average before 51eebb2) about 1 worker
+    batch over steps 0-8, 0.15-0.2 over steps 11-25 (after the loss's early spike), and grew to ~0.6 by step 60 (the
+    weighted average reads 0.4-0.7 over steps 10-40 and 1.4 at 60); auto, at its `noise=2.5`, waited for 2.9
     workers on average over steps 2-10 and stood 0.18 higher in test loss than b = 3 at step 20 (0.04 at step 40);
     static runs at N = 3 stood 0.11 above N = 2 at step 20 as well (seeds 0-9) and pulled ahead only from step 50 on.
     """
@@ -256,8 +257,9 @@ class AutoPolicy:
         which tunes the learning rate for every batch size; at a fixed learning rate (and with momentum) a
         smaller batch can cost far less than that model says: fitted from steps to target, the effective
         B_noise is 0.10x B_simple on digits, 0.16x on Fashion-MNIST, 1.45x on pydocs with Adam
-        (results/README.md section 10). So the factor is a workload's calibration, fitted from a static
-        sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
+        (results/README.md section 10; against the plain average before 51eebb2, which read B_simple before the target
+        1.15x, 2.3x and 1.4x lower than the weighted one). So the factor is a workload's calibration, fitted from a
+        static sweep by `backupsgd report` (its "Gradient noise scale and the b trade-off")."""
         self._observed_paused = paused
         if paused:
             self.arrivals.skip(arrivals, pause_s)
