@@ -307,8 +307,7 @@ class AutoPolicy:
             # due then waited for the slow node a third time (30 ms) after the step at N = 4 had just seen it.
             if self._waited_for[wider - 1] <= self.steps - self._probe_gap:
                 n = wider
-        elif n < 2 <= self.n_max and self.steps - self._measured >= self.spec.window and \
-                self._noise_could_move_n(2.0 ** ((self.steps - self._measured) / self.spec.window)):
+        elif n < 2 <= self.n_max and self._noise_could_move_n(self.steps - self._measured):
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))
 
@@ -409,20 +408,22 @@ class AutoPolicy:
         self._values = (key, times, val)
         return val
 
-    def _noise_could_move_n(self, growth: float) -> bool:
-        """Whether a noise scale `growth` times the one in hand would move the best N off the current one, on every
+    def _noise_could_move_n(self, age: int) -> bool:
+        """Whether the noise scale in hand, measured `age` steps ago, is at least a window old and, grown 2x for every
+        window of that age (how far it may have grown unseen), would move the best N off the current one, on every
         arrival estimate kept, fresh or not: if not, measuring it again (a step of two at N = 1) buys nothing.
 
-        `growth` is 2 for a noise scale one window old and doubles with each window more (choose()): how far it may
-        have grown unseen. Under steady exponential delays on digits N = 1 stays best at twice the noise, and a
-        measuring step every window cost about 3% of the time to target; B_simple about doubles over digits' first
-        hundred steps. But on the Python manual it grows 100-fold over steps 5-20 (0.05 worker batches to 6-10,
-        pooled over 8 seeds): a run that went to N = 1 at step 3 (seed 18, `noise=0.2`) kept its first steps' noise
-        scale, which twice over still made N = 1 best, took two probes' measurements in 200 steps, and ended at 4.96
-        bits per byte against b = 2's 4.22 (results/README section 10, "A noise scale that keeps up")."""
+        Under steady exponential delays on digits N = 1 stays best at twice the noise, and a measuring step every
+        window cost about 3% of the time to target; B_simple about doubles over digits' first hundred steps. But on the
+        Python manual it grows 100-fold over steps 5-20 (0.05 worker batches to 6-10, pooled over 8 seeds): a run that
+        went to N = 1 at step 3 (seed 18, `noise=0.2`) kept its first steps' noise scale, which twice over still made
+        N = 1 best, took two probes' measurements in 200 steps, and ended at 4.96 bits per byte against b = 2's 4.22
+        (results/README section 10, "A noise scale that keeps up")."""
+        if age < self.spec.window:
+            return False
         if math.isnan(self.noise_scale):
             return True
-        top = self._top(self.values(growth * self.noise_scale, fresh_only=False))
+        top = self._top(self.values(2.0 ** (age / self.spec.window) * self.noise_scale, fresh_only=False))
         return top is not None and top[0] != self.n
 
     def _top(self, val: np.ndarray) -> tuple[int, float] | None:
