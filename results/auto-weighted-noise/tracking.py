@@ -6,8 +6,9 @@ RUNS_GLOB: run folders of one static configuration (quoted), e.g. "/tmp/s26/pydo
 steps.jsonl holds every step's own |G|^2 and tr(Sigma) (grad_sq, trace_cov); they are fed to backupsgd.noise's
 NoiseScale twice: weighted (each step by its members' squared norm, grad_sq + trace_cov / B: the code since 51eebb2)
 and plain (scale 1 for every step: equal weights, the average before it). The reference at step t ("pooled") is the
-ratio of the sums of trace_cov and grad_sq over all runs and steps t-3..t+3: many measurements, so little noise, and
-nothing carried from earlier steps. Printed: the pooled B_simple and each smoother's median over the runs at chosen
+ratio of the sums of trace_cov and grad_sq over all runs and steps t-3..t+3 (results/noise-gap/replay.py's truth, which
+also loads the runs and refuses any with an unmeasured step): many measurements, so little noise, and nothing carried
+from earlier steps. Printed: the pooled B_simple and each smoother's median over the runs at chosen
 steps (in worker batches), the median |log(smoothed / pooled)| over steps 10..T-1, the median log ratio over four
 spans (its sign: reading high or low), and the median over the runs of each smoother's median before BEFORE_STEP (the
 steps `backupsgd report`'s calibration takes, where a run reaches its target about then) and their ratio: how much a
@@ -26,33 +27,22 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-gap"))
 from backupsgd.noise import NoiseEstimate, NoiseScale  # noqa: E402
+from replay import load, truth  # noqa: E402  (runs x steps x (|G|^2, tr Sigma); the pooled reference)
 
 SHOWN = (5, 10, 15, 20, 30, 40, 60, 80, 100)
 SPANS = ((5, 15), (15, 30), (30, 60), (60, None))
 HALF = 3  # the pooled reference's half window, in steps
 
 
-def load(pattern: str, steps: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """grad_sq and trace_cov per run and step (nan where not measured), and the per-worker batch."""
-    folders = sorted(glob.glob(pattern))
-    if not folders:
-        sys.exit(f"no run folders match {pattern!r}")
-    grad_sq, trace_cov, batches = [], [], set()
-    for folder in folders:
-        rows = [json.loads(line) for line in open(Path(folder) / "steps.jsonl")][:steps]
-        grad_sq.append([math.nan if r["grad_sq"] is None else r["grad_sq"] for r in rows])
-        trace_cov.append([math.nan if r["trace_cov"] is None else r["trace_cov"] for r in rows])
-        batches.add(json.loads((Path(folder) / "config.json").read_text())["workload"]["batch_size"])
-    if len(batches) != 1 or len({len(g) for g in grad_sq}) != 1:
-        sys.exit(f"runs of one configuration expected: batch sizes {batches}, step counts {set(map(len, grad_sq))}")
-    return np.array(grad_sq), np.array(trace_cov), batches.pop()
-
-
-def pooled(grad_sq: np.ndarray, trace_cov: np.ndarray) -> np.ndarray:
-    steps = grad_sq.shape[1]
-    return np.array([np.nansum(trace_cov[:, max(0, t - HALF):t + HALF + 1]) /
-                     np.nansum(grad_sq[:, max(0, t - HALF):t + HALF + 1]) for t in range(steps)])
+def batch_size(pattern: str) -> int:
+    """The per-worker batch of the runs `pattern` matches (one configuration: one batch)."""
+    batches = {json.loads((Path(folder) / "config.json").read_text())["workload"]["batch_size"]
+               for folder in glob.glob(pattern)}
+    if len(batches) != 1:
+        sys.exit(f"runs of one configuration expected: batch sizes {batches}")
+    return batches.pop()
 
 
 def smoothed(grad_sq: np.ndarray, trace_cov: np.ndarray, batch: int, weighted: bool) -> np.ndarray:
@@ -61,8 +51,7 @@ def smoothed(grad_sq: np.ndarray, trace_cov: np.ndarray, batch: int, weighted: b
         smoother = NoiseScale()
         for step in range(grad_sq.shape[1]):
             g, s = grad_sq[run, step], trace_cov[run, step]
-            if np.isfinite(g):
-                smoother.update(NoiseEstimate(g, s, g + s / batch if weighted else 1.0), at=step)
+            smoother.update(NoiseEstimate(g, s, g + s / batch if weighted else 1.0), at=step)
             out[run, step] = smoother.value.b_simple
     return out
 
@@ -73,9 +62,10 @@ def main() -> None:
     parser.add_argument("before", type=int)
     parser.add_argument("--steps", type=int, default=10**9)
     args = parser.parse_args()
-    grad_sq, trace_cov, batch = load(args.runs, args.steps)
+    runs = load(args.runs)[:, :args.steps]
+    grad_sq, trace_cov, batch = runs[..., 0], runs[..., 1], batch_size(args.runs)
     steps = grad_sq.shape[1]
-    reference = pooled(grad_sq, trace_cov)
+    reference = truth(runs, HALF)
     shown = [t for t in SHOWN if t < steps] + [steps - 1]
     print(f"{args.runs}: {grad_sq.shape[0]} runs, {steps} steps, B = {batch}; B_simple in worker batches")
     print(f"  {'pooled':9s}", " ".join(f"{t}:{reference[t] / batch:.2f}" for t in shown))

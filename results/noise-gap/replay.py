@@ -48,11 +48,11 @@ def load(pattern: str) -> np.ndarray:
     return np.array([r[:steps] for r in runs])
 
 
-def truth(runs: np.ndarray) -> np.ndarray:
+def truth(runs: np.ndarray, half_window: int = TRUTH_HALF_WINDOW) -> np.ndarray:
     steps = runs.shape[1]
     out = np.empty(steps)
     for s in range(steps):
-        window = runs[:, max(0, s - TRUTH_HALF_WINDOW):s + TRUTH_HALF_WINDOW + 1]
+        window = runs[:, max(0, s - half_window):s + half_window + 1]
         out[s] = window[..., 1].sum() / window[..., 0].sum()
     return out
 
