@@ -28,7 +28,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from backupsgd.adaptive import WARM_UP_STEPS, AutoPolicy, AutoSpec
+from backupsgd.adaptive import WARM_UP_STEPS, AutoPolicy
+from backupsgd.auto_spec import AutoSpec
 
 
 class AutoQuorum:

@@ -93,7 +93,7 @@ def train(config_file: str | None, **options: Any) -> None:
         return config
 
     config = agree(comm, resolve)
-    from backupsgd.adaptive import backups_slug
+    from backupsgd.auto_spec import backups_slug
 
     label = f"{config.mode.mode}-b{backups_slug(config.mode.backups)}-{config.workload.model}-s{config.workload.seed}"
     run_dir = agree(comm, lambda: choose_run_dir(config.output.out, label, config.faults.resume)

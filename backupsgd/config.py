@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backupsgd.adaptive import is_auto, parse_auto
+from backupsgd.auto_spec import is_auto, parse_auto
 from backupsgd.errors import ConfigError
 
 MODES = ("sync", "backup", "horovod", "ps-sync", "ps-backup", "ps-async")

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from mpi4py import MPI
 
-from backupsgd.adaptive import parse_auto
+from backupsgd.auto_spec import parse_auto
 from backupsgd.engine import GradientEngine
 from backupsgd.reducers import REDUCERS
 

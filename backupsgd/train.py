@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from backupsgd.adaptive import parse_auto
+from backupsgd.auto_spec import parse_auto
 from backupsgd.auto_quorum import AutoQuorum, QuorumTally, successor
 from backupsgd.checkpoint import Checkpointer, decode, encode, fingerprint, load_latest
 from backupsgd.clock import run_clock_offset

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from reference import exp_order_stats
 
-from backupsgd.adaptive import DEEP_FACTOR, WARM_UP_STEPS, AutoPolicy, AutoSpec, parse_auto
+from backupsgd.adaptive import DEEP_FACTOR, WARM_UP_STEPS, AutoPolicy
+from backupsgd.auto_spec import AutoSpec, parse_auto
 from backupsgd.errors import ConfigError
 
 # E[T_(k)] of 4 exponentials of mean 1 (Renyi): sum over i < k of 1 / (4 - i)

@@ -12,7 +12,7 @@ import pytest
 from mpirun import mpirun, read_steps, train
 from reference import replay
 
-from backupsgd.adaptive import parse_auto
+from backupsgd.auto_spec import parse_auto
 from backupsgd.auto_quorum import AutoQuorum, QuorumTally, replay_choices, survivors_spec
 from backupsgd.config import build_config
 from backupsgd.errors import ConfigError

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from backupsgd.adaptive import AutoPolicy, AutoSpec
+from backupsgd.adaptive import AutoPolicy
+from backupsgd.auto_spec import AutoSpec
 from backupsgd.sim import NetConfig, SimConfig, simulate
 from backupsgd.sim.auto import replay_auto
 from backupsgd.sim.cli import simulate_command

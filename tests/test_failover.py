@@ -11,7 +11,7 @@ import pytest
 from mpirun import ULFM, mpirun, read_steps
 from reference import replay
 
-from backupsgd.adaptive import parse_auto
+from backupsgd.auto_spec import parse_auto
 from backupsgd.auto_quorum import replay_choices, survivors_spec
 from backupsgd.failover import StepLog, go_on_from
 from backupsgd.rundir import RunWriter

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backupsgd.adaptive import AutoPolicy, AutoSpec, progress_fraction
+from backupsgd.adaptive import AutoPolicy, progress_fraction
+from backupsgd.auto_spec import AutoSpec
 from backupsgd.sim.model import Prediction, exchange_time_s, summary
 from backupsgd.sim.network import NetConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from backupsgd.adaptive import AutoSpec, is_auto, parse_auto
+from backupsgd.auto_spec import AutoSpec, is_auto, parse_auto
 from backupsgd.errors import ConfigError
 from backupsgd.sim.model import MODES
 from backupsgd.sim.network import ALLREDUCES, NetConfig

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from backupsgd.adaptive import AutoSpec, progress_fraction
+from backupsgd.adaptive import progress_fraction
+from backupsgd.auto_spec import AutoSpec
 from backupsgd.errors import ConfigError
 from backupsgd.sim.auto import AUTO_MODES, predict_auto
 from backupsgd.sim.model import FULL_MODES, MODES, SYNC_MODES, Prediction, compute_times, predict

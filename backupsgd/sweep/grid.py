@@ -168,7 +168,7 @@ def _point(path: Path, values: dict[str, Any]) -> RunSpec:
 
 
 def _name(ranks: int, flat: dict[str, Any], given: dict[str, Any]) -> str:
-    from backupsgd.adaptive import backups_slug  # `auto:max=2` names a directory as auto_max2
+    from backupsgd.auto_spec import backups_slug  # `auto:max=2` names a directory as auto_max2
 
     # The digest covers only the options the grid gives, so a new train option with a default
     # (added later) does not rename, and thereby rerun, every finished run of an old sweep.

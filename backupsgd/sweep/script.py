@@ -24,7 +24,7 @@ SCRIPT_MODES = ("sync", "backup", "horovod")
 
 def check_script_point(path: Path, ranks: int, values: dict[str, Any]) -> dict[str, Any]:
     """Validate one script point; returns the train-like flat view that names its directory."""
-    from backupsgd.adaptive import is_auto, parse_auto
+    from backupsgd.auto_spec import is_auto, parse_auto
     from backupsgd.config import REDUCERS
     from backupsgd.straggler import parse_straggler
 

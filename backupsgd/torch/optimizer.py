@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from backupsgd.adaptive import parse_auto
+from backupsgd.auto_spec import parse_auto
 from backupsgd.auto_quorum import AutoQuorum, successor
 from backupsgd.checkpoint import decode, encode
 from backupsgd.engine import Decision

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from mpi4py import MPI
 
-from backupsgd.adaptive import is_auto, parse_auto
+from backupsgd.auto_spec import is_auto, parse_auto
 from backupsgd.config import REDUCERS
 from backupsgd.errors import ConfigError
 from backupsgd.faults import fault_in, say
