@@ -17,7 +17,7 @@ from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
 from backupsgd.report.plots import PANEL_TITLE_WIDTH, _panel_title
 from backupsgd.report.runs import load_runs
-from backupsgd.report.target import accuracy
+from backupsgd.report.target import accuracy, parse_target
 from backupsgd.sim.calibrate import as_measured, calibrate
 
 P = 3
@@ -276,6 +276,26 @@ def test_training_time_leaves_out_the_evaluations_pauses(tmp_path):
     text = (root / "report.md").read_text()
     assert "--training-time" in text and "Times to target are training time" in text
     assert "| 0.80 [0.80, 0.80] |" in text, text
+
+
+def test_the_crossing_time_interpolates_between_the_evaluation_that_reached_the_target_and_the_one_before(tmp_path):
+    """The run of the test above (evaluations after steps 4 and 8, at 0.4 s and 0.8 s of training, 1.4 s and 2.8 s of
+    wall-clock time; accuracy 0.5 then 0.91, loss 1.5 then 0.68): 0.9 is crossed (0.9 - 0.5) / (0.91 - 0.5) of the way
+    from the one to the other, in either clock; a loss target going down (<= 1.0) (1.5 - 1.0) / (1.5 - 0.68) of the
+    way. A target the first evaluation reached is crossed at it; one never reached, never."""
+    root = tmp_path / "runs"
+    write_run(root, "t", mode="sync", backups=0, seed=0, evals=[(4, 1.4, 0.5, 1.5), (8, 2.8, 0.91, 0.68)],
+              final_acc=0.91, steps_per_s=10.0, step_s=0.1, steps=12, eval_every=4)
+    (wall,), _ = load_runs(root)
+    (training,), _ = load_runs(root, training_time=True)
+    share = (0.9 - 0.5) / (0.91 - 0.5)
+    assert training.crossing_time(accuracy(0.9)) == pytest.approx(0.4 + share * 0.4)
+    assert wall.crossing_time(accuracy(0.9)) == pytest.approx(1.4 + share * 1.4)
+    assert training.crossing_time(parse_target("test_loss<=1.0")) == pytest.approx(0.4 + (0.5 / 0.82) * 0.4)
+    assert training.crossing_time(accuracy(0.5)) == training.time_to(accuracy(0.5)) == pytest.approx(0.4)
+    assert training.crossing_time(accuracy(0.95)) is None and training.time_to(accuracy(0.95)) is None
+    # the first evaluation to reach it bounds the crossing from above, the one before from below
+    assert training.time_to(accuracy(0.9)) == pytest.approx(0.8)
 
 
 def test_a_shifting_regimes_panel_title_is_wrapped_at_its_phases_and_keeps_every_character():

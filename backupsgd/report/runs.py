@@ -101,8 +101,30 @@ class Run:
         """Wall seconds (rank 0's clock, from the first step) of the first evaluation that reached `target`; with
         `training_time`, less every evaluation's pause up to it, that one's included."""
         record = self.first_reaching(target)
-        if record is None:
+        return None if record is None else self._time_of(record)
+
+    def crossing_time(self, target: Target) -> float | None:
+        """time_to, interpolated: where the metric crossed `target`, linearly in time between the first evaluation
+        that reached it and the one before (that one's time if it is the first evaluation, or if the two read
+        alike). time_to is quantised to the evaluations: on Fashion-MNIST, 10 steps apart against ~70 to the target,
+        up to 14% of a run's time; the metric's own noise stays. Paired over the same 20 seeds (Fashion-MNIST under
+        Pareto delays), auto against b = 3's 95% interval went from +-18% to +-12% (results/README section 10)."""
+        index = next((i for i, r in enumerate(self.evals) if target.reached(r)), None)
+        if index is None:
             return None
+        reached = self.evals[index]
+        if index == 0:
+            return self._time_of(reached)
+        before = self.evals[index - 1]
+        below, at = target.value_of(before), target.value_of(reached)
+        if below is None or at == below:
+            return self._time_of(reached)
+        share = (target.value - below) / (at - below)  # in (0, 1]: `before` missed the target, `reached` did not
+        return self._time_of(before) + share * (self._time_of(reached) - self._time_of(before))
+
+    def _time_of(self, record: dict[str, Any]) -> float:
+        """An evaluation's time as time_to counts it: wall, or with `training_time` less every evaluation's pause up
+        to it, its own included."""
         paused = sum(p for step, p in self.evaluation_pauses if step <= record["step"]) if self.training_time else 0
         return float(record["time"]) - paused
 

@@ -1,8 +1,9 @@
 """One configuration of a sweep against each other one, seed by seed within each straggler panel, in time to the
 runs' dataset's default target (the paired A/B scripts' statistic; the report's own judgment against the best
 static b is its bootstrap):
-.venv/bin/python results/auto-digits-noisy/paired.py [RUNS] [CONFIG]
-RUNS: a sweep's output (default results/auto-digits-noisy); CONFIG: its `backups` value (default: the first auto:)."""
+.venv/bin/python results/auto-digits-noisy/paired.py [RUNS] [CONFIG] [--interpolate]
+RUNS: a sweep's output (default results/auto-digits-noisy); CONFIG: its `backups` value (default: the first auto:);
+--interpolate: each time to target where the metric crossed it between evaluations (Run.crossing_time)."""
 import sys
 from pathlib import Path
 
@@ -11,14 +12,17 @@ from backupsgd.report.auto import paired_ratio_line, seed_times  # noqa: E402
 from backupsgd.report.runs import load_runs  # noqa: E402
 from backupsgd.report.target import default_target  # noqa: E402
 
-runs, _ = load_runs(Path(sys.argv[1] if len(sys.argv) > 1 else "results/auto-digits-noisy"), True)
+interpolate = "--interpolate" in sys.argv
+args = [a for a in sys.argv[1:] if a != "--interpolate"]
+runs, _ = load_runs(Path(args[0] if args else "results/auto-digits-noisy"), True)
 groups: dict = {}  # straggler -> backups -> its runs
 for run in runs:
     groups.setdefault(run.straggler, {}).setdefault(str(run.backups), []).append(run)
-times = {straggler: {backups: seed_times(group, default_target(group[0].dataset)) for backups, group in panel.items()}
+times = {straggler: {backups: seed_times(group, default_target(group[0].dataset), interpolate)
+                     for backups, group in panel.items()}
          for straggler, panel in groups.items()}
 for straggler, panel in sorted(times.items()):
-    chosen = sys.argv[2] if len(sys.argv) > 2 else min(k for k in panel if k.startswith("auto:"))
+    chosen = args[1] if len(args) > 1 else min(k for k in panel if k.startswith("auto:"))
     print(straggler)
     for other in sorted(set(panel) - {chosen}):
         print("  " + paired_ratio_line(panel[chosen], panel[other], f"{chosen} / {other}"))
