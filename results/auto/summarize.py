@@ -17,7 +17,9 @@ for path in sorted(Path(sys.argv[1]).glob("*-P*-s*.json")):
 print("| regime | P | best static b (progress/s) | auto: mean N, progress/s | auto-dbw: mean N, progress/s "
       "| auto time / best static b's | worst seed | auto-dbw time / best static b's |")
 print("|---|---|---|---|---|---|---|---|")
-for (regime, p), seeds in sorted(runs.items(), key=lambda kv: (["exp", "pareto", "shift"].index(kv[0][0]), kv[0][1])):
+ORDER = ["exp", "pareto", "shift"]  # section 7's regimes first, in this order; any other (auto-heavy-shift) after
+for (regime, p), seeds in sorted(runs.items(), key=lambda kv: (
+        ORDER.index(kv[0][0]) if kv[0][0] in ORDER else len(ORDER), kv[0][0], kv[0][1])):
     static = [k for k in seeds[0] if not k.startswith("auto")]
     mean = {k: np.mean([s[k]["progress_per_s"] for s in seeds]) for k in seeds[0]}
     best = max(static, key=lambda k: mean[k])  # the b a tuner would pick knowing all seeds' outcomes
