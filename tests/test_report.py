@@ -296,6 +296,12 @@ def test_the_crossing_time_interpolates_between_the_evaluation_that_reached_the_
     assert training.crossing_time(accuracy(0.95)) is None and training.time_to(accuracy(0.95)) is None
     # the first evaluation to reach it bounds the crossing from above, the one before from below
     assert training.time_to(accuracy(0.9)) == pytest.approx(0.8)
+    (crossing,), _ = load_runs(root, training_time=True, interpolate=True)  # every time to target, the report's too
+    assert crossing.time_to(accuracy(0.9)) == pytest.approx(0.4 + share * 0.4)
+    build_report(root, scale=False, training_time=True, interpolate=True)
+    text = (root / "report.md").read_text()
+    assert "--training-time --interpolate" in text and "Times to target are interpolated" in text
+    assert "| 0.79 [0.79, 0.79] |" in text, text
 
 
 def test_a_shifting_regimes_panel_title_is_wrapped_at_its_phases_and_keeps_every_character():

@@ -117,10 +117,10 @@ def times_by_seed(folder: Path, target: Target) -> dict:
     return seed_times(runs, target)
 
 
-def seed_times(runs: list, target: Target, interpolate: bool = False) -> dict:
+def seed_times(runs: list, target: Target) -> dict:
     """Each of `runs`' time to `target` by its seed (None: never reached): times_by_seed for runs already loaded,
-    e.g. one configuration of a sweep. `interpolate`: the crossing between evaluations (Run.crossing_time)."""
-    return {r.seed: r.crossing_time(target) if interpolate else r.time_to(target) for r in runs}
+    e.g. one configuration of a sweep."""
+    return {r.seed: r.time_to(target) for r in runs}
 
 
 def paired_log_ratio(num: dict, den: dict) -> tuple[list, float, float, float]:

@@ -24,14 +24,18 @@ def _target(ctx: click.Context, param: click.Parameter, value: str | None) -> Ta
 @click.option("--training-time", is_flag=True,
               help="Times to target leave out the pauses for evaluations (each evaluation's time less the step's it "
                    "follows): for a workload whose evaluation is not cheap against a step, as Fashion-MNIST's.")
-def report_command(run_root: Path, target: Target | None, scale: bool, training_time: bool) -> None:
+@click.option("--interpolate", is_flag=True,
+              help="Times to target are where the metric crossed the target, linearly between the first evaluation "
+                   "that reached it and the one before, instead of that evaluation's time (which is quantised to "
+                   "eval_every steps).")
+def report_command(run_root: Path, target: Target | None, scale: bool, training_time: bool, interpolate: bool) -> None:
     """Write DIR/report.md, DIR/report.json and PNG plots from the run directories under DIR.
 
     e.g. backupsgd report results/smoke --target 'test_loss<=1.2'
     """
     from backupsgd.report.build import build_report  # matplotlib loads only when a report is asked for
 
-    report = build_report(run_root, target, scale, training_time)
+    report = build_report(run_root, target, scale, training_time, interpolate)
     ok, n = report.calibration_within
     click.echo(f"{report.runs} runs in {report.groups} configurations; simulator within 15% on {ok}/{n} runs")
     click.echo(f"wrote {report.markdown} and {', '.join(f.name for f in report.figures)}")

@@ -26,6 +26,7 @@ class Run:
     config: dict[str, Any]  # config.json flattened: every section's keys, plus workers and quorum
     summary: dict[str, Any]
     training_time: bool = False  # time to target leaves out the evaluations' pauses (see `evaluation_pauses`)
+    interpolate: bool = False  # time to target is the crossing between evaluations (see `crossing_time`)
 
     @property
     def seed(self) -> int:
@@ -99,7 +100,10 @@ class Run:
 
     def time_to(self, target: Target) -> float | None:
         """Wall seconds (rank 0's clock, from the first step) of the first evaluation that reached `target`; with
-        `training_time`, less every evaluation's pause up to it, that one's included."""
+        `training_time`, less every evaluation's pause up to it, that one's included; with `interpolate`, the
+        crossing_time instead."""
+        if self.interpolate:
+            return self.crossing_time(target)
         record = self.first_reaching(target)
         return None if record is None else self._time_of(record)
 
@@ -108,7 +112,8 @@ class Run:
         that reached it and the one before (that one's time if it is the first evaluation, or if the two read
         alike). time_to is quantised to the evaluations: on Fashion-MNIST, 10 steps apart against ~70 to the target,
         up to 14% of a run's time; the metric's own noise stays. Paired over the same 20 seeds (Fashion-MNIST under
-        Pareto delays), auto against b = 3's 95% interval went from +-18% to +-12% (results/README section 10)."""
+        Pareto delays), auto against b = 3's 95% interval went from +-18% to +-12% (results/README section 10).
+        `backupsgd report --interpolate` and load_runs(interpolate=True) make it every run's time_to."""
         index = next((i for i, r in enumerate(self.evals) if target.reached(r)), None)
         if index is None:
             return None
@@ -233,9 +238,10 @@ def flatten_config(raw: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def load_runs(root: Path, training_time: bool = False) -> tuple[list[Run], list[Path]]:
+def load_runs(root: Path, training_time: bool = False, interpolate: bool = False) -> tuple[list[Run], list[Path]]:
     """Every finished run under `root` (recursively), and the run directories without summary.json;
-    `training_time`: their times to target leave out the evaluations' pauses (Run.evaluation_pauses)."""
+    `training_time`: their times to target leave out the evaluations' pauses (Run.evaluation_pauses);
+    `interpolate`: their times to target are the crossings between evaluations (Run.crossing_time)."""
     runs, unfinished = [], []
     for config_path in sorted(root.rglob("config.json")):
         run_dir = config_path.parent
@@ -244,5 +250,5 @@ def load_runs(root: Path, training_time: bool = False) -> tuple[list[Run], list[
             unfinished.append(run_dir)
             continue
         config = flatten_config(json.loads(config_path.read_text()))
-        runs.append(Run(run_dir, config, json.loads(summary_path.read_text()), training_time))
+        runs.append(Run(run_dir, config, json.loads(summary_path.read_text()), training_time, interpolate))
     return runs, unfinished

@@ -14,12 +14,11 @@ from backupsgd.report.target import default_target  # noqa: E402
 
 interpolate = "--interpolate" in sys.argv
 args = [a for a in sys.argv[1:] if a != "--interpolate"]
-runs, _ = load_runs(Path(args[0] if args else "results/auto-digits-noisy"), True)
+runs, _ = load_runs(Path(args[0] if args else "results/auto-digits-noisy"), True, interpolate)
 groups: dict = {}  # straggler -> backups -> its runs
 for run in runs:
     groups.setdefault(run.straggler, {}).setdefault(str(run.backups), []).append(run)
-times = {straggler: {backups: seed_times(group, default_target(group[0].dataset), interpolate)
-                     for backups, group in panel.items()}
+times = {straggler: {backups: seed_times(group, default_target(group[0].dataset)) for backups, group in panel.items()}
          for straggler, panel in groups.items()}
 for straggler, panel in sorted(times.items()):
     chosen = args[1] if len(args) > 1 else min(k for k in panel if k.startswith("auto:"))
