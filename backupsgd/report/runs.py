@@ -96,7 +96,11 @@ class Run:
 
     def first_reaching(self, target: Target) -> dict[str, Any] | None:
         """The first evaluation at or past the target, in its direction; None if none was."""
-        return next((r for r in self.evals if target.reached(r)), None)
+        index = self._first_reaching_index(target)
+        return None if index is None else self.evals[index]
+
+    def _first_reaching_index(self, target: Target) -> int | None:
+        return next((i for i, r in enumerate(self.evals) if target.reached(r)), None)
 
     def time_to(self, target: Target) -> float | None:
         """Wall seconds (rank 0's clock, from the first step) of the first evaluation that reached `target`; with
@@ -109,12 +113,13 @@ class Run:
 
     def crossing_time(self, target: Target) -> float | None:
         """time_to, interpolated: where the metric crossed `target`, linearly in time between the first evaluation
-        that reached it and the one before (that one's time if it is the first evaluation, or if the two read
-        alike). time_to is quantised to the evaluations: on Fashion-MNIST, 10 steps apart against ~70 to the target,
-        up to 14% of a run's time; the metric's own noise stays. Paired over the same 20 seeds (Fashion-MNIST under
-        Pareto delays), auto against b = 3's 95% interval went from +-18% to +-12% (results/README section 10).
+        that reached it and the one before (that one's time if it is the first evaluation, or if the one before did
+        not record the metric). time_to is quantised to the evaluations: on Fashion-MNIST, 10 steps apart against ~70
+        to the target, up to 14% of a run's time; the metric's own noise stays. Paired over the same 20 seeds
+        (Fashion-MNIST under Pareto delays), auto against b = 3's 95% interval went from +-18% to +-12%
+        (results/README section 10).
         `backupsgd report --interpolate` and load_runs(interpolate=True) make it every run's time_to."""
-        index = next((i for i, r in enumerate(self.evals) if target.reached(r)), None)
+        index = self._first_reaching_index(target)
         if index is None:
             return None
         reached = self.evals[index]
@@ -122,10 +127,12 @@ class Run:
             return self._time_of(reached)
         before = self.evals[index - 1]
         below, at = target.value_of(before), target.value_of(reached)
-        if below is None or at == below:
+        if below is None:
             return self._time_of(reached)
-        share = (target.value - below) / (at - below)  # in (0, 1]: `before` missed the target, `reached` did not
-        return self._time_of(before) + share * (self._time_of(reached) - self._time_of(before))
+        # in (0, 1], and at != below: `before` read short of the target, `reached` at or past it
+        share = (target.value - below) / (at - below)
+        start = self._time_of(before)
+        return start + share * (self._time_of(reached) - start)
 
     def _time_of(self, record: dict[str, Any]) -> float:
         """An evaluation's time as time_to counts it: wall, or with `training_time` less every evaluation's pause up
