@@ -101,11 +101,15 @@ def parse_auto(text: str) -> AutoSpec:
     if head not in rules:
         raise ConfigError(f"--backups {text!r}: expected auto[:min=A,max=B][,rule=progress|dbw] or auto-dbw")
     fields: dict = {"rule": rules[head]}
+    given = {"rule"} if head != "auto" else set()  # auto-dbw names its rule: a rule= after it would be a second
     for item in filter(None, (s.strip() for s in body.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key not in _KEYS:
             raise ConfigError(f"--backups {text!r}: {item!r} is not one of {', '.join(k + '=...' for k in _KEYS)}; "
                               "e.g. --backups auto:min=0,max=4")
+        if key in given:  # which one was meant is a guess, so no guess is made
+            raise ConfigError(f"--backups {text!r}: {key} is given twice; give it once")
+        given.add(key)
         try:
             if key == "rule":
                 fields["rule"] = value

@@ -327,6 +327,8 @@ def test_auto_spec_parses_and_its_label_parses_back(text, expected):
     ("autos", "auto[:min=A,max=B]"),
     ("auto:lr_l=2", "(0, 2)"),
     ("auto:noise=0", "must be a finite number > 0"),
+    ("auto:max=4,max=3", "max is given twice"),
+    ("auto-dbw:rule=progress", "rule is given twice"),
 ])
 def test_bad_auto_specs_name_the_fix(text, fix):
     with pytest.raises(ConfigError, match=fix.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
