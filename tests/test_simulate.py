@@ -226,6 +226,7 @@ def test_cli_prints_table_and_writes_json(tmp_path):
         (["--objective", "time-to-accuracy"], "--noise-scale"),
         (["--ranks-per-node", "0"], "--ranks-per-node"),
         (["--step-overhead-ms", "-1"], "--step-overhead-ms"),
+        (["--backups", "0,two"], "--backups auto,0,2,4; got 'two'"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(args, fix):

@@ -40,7 +40,11 @@ def _backups(text: str) -> tuple[tuple[int, ...], tuple[AutoSpec, ...]]:
         elif "=" in item and autos:
             autos[-1] += ("," if ":" in autos[-1] else ":") + item
         else:
-            static += _ints("--backups", item)
+            try:
+                static.append(int(item))
+            except ValueError:  # auto is as likely meant as an integer here: name both
+                raise OneLineUsageError(f"--backups takes a comma list of integers b and auto choices, e.g. --backups "
+                                        f"auto,0,2,4; got {item!r}") from None
     return tuple(static), tuple(parse_auto(a) for a in autos)
 
 
