@@ -22,11 +22,13 @@ class OneLineUsageError(click.UsageError):
         click.echo(f"Error: {self.format_message()}", err=True, file=file)
 
 
-def _ints(option: str, text: str) -> tuple[int, ...]:
+def _ints(option: str, text: str, accepted: str = "integers", example: str = "0,4,10") -> tuple[int, ...]:
+    """`text` as a comma list of integers; the error names what `option` accepts and an example of it."""
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise OneLineUsageError(f"{option} takes a comma list of integers, e.g. {option} 0,4,10; got {text!r}") from None
+        raise OneLineUsageError(f"{option} takes a comma list of {accepted}, e.g. {option} {example}; "
+                                f"got {text!r}") from None
 
 
 def _backups(text: str) -> tuple[tuple[int, ...], tuple[AutoSpec, ...]]:
@@ -40,11 +42,8 @@ def _backups(text: str) -> tuple[tuple[int, ...], tuple[AutoSpec, ...]]:
         elif "=" in item and autos:
             autos[-1] += ("," if ":" in autos[-1] else ":") + item
         else:
-            try:
-                static.append(int(item))
-            except ValueError:  # auto is as likely meant as an integer here: name both
-                raise OneLineUsageError(f"--backups takes a comma list of integers b and auto choices, e.g. --backups "
-                                        f"auto,0,2,4; got {item!r}") from None
+            # auto is as likely meant as an integer here: the error names both
+            static += _ints("--backups", item, "integers b and auto choices", "auto,0,2,4")
     return tuple(static), tuple(parse_auto(a) for a in autos)
 
 
