@@ -221,6 +221,22 @@ def test_a_probe_is_done_when_a_step_learnt_at_its_n_came_since_it_was_last_due(
         assert [i for i, n in enumerate(chosen) if n == 5] == probes
 
 
+def test_a_probe_is_done_when_late_readys_showed_its_arrivals_since_it_was_last_due():
+    """The bounds test's run, with a late READY after the 1st step's decision (its 5th arrival, reported with the 2nd
+    step): the probe due at the 3rd step is done, as if that step had waited for 5. Not when the 1st step was paused:
+    its arrivals, the late ones too, were not learnt, so the probe goes to 5."""
+    spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
+    for paused, probes in ((False, [9]), (True, [2, 9])):
+        policy = AutoPolicy(spec, workers=6)
+        policy.choose()
+        chosen = []
+        for i in range(12):
+            late = [0.5] if i == 1 else []
+            policy.observe([0.01, 0.02, 0.03, 0.04], 0.0, late=late, paused=paused and i == 0)
+            chosen.append(policy.choose())
+        assert [i for i, n in enumerate(chosen) if n == 5] == probes
+
+
 def test_noise_scale_unknown_after_the_first_step_waits_for_the_least_n_that_measures_it():
     policy = AutoPolicy(AutoSpec(window=1, probe_every=0), workers=4)
     assert policy.choose() == 2  # the first step too: its late READYs show the arrivals past 2
