@@ -137,6 +137,7 @@ class AutoPolicy:
         # [k - 1]: self.steps after the last step whose k-th arrival was learnt (waited for, or a late READY's)
         self._seen_at = np.zeros(workers, dtype=np.int64)
         self._learnt = 0  # how many arrivals the step observed last had learnt (0 if paused: its late READYs are not)
+        self.measuring = False  # whether the last choose() answered a measuring step (the records tell it from a probe)
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
         self._times: tuple | None = None  # times()'s, likewise
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
@@ -206,14 +207,16 @@ class AutoPolicy:
             # decided at `wider` or more, or from the late READYs of a step's dropped workers (that step's arrivals
             # past its N, uncensored). Digits' slow node came at an evaluation and runs at N = 4 learnt it a step
             # late (the paused step is not learnt from); the probe due then waited for the slow node a third time
-            # (30 ms) after the step at N = 4 had just seen it. And all but 2 of the 619 probes before step 100 in 310
-            # runs on digits and Fashion-MNIST (results/README section 10) came within 10 steps of late READYs that
-            # had shown its `wider` arrivals: at N = 1 under steady delays on digits probes were 2.1% of the steps,
-            # at 3.6 ms over N = 1's 8.2 ms, for arrivals already known. What a probe done so has not measured is
-            # `wider`'s exchange and whole step: times() prices them from the arrivals and the current N's.
+            # (30 ms) after the step at N = 4 had just seen it. And at N = 1 the dropped workers' late READYs show
+            # the arrivals past it almost every step: replayed through the records of 345 runs of section 10's rows
+            # (results/README; digits and Fashion-MNIST, c00e1f6's policy), the policy made 305 probes before step
+            # 100 when only a step that waited counted, and 1 with late READYs counted too (under steady exponential
+            # delays on digits 0.8 steps a run at 11.8 ms against 8.2 at N = 1). What a probe done so has not
+            # measured is `wider`'s exchange and whole step: times() prices them from the arrivals and the current N's.
             if self._seen_at[wider - 1] <= self.steps - self._probe_gap:
                 n = wider
-        elif n < 2 <= self.n_max and self._noise_could_move_n(self.steps - self._measured):
+        self.measuring = not probe and n < 2 <= self.n_max and self._noise_could_move_n(self.steps - self._measured)
+        if self.measuring:
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         return max(self.n_min, min(n, self.workers - deep))
 

@@ -108,7 +108,9 @@ class AutoQuorum:
             with self._lock:
                 self._records[step] = {"quorum": n, "auto": {
                     "last_exchange_s": took, "last_step_s": whole, "overhead_s": float(self.policy.overheads()[n - 1]),
-                    "busy": busy, "deep": deep, "probe": n > self.policy.n, "pause_known": paused}}
+                    "busy": busy, "deep": deep, "pause_known": paused,
+                    # above the rule's choice: a probe, or (`measuring`) a step of 2 that measures the noise scale
+                    "probe": n > self.policy.n, "measuring": self.policy.measuring and n > self.policy.n}}
         return n
 
     def deep_after_s(self) -> float:

@@ -184,6 +184,7 @@ def test_bounds_are_respected_and_probes_stay_inside_them():
         policy.observe([0.01, 0.02, 0.03, 0.04, 1.0, 9.0][:n], 0.0)  # noise-free: the fewest would be best
         n = policy.choose()
         chosen.append(n)
+        assert not policy.measuring  # a probe is no measuring step (nor is anything at N >= 2)
     assert set(chosen) <= {4, 5} and chosen[0] == 4  # N = P - max, probes go to 5 at most
     # probes (to N_max, two more capped by the bound) after 3 steps, then, as that probe changed
     # nothing, 6 steps after it: the interval doubles
@@ -263,6 +264,7 @@ def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_it_may_have_grown_en
         chosen = []
         for _ in range(steps):
             chosen.append(policy.choose())
+            assert policy.measuring == (chosen[-1] > policy.n)  # the record tells a measuring step by it
             policy.observe(EXP4[:chosen[-1]], noise)
         return chosen
 
