@@ -16,11 +16,12 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
+from backupsgd.coordinator import Coordinator, QuorumPolicy
 from backupsgd.polling import Backoff, Stopped
 from backupsgd.reducers import Reducer
 from backupsgd.standby import Resume, Standby, Superseded
 from backupsgd.survivors import name_the_dead, revoke
-from backupsgd.vote import COORDINATOR, REJECTED, STANDS, Coordinator, Follower, QuorumPolicy, Vote
+from backupsgd.vote import COORDINATOR, REJECTED, STANDS, Follower, Vote
 
 __all__ = ["COORDINATOR", "Decision", "EngineError", "GradientEngine", "Handle", "Resync", "Resynced"]
 
@@ -97,8 +98,8 @@ class GradientEngine:
     With such a reducer and a snapshot on rank 0, no rank waits on a step's reduction longer than
     `member_timeout` seconds (0: the reducer's default, scaled with the buffer; None: wait forever): a rank
     whose part has not ended by then asks the coordinator for a verdict, and the step is decided again
-    without the ranks that stopped answering (see vote.py). A member's part runs on the engine thread itself;
-    one that overruns the deadline is left blocked there and a standby thread carries on as the engine thread
+    without the ranks that stopped answering (see backupsgd.vote). A member's part runs on the engine thread
+    itself; one that overruns the deadline is left blocked there and a standby thread carries on as the engine thread
     (standby.py). `freeze(step, round)` gives the seconds to stop this rank's engine thread at that form of `step`'s
     reduction, before its part (injected faults: the rank is silent meanwhile, as a stopped process is).
     """

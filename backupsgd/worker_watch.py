@@ -3,7 +3,7 @@ decided without it (busy), who of those has been silent for longer than the poli
 delay), the READYs that came after the decision of the step decided last (late arrivals, timed as the policy wants
 them), and for each worker still silent, how long it has been computing (a floor on its arrival, `Censored`).
 
-No MPI here: the Coordinator (backupsgd.vote) calls `heard()` for every READY or NONFINITE it receives, its own
+No MPI here: the Coordinator (backupsgd.coordinator) calls `heard()` for every READY or NONFINITE it receives, its own
 included, and `decided()` when it decides a step; the simulator's replay (backupsgd.sim.auto) models the same
 two counts from drawn compute times, so that it makes the coordinator's choices.
 """
