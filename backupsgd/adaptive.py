@@ -134,9 +134,7 @@ class AutoPolicy:
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
-        # [k - 1]: self.steps after the last step whose k-th arrival was learnt (waited for, or a late READY's)
-        self._seen_at = np.zeros(workers, dtype=np.int64)
-        self._learnt = 0  # how many arrivals the step observed last had learnt (0 if paused: its late READYs are not)
+        self._waited_for = np.zeros(workers, dtype=np.int64)  # [k - 1]: self.steps after the last step learnt at N >= k
         self.measuring = False  # whether the last choose() answered a measuring step (the records tell it from a probe)
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
         self._times: tuple | None = None  # times()'s, likewise
@@ -171,10 +169,8 @@ class AutoPolicy:
         self.steps += 1
         if len(arrivals) >= 2:
             self._measured = self.steps
-        if len(late) and self._learnt:  # the previous step's arrivals past its N, learnt (ArrivalEstimate.observe)
-            self._seen_at[: self._learnt + len(late)] = self.steps - 1
-        self._learnt = 0 if paused else len(arrivals)
-        self._seen_at[: self._learnt] = self.steps
+        if not paused:
+            self._waited_for[: len(arrivals)] = self.steps
         before, self.n = self.n, self._best()
         if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?
             # A probe that changed nothing was exploration wasted: back off, up to MAX_PROBE_BACKOFF times the
@@ -203,17 +199,15 @@ class AutoPolicy:
             self._next_probe, probe = self._next_probe + 1, False
         if probe:
             wider = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
-            # The probe is done if the first `wider` arrivals of a step were learnt since it was last due: at a step
-            # decided at `wider` or more, or from the late READYs of a step's dropped workers (that step's arrivals
-            # past its N, uncensored). Digits' slow node came at an evaluation and runs at N = 4 learnt it a step
-            # late (the paused step is not learnt from); the probe due then waited for the slow node a third time
-            # (30 ms) after the step at N = 4 had just seen it. And at N = 1 the dropped workers' late READYs show
-            # the arrivals past it almost every step: replayed through the records of 345 runs of section 10's rows
-            # (results/README; digits and Fashion-MNIST, c00e1f6's policy), the policy made 305 probes before step
-            # 100 when only a step that waited counted, and 1 with late READYs counted too (under steady exponential
-            # delays on digits 0.8 steps a run at 11.8 ms against 8.2 at N = 1). What a probe done so has not
-            # measured is `wider`'s exchange and whole step: times() prices them from the arrivals and the current N's.
-            if self._seen_at[wider - 1] <= self.steps - self._probe_gap:
+            # A step learnt at `wider` or more since the last probe was due saw what this one would (it refreshed the
+            # arrivals up to there, and their exchange and whole step): the probe is done. Digits' slow node came at
+            # an evaluation and runs at N = 4 learnt it a step late (the paused step is not learnt from); the probe
+            # due then waited for the slow node a third time (30 ms) after the step at N = 4 had just seen it.
+            # The dropped workers' late READYs had shown nearly every probe's arrivals too (all but 1 of 305 probes,
+            # replayed), but a policy that took them as a probe's (1d742e7) took no less time on digits' three rows
+            # and chose N = 2 in more long stretches (results/README section 10, "Probes done by late READYs"):
+            # reverted, the probe still measures its N's exchange and whole step.
+            if self._waited_for[wider - 1] <= self.steps - self._probe_gap:
                 n = wider
         self.measuring = not probe and n < 2 <= self.n_max and self._noise_could_move_n(self.steps - self._measured)
         if self.measuring:

@@ -205,23 +205,19 @@ def test_a_probe_due_on_a_paused_step_waits_one_step():
     assert [i for i, n in enumerate(chosen) if n == 5] == [3, 10]
 
 
-@pytest.mark.parametrize("seen_by", ["waiting", "late"])
-def test_a_probe_is_done_when_its_arrivals_were_learnt_since_it_was_last_due(seen_by):
-    """The bounds test's run, with the 5th arrival of a step before the first probe learnt: by the 2nd step waiting
-    for 5 (as a probe would), or by a late READY after the 1st step's decision (its 5th arrival, reported with the 2nd
-    step). That probe waits for nobody, and is rescheduled as one that changed nothing (the interval doubles); the
-    next one, with no 5th arrival learnt since, goes to 5. Not when the step that saw it was paused: its arrivals, late
-    ones too, are not learnt, so the first probe goes to 5 as well."""
+def test_a_probe_is_done_when_a_step_learnt_at_its_n_came_since_it_was_last_due():
+    """The bounds test's run, with the step before the first probe learnt at N = 5 (a step whose 5th arrival was
+    seen, as a probe's would be): that probe waits for nobody, and is rescheduled as one that changed nothing (the
+    interval doubles); the next one, with no step at 5 since, goes to 5. A paused step at 5 is no such step."""
     spec = AutoSpec(min_backups=1, max_backups=2, window=1, margin=0.0, probe_every=3)
-    seen_at = 1 if seen_by == "waiting" else 0  # the step whose 5th arrival comes to be known
     for paused, probes in ((False, [9]), (True, [2, 9])):
         policy = AutoPolicy(spec, workers=6)
         policy.choose()
         chosen = []
         for i in range(12):
-            arrivals = [0.01, 0.02, 0.03, 0.04] + ([1.0] if seen_by == "waiting" and i == 1 else [])
-            late = [0.5] if seen_by == "late" and i == 1 else []
-            policy.observe(arrivals, 0.0, late=late, paused=paused and i == seen_at)
+            wide = i == 1
+            arrivals = [0.01, 0.02, 0.03, 0.04, 1.0] if wide else [0.01, 0.02, 0.03, 0.04]
+            policy.observe(arrivals, 0.0, paused=wide and paused)
             chosen.append(policy.choose())
         assert [i for i, n in enumerate(chosen) if n == 5] == probes
 
