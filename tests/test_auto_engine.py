@@ -150,6 +150,11 @@ def test_a_calibrated_noise_model_replays_and_drops_more():
     unprobed = [r["quorum"] for r in records[2:20] if not r["auto"]["probe"]]
     assert max(unprobed) <= 2 and min(chosen) == 1, chosen
     assert replay_choices(parse_auto(spec), 5, 8, records) == chosen
+    # At N = 1 a step of 2 measures the noise scale now and then: above the rule's choice, as a probe is, and told
+    # apart from the probes by `measuring` (both occur here)
+    measuring = [r for r in records if r["auto"]["measuring"]]
+    assert measuring and all(r["auto"]["probe"] and r["quorum"] == 2 for r in measuring), chosen
+    assert any(r["auto"]["probe"] and not r["auto"]["measuring"] for r in records), chosen
 
 
 def test_a_step_after_an_evaluation_is_not_learnt_from_and_replays():
