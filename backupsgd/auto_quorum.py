@@ -24,7 +24,7 @@ from collections import deque
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -243,7 +243,14 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
     """The N a fresh policy chooses for each step, fed the arrivals, noise scales and exchange times that `steps`
     (steps.jsonl records of an auto run) say the coordinator fed its own: the engine's choices, replayed."""
     policy = AutoPolicy(spec, workers, batch, measured_noise=True)
-    chosen = []
+    return [policy.choose(**choice) for _, choice in replay_feed(policy, steps)]
+
+
+def replay_feed(policy, steps: Sequence[dict]) -> Iterator[tuple[dict, dict]]:
+    """Feed `policy` (an AutoPolicy, or one of an earlier revision) what the records `steps` say the coordinator fed
+    its own, step by step: yields each record and the arguments of its choice, for the caller to choose() with
+    before the next item, which first folds that step in (observe()). replay_choices() chooses; a caller that
+    looks at the policy around each choice (results/auto-late-probe/exploration.py) replays the same way."""
     decided_n = 0
     for record in steps:
         auto = record["auto"]
@@ -252,10 +259,9 @@ def replay_choices(spec: AutoSpec, workers: int, batch: int, steps: Sequence[dic
         # what the choice knew of an evaluation before the step: a script marks it only after it evaluated
         # (hvd.log_eval), after the choice; records from before pause_known was kept have the CLI's up-front marks
         known = auto.get("pause_known", auto.get("paused", False))
-        chosen.append(policy.choose(auto.get("busy", 0), auto.get("deep", 0), known))
+        yield record, {"busy": auto.get("busy", 0), "deep": auto.get("deep", 0), "paused": known}
         decided_n = len(record["arrivals"])
         noise = auto["noise_scale"]
         pause_s = auto.get("pause_s")
         policy.observe(list(record["arrivals"].values()), None if noise is None else noise, auto.get("late", ()),
                        auto.get("paused", False), auto.get("floors", ()), math.nan if pause_s is None else pause_s)
-    return chosen

@@ -16,12 +16,12 @@ import argparse
 import collections
 import importlib.util
 import json
-import math
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from backupsgd.auto_quorum import replay_feed
 from backupsgd.auto_spec import is_auto, parse_auto
 
 BEFORE_STEP = 100
@@ -50,15 +50,11 @@ def classify(run: Path, module) -> tuple[collections.Counter, int, int]:
     records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
     workers = len(records[0]["members"]) + len(records[0]["dropped"])
     policy = module.AutoPolicy(spec, workers, config["workload"]["batch_size"], measured_noise=True)
-    kinds, agree, seen, decided_n = collections.Counter(), 0, 0, 0
-    for record in records:  # as backupsgd.auto_quorum.replay_choices feeds it
-        auto = record["auto"]
-        if auto.get("last_exchange_s") is not None:
-            policy.exchanged(decided_n, auto["last_exchange_s"], auto.get("last_step_s"))
-        known = auto.get("pause_known", auto.get("paused", False))
-        due = bool(spec.probe_every) and policy.steps == policy._next_probe and not known
+    kinds, agree, seen = collections.Counter(), 0, 0
+    for record, choice in replay_feed(policy, records):
+        due = bool(spec.probe_every) and policy.steps == policy._next_probe and not choice["paused"]
         ruled = policy.n
-        n = policy.choose(auto.get("busy", 0), auto.get("deep", 0), known)
+        n = policy.choose(**choice)
         if record["step"] < BEFORE_STEP:
             seen += 1
             agree += n == record["quorum"]
@@ -66,10 +62,6 @@ def classify(run: Path, module) -> tuple[collections.Counter, int, int]:
                 kinds["probe" if due else "measuring"] += 1
             elif n >= 2:
                 kinds["warm-up" if record["step"] < 3 else "rule"] += 1
-        decided_n = len(record["arrivals"])
-        pause_s = auto.get("pause_s")
-        policy.observe(list(record["arrivals"].values()), auto["noise_scale"], auto.get("late", ()),
-                       auto.get("paused", False), auto.get("floors", ()), math.nan if pause_s is None else pause_s)
     return kinds, agree, seen
 
 
