@@ -124,7 +124,7 @@ class AutoPolicy:
         self._least_measuring = max(self.n_min, min(2, self.n_max))  # the least N that measures the noise scale
         self.rule: Rule = RULE_REGISTRY[spec.rule](spec)
         self.hysteresis = spec.margin if spec.rule == "progress" else 0.0  # DBW re-chooses every iteration
-        self.arrivals = ArrivalEstimate(workers, spec.window)
+        self.arrivals = ArrivalEstimate(workers, spec.window, spec.fast)
         self.noise_scale = math.nan
         # overhead(N), unless the spec fixes one (see exchanged()); trusted as long as the arrival estimates are
         self.exchanges = ExchangeEstimate(workers, fresh_within=spec.window)

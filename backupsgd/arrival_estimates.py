@@ -29,9 +29,15 @@ class ArrivalEstimate:
     times the average is the plain mean of what was seen, so the first value does not linger.
     """
 
-    def __init__(self, workers: int, window: int) -> None:
+    def __init__(self, workers: int, window: int, fast: int = 0) -> None:
         self.alpha = 2.0 / (window + 1)  # EMA span `window`, as pandas' ewm(span=window)
         self.mean = np.full(workers, np.nan)
+        # A second EMA of span `fast` (0: none) stands in for a k whose recent observations it foretold better
+        # (current()): a regime that changed is followed in a few steps, a steady one keeps the long memory.
+        self.fast_alpha = 2.0 / (fast + 1) if fast else 0.0
+        self.fast = np.full(workers, np.nan)
+        self.miss = np.zeros(workers)  # EMA (span `window`) of each mean's squared miss of the next observation
+        self.fast_miss = np.zeros(workers)  # ... of each fast mean's
         self.last = np.zeros(workers, dtype=np.int64)  # step at which each k was last observed
         self.count = np.zeros(workers, dtype=np.int64)  # how often each k was observed
         self.steps = 0
@@ -74,8 +80,9 @@ class ArrivalEstimate:
         of them up to 0.4 s apart with no worker slow, which read as a floor of that would lift E[T_(4)] 30 ms."""
         self._previous = None
         seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
-        if len(seen) >= 2 and math.isfinite(pause_s) and not np.isnan(self.mean[0]):
-            self._raise(1, seen - seen[0] - pause_s + self.mean[0])
+        first = self.current()[0]
+        if len(seen) >= 2 and math.isfinite(pause_s) and not np.isnan(first):
+            self._raise(1, seen - seen[0] - pause_s + first)
 
     def _fold(self, first: int, seen: np.ndarray) -> None:
         """EMA-update T_(k) for k = first+1..len(seen) with seen[first:]."""
@@ -84,6 +91,13 @@ class ArrivalEstimate:
         weight = catch_up_weight(self.alpha, self.steps - self.last[k], self.count[k])
         old = self.mean[k]
         self.mean[k] = np.where(np.isnan(old), seen[k], old + weight * (seen[k] - old))
+        if self.fast_alpha:
+            fast = self.fast[k]
+            with np.errstate(invalid="ignore"):  # a first observation misses nothing: nan -> 0
+                self.miss[k] += self.alpha * (np.nan_to_num((seen[k] - old) ** 2) - self.miss[k])
+                self.fast_miss[k] += self.alpha * (np.nan_to_num((seen[k] - fast) ** 2) - self.fast_miss[k])
+            fast_weight = catch_up_weight(self.fast_alpha, self.steps - self.last[k], self.count[k])
+            self.fast[k] = np.where(np.isnan(fast), seen[k], fast + fast_weight * (seen[k] - fast))
         self.last[k] = self.steps
         self._expected = None
 
@@ -92,18 +106,27 @@ class ArrivalEstimate:
         it toward it by one EMA step. It is not an observation: neither the count nor the freshness of those k
         changes."""
         k = slice(first, len(bound))
-        old, floor = self.mean[k], bound[k]
+        floor = bound[k]
         with np.errstate(invalid="ignore"):  # nan (never seen) stays nan
-            self.mean[k] = np.where(old < floor, old + self.alpha * (floor - old), old)
+            for means, alpha in ((self.mean, self.alpha), (self.fast, self.fast_alpha)):
+                old = means[k]
+                means[k] = np.where(old < floor, old + alpha * (floor - old), old)
         self._expected = None
+
+    def current(self) -> np.ndarray:
+        """Each k's mean, or its fast mean where that foretold the observations of late better (no order kept)."""
+        if not self.fast_alpha:
+            return self.mean
+        return np.where(self.fast_miss < self.miss, self.fast, self.mean)
 
     def expected(self) -> np.ndarray:
         """E[T_(k)] for k = 1..P, nondecreasing in k; nan where k was never seen. Read-only, and kept until the
         means change: the coordinator's policy reads it several times a step, and on a 2-core host its engine
         thread's time is the step's (the policy took 0.28 ms a step, against 5 ms steps on digits)."""
         if self._expected is None:
-            out = np.fmax.accumulate(self.mean)  # EMAs of different ages can cross; T_(k) cannot
-            self._expected = np.where(np.isnan(self.mean), np.nan, out)
+            means = self.current()
+            out = np.fmax.accumulate(means)  # EMAs of different ages can cross; T_(k) cannot
+            self._expected = np.where(np.isnan(means), np.nan, out)
             self._expected.flags.writeable = False
         return self._expected
 

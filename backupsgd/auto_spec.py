@@ -28,6 +28,7 @@ class AutoSpec:
     max_backups: int | None = None  # b never above this (N >= P - max); default P - 2, see bounds()
     window: int = 20  # memory of the arrival estimates, in steps (an EMA span)
     margin: float = 0.05  # hysteresis: switch N only for a predicted gain above this fraction
+    fast: int = 0  # a second arrival estimate of this span, taken where it foretells better (0: none; ArrivalEstimate)
     probe_every: int = 10  # every this many steps, wait for a few more workers to refresh the estimates
     overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds; 0: measured per N
     lr_l: float = 1.0  # dbw only: learning rate times the loss's smoothness L, in (0, 2)
@@ -41,9 +42,9 @@ class AutoSpec:
                 None not in (self.min_backups, self.max_backups) and self.max_backups < self.min_backups):
             raise ConfigError(f"--backups auto: need 0 <= min <= max, got min={self.min_backups}, "
                               f"max={self.max_backups}; e.g. --backups auto:min=0,max=4")
-        if self.window < 1 or self.probe_every < 0 or self.settle < 0:
-            raise ConfigError("--backups auto: window must be >= 1, probe >= 0 (0: never probe) and settle >= 0 "
-                              "(0: trust the first noise scale measured)")
+        if self.window < 1 or self.probe_every < 0 or self.settle < 0 or self.fast < 0:
+            raise ConfigError("--backups auto: window must be >= 1, probe >= 0 (0: never probe), settle >= 0 "
+                              "(0: trust the first noise scale measured) and fast >= 0 (0: one arrival estimate)")
         if not (math.isfinite(self.margin) and self.margin >= 0):
             raise ConfigError(f"--backups auto: margin must be a finite number >= 0, got {self.margin}")
         if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0):
@@ -79,6 +80,7 @@ class AutoSpec:
 
 
 _KEYS = {"rule": "rule", "min": "min_backups", "max": "max_backups", "window": "window", "margin": "margin",
+         "fast": "fast",
          "probe": "probe_every", "overhead": "overhead_s", "lr_l": "lr_l", "noise": "noise_factor",
          "settle": "settle"}
 

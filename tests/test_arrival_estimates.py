@@ -109,3 +109,29 @@ def test_arrivals_still_missing_at_the_next_decision_raise_the_estimates_below_t
     np.testing.assert_allclose(estimate(floors=[0.25, 0.15]), [0.1, 0.2, 0.3])
     late = estimate(late=[0.12], floors=[0.35])
     assert late[2] == pytest.approx(0.325) and late[1] < 0.2
+
+
+def test_a_fast_estimate_follows_a_regime_that_changed_and_stays_out_of_a_steady_one():
+    rng = np.random.default_rng(4)
+    quiet, slow = exp_order_stats(0.001, 5), exp_order_stats(0.02, 5)
+    plain, both = ArrivalEstimate(5, window=20), ArrivalEstimate(5, window=20, fast=5)
+    taken = []
+    for step in range(400):  # steady: the span-20 average foretells the next draw better, and stands
+        draw = rng.exponential(0.02, 5)
+        plain.observe(draw)
+        both.observe(draw)
+        if step >= 50:
+            taken.append(both.fast_miss < both.miss)
+    assert np.mean(taken) < 0.05  # (an EMA of span s misses an iid draw by var x (1 + 1 / s) on average)
+    np.testing.assert_allclose(both.expected(), slow, rtol=0.35)
+    used = 0
+    for step in range(10):  # the workers' delays fall 20-fold
+        draw = rng.exponential(0.001, 5)
+        plain.observe(draw)
+        both.observe(draw)
+        used += int(both.fast_miss[3] < both.miss[3])
+    # after 10 steps the span-20 average still holds 0.905^10 = 37% of the old E[T_(4)] (13 ms of the new 1.3);
+    # the fast one 0.67^10 = 2%, taken once its misses weigh less
+    assert plain.expected()[3] > 0.3 * slow[3]
+    assert both.expected()[3] < 0.1 * slow[3] and abs(both.expected()[3] - quiet[3]) < 3 * quiet[3]
+    assert used >= 5
