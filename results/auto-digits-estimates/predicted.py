@@ -2,8 +2,9 @@
 each step's time as lived (from the step before's time; steps after an evaluation, paused, left out) against what
 the policy predicted for that step's N when it decided it (the step before's `auto.times_s`), summed over the runs
 and grouped by how the N came about: `same` (the rule kept the N), `up`/`down` (the rule moved to a larger/smaller
-N), `probe` (a forced wider step, chosen by no estimate). Sum lived / sum predicted is what the time to target feels;
-the median ratio is the typical step's. Transitions seen fewer than 5 times are not printed:
+N), `probe` (a forced wider step, chosen by no estimate: a probe or a measuring step). Sum lived / sum predicted is
+what the time to target feels; the median ratio is the typical step's. Transitions seen fewer than 5 times are not
+printed:
 .venv/bin/python results/auto-digits-estimates/predicted.py RUNS"""
 import sys
 from collections import defaultdict

@@ -33,6 +33,8 @@ def why(record: dict, choice_before: int) -> str:
     n = record["quorum"]
     if auto.get("paused"):
         return f"paused N={n}"
+    if auto.get("measuring"):  # recorded since 691cdb3; such a step is flagged `probe` too (above the rule's choice)
+        return f"measuring N={n}"
     if auto.get("probe"):
         return f"probe N={n}"
     return f"measuring N={n}" if n > choice_before else f"rule N={n}"
