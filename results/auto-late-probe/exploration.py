@@ -7,7 +7,10 @@ measuring step. The replay makes the recorded choices where the policy is the on
 is printed); with another policy (--policy REV, the backupsgd/adaptive.py of a git revision) it shows what that policy
 would have chosen fed the same inputs, step by step (a counterfactual: its own choices would have led elsewhere).
 
-    .venv/bin/python results/auto-late-probe/exploration.py RUNS [RUNS ...] [--policy REV]
+    .venv/bin/python results/auto-late-probe/exploration.py RUNS [RUNS ...] [--policy REV] [--spec KEY=VALUE,...]
+
+A spec key's default that changed since the runs changes their replay: `--spec fast=0` replays runs made before the
+second arrival estimate became the default (AutoSpec.fast, 2026-12-05) as they ran.
 """
 
 from __future__ import annotations
@@ -43,10 +46,14 @@ def policy_module(rev: str | None):
     return module
 
 
-def classify(run: Path, module) -> tuple[collections.Counter, int, int]:
-    """(kinds of the steps before BEFORE_STEP at N >= 2, steps whose replayed N is the recorded one, steps)."""
+def classify(run: Path, module, extra: str = "") -> tuple[collections.Counter, int, int]:
+    """(kinds of the steps before BEFORE_STEP at N >= 2, steps whose replayed N is the recorded one, steps);
+    `extra`: spec keys added to the run's own where it does not give them (`fast=0`)."""
     config = json.loads((run / "config.json").read_text())
-    spec = parse_auto(config["mode"]["backups"])
+    backups = config["mode"]["backups"]
+    given = {item.partition("=")[0] for item in backups.partition(":")[2].split(",")}
+    added = [item for item in extra.split(",") if item and item.partition("=")[0] not in given]
+    spec = parse_auto(f"{backups}{',' if ':' in backups else ':'}{','.join(added)}" if added else backups)
     records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
     workers = len(records[0]["members"]) + len(records[0]["dropped"])
     policy = module.AutoPolicy(spec, workers, config["workload"]["batch_size"], measured_noise=True)
@@ -69,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="+", type=Path, help="sweep output folders")
     parser.add_argument("--policy", help="replay with backupsgd/adaptive.py at this git revision")
+    parser.add_argument("--spec", default="", help="spec keys to add to each run's own, e.g. fast=0")
     args = parser.parse_args()
     module = policy_module(args.policy)
     for root in args.roots:
@@ -78,7 +86,7 @@ def main() -> None:
                 continue
             backups = json.loads((run / "config.json").read_text())["mode"]["backups"]
             if isinstance(backups, str) and is_auto(backups):
-                by_label[backups].append(classify(run, module))
+                by_label[backups].append(classify(run, module, args.spec))
         for label, rows in sorted(by_label.items()):
             total = sum((kinds for kinds, _, _ in rows), collections.Counter())
             agree, seen = sum(r[1] for r in rows), sum(r[2] for r in rows)
