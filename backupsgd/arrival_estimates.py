@@ -27,13 +27,22 @@ class ArrivalEstimate:
     its age in steps, not in observations, so after a stretch at small N one probe step mostly
     replaces the stale values for larger k instead of nudging them. Until k has been seen `window`
     times the average is the plain mean of what was seen, so the first value does not linger.
+
+    With `fast` (AutoSpec.fast, 5 by default) each k also keeps an EMA of that span, and each EMA's squared miss of
+    the next observation is averaged (span `window`); where the fast one's weighs less, it stands for E[T_(k)]. Over
+    independent draws an EMA of span s misses by var x (1 + 1 / s) on average, so in a steady regime the long one
+    stands (drawn exponential delays: the fast one on 0.1-0.5% of the steps; digits' recorded runs under exponential
+    delays, about 1%); after a shift the long one misses by the shift and the fast one takes over in 3-4 steps. A
+    span-20 average alone holds 0.905^t of what it knew t steps ago: once digits' noisy neighbour left, E[T_(k)] for
+    k >= 2 took 12-15 steps to come down from 9-18 ms, and N stayed at 1 where 4 cost the same (results/README.md
+    section 10, "A second, fast arrival estimate"). A shorter window for everything (`window=10`) did that too, at a
+    cost under steady delays; this one keeps the long memory wherever it foretells as well.
     """
 
     def __init__(self, workers: int, window: int, fast: int = 0) -> None:
         self.alpha = 2.0 / (window + 1)  # EMA span `window`, as pandas' ewm(span=window)
         self.mean = np.full(workers, np.nan)
-        # A second EMA of span `fast` (0: none) stands in for a k whose recent observations it foretold better
-        # (current()): a regime that changed is followed in a few steps, a steady one keeps the long memory.
+        # a second EMA of span `fast` (0: none), for the k whose recent observations it foretold better (current())
         self.fast_alpha = 2.0 / (fast + 1) if fast else 0.0
         self.fast = np.full(workers, np.nan)
         self.miss = np.zeros(workers)  # EMA (span `window`) of each mean's squared miss of the next observation

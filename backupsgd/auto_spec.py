@@ -28,7 +28,7 @@ class AutoSpec:
     max_backups: int | None = None  # b never above this (N >= P - max); default P - 2, see bounds()
     window: int = 20  # memory of the arrival estimates, in steps (an EMA span)
     margin: float = 0.05  # hysteresis: switch N only for a predicted gain above this fraction
-    fast: int = 0  # a second arrival estimate of this span, taken where it foretells better (0: none; ArrivalEstimate)
+    fast: int = 5  # a second arrival estimate of this span, taken where it foretells better (0: none; ArrivalEstimate)
     probe_every: int = 10  # every this many steps, wait for a few more workers to refresh the estimates
     overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds; 0: measured per N
     lr_l: float = 1.0  # dbw only: learning rate times the loss's smoothness L, in (0, 2)

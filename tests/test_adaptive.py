@@ -314,6 +314,7 @@ def test_hysteresis_keeps_n_through_near_ties():
     ("auto-dbw", AutoSpec(rule="dbw")),
     ("auto:window=5,margin=0.1,probe=0,lr_l=0.5", AutoSpec(window=5, margin=0.1, probe_every=0, lr_l=0.5)),
     ("auto:settle=0", AutoSpec(settle=0)),
+    ("auto:fast=0", AutoSpec(fast=0)),
     ("auto:max=4,noise=0.1", AutoSpec(max_backups=4, noise_factor=0.1)),
 ])
 def test_auto_spec_parses_and_its_label_parses_back(text, expected):
@@ -329,6 +330,7 @@ def test_auto_spec_parses_and_its_label_parses_back(text, expected):
     ("autos", "auto[:min=A,max=B]"),
     ("auto:lr_l=2", "(0, 2)"),
     ("auto:noise=0", "must be a finite number > 0"),
+    ("auto:fast=-1", "fast >= 0 (0: one arrival estimate)"),
     ("auto:max=4,max=3", "max is given twice"),
     ("auto-dbw:rule=progress", "rule is given twice"),
 ])
