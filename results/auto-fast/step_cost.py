@@ -16,8 +16,9 @@ runs, _ = load_runs(Path(sys.argv[1]), True)
 rows: dict = defaultdict(list)
 for run in runs:
     times = np.array([0.0] + [float(s["time"]) for s in run.steps])
+    after_evaluation = {step for step, _ in run.evaluation_pauses}  # the step each evaluation comes before
     for record, took in zip(run.steps, np.diff(times)):
-        if record["step"] < 3 or record["step"] % 10 == 0:
+        if record["step"] < 3 or record["step"] in after_evaluation:
             continue
         first, second = sorted(record["arrivals"].values())[:2]
         rows[str(run.backups)].append((took, first, second, 0 in record["members"], record["vote_s"]))
