@@ -24,7 +24,7 @@ from collections import deque
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -76,17 +76,10 @@ class AutoQuorum:
         with self._lock:
             self._paused.add(step)
 
-    def learnt(self, step: int) -> bool:
-        """Whether `step` needs no learning before its record() (the engine thread learnt it, or it was not
-        decided here): QuorumTally writes a record once it does not, so rank 0's training thread does not learn."""
-        with self._lock:
-            return not self._pending or self._pending[0][0] > step
-
     def record(self, step: int) -> dict:
         """steps.jsonl's fields for `step` (once): the N chosen (`quorum`) and `auto`, the estimates behind
-        it and after it; {} if none was kept (a step not decided by this coordinator). Learns the steps up to
-        `step` first if the engine thread has not (not those after: their turn is the engine thread's)."""
-        self.catch_up(upto=step)
+        it and after it; {} if none was kept (a step not decided by this coordinator)."""
+        self.catch_up()
         with self._lock:
             return self._records.pop(step, {})
 
@@ -150,14 +143,13 @@ class AutoQuorum:
             floors = [min(float(x), since_pause) for x in floors]
             self._pending.append((step, arrivals, [float(x) for x in late], floors))
 
-    def catch_up(self, upto: int | None = None) -> None:
-        """Learn from the steps decided() since (`upto`: only those up to that step): the coordinator's engine
-        thread calls it before it chooses the next N (after its reduction), record() before it hands out a step's
-        record (a writer may ask first), so every choice and every record sees the policy as observe() would have
-        left it. Either thread may run it; the engine thread touches the policy only after its own catch_up(), with
-        nothing pending."""
+    def catch_up(self) -> None:
+        """Learn from the steps decided() since: the coordinator's engine thread calls it before it chooses the
+        next N (after its reduction), record() before it hands out a step's record (a writer may ask first), so
+        every choice and every record sees the policy as observe() would have left it. Either thread may run it;
+        the engine thread touches the policy only after its own catch_up(), with nothing pending."""
         with self._lock:
-            while self._pending and (upto is None or self._pending[0][0] <= upto):
+            while self._pending:
                 self._learn(*self._pending.popleft())
 
     def _learn(self, step: int, arrivals: list[float], late: list[float], floors: list[float]) -> None:
@@ -204,49 +196,28 @@ def successor(spec: AutoSpec, living: int, least: int, batch: int) -> AutoQuorum
 
 class QuorumTally:
     """The writer's count of each step's N and of the gradients dropped (one for `backupsgd train` and the
-    library): `write()` gives a step's record its N (under auto, with the coordinator's estimates), counts it and
-    writes it, `summary()` states the mean N and the dropped count. A writer that takes over after a failover
-    `recount()`s the steps.jsonl it continues, so the summary covers the whole run.
-
-    Under auto a record waits until the coordinator's engine thread has learnt its step (usually as it chooses the
-    next step's N): learnt by rank 0's training thread as it wrote the record, between the step's update and its
-    next gradient, the policy's update (with the wait for its lock) made that rank's gradient 0.25 ms later a step,
-    on digits' 4 ms quiet steps (5 ranks on 2 cores), and the coordinator's rank a member of 2-30% of the steps
-    pinned at N = 2 against 40-86% at b = 3 (results/README section 10). `flush()` writes the records still waiting,
-    learning their steps (before a checkpoint, a failover's records and the summary)."""
+    library): `fields()` gives a step's record its N (under auto, with the coordinator's estimates), `count()`
+    takes each record as written, `summary()` states the mean N and the dropped count. A writer that takes
+    over after a failover `recount()`s the steps.jsonl it continues, so the summary covers the whole run."""
 
     def __init__(self, quorum: int, auto: AutoQuorum | None = None, bounds: tuple[int, int] | None = None) -> None:
         self.quorum, self.auto = quorum, auto  # quorum: the fixed N, or under auto the least
         self.bounds = bounds  # under auto, (N_min, N_max) as launched; None: a fixed N
         self.chosen: list[int] = []
         self.dropped = 0
-        self._waiting: deque[dict] = deque()  # records not yet written, in step order (see above)
 
     def stated(self, members: int) -> dict:
         """The `quorum` of a record without the coordinator's choice (a non-writer's copy, or a step decided by a
         coordinator that died since): under auto its members' count, else the fixed N."""
         return {"quorum": members if self.bounds else self.quorum}
 
-    def write(self, record: dict, noise_scale: float | None, members: int, write: Callable[[dict], None]) -> None:
-        """Give the step's `record` its `quorum` (under auto its `auto`), count it and `write` it, now or (under auto)
-        once the coordinator has learnt its step; hands the coordinator the step's noise scale now."""
-        record.update(self.stated(members))
+    def fields(self, step: int, noise_scale: float | None, members: int) -> dict:
+        """The step's `quorum` (and under auto `auto`) for its record; hands the coordinator the noise scale."""
+        fields = self.stated(members)
         if self.auto is not None:
             self.auto.post_noise(noise_scale)
-        self._waiting.append(record)
-        self._release(write, everything=False)
-
-    def flush(self, write: Callable[[dict], None]) -> None:
-        """Write every record still waiting for the coordinator's learning (learning it here)."""
-        self._release(write, everything=True)
-
-    def _release(self, write: Callable[[dict], None], everything: bool) -> None:
-        while self._waiting and (everything or self.auto is None or self.auto.learnt(self._waiting[0]["step"])):
-            record = self._waiting.popleft()
-            if self.auto is not None:
-                record.update(self.auto.record(record["step"]))
-            self.count(record)
-            write(record)
+            fields |= self.auto.record(step)
+        return fields
 
     def count(self, record: dict) -> None:
         """One steps.jsonl record; a lost one (no survivor kept it, see failover) counts nothing."""

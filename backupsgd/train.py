@@ -184,7 +184,6 @@ class _Run:
         self.faults.after_apply(d.step, self.replica.params)
         check.after(d.step + 1, self.replica.param_digest)
         if self.checkpoints and self.checkpoints.due(d.step + 1, final=d.step + 1 == self.wl.steps):
-            self.tally.flush(self.writer.step)
             self.writer.sync()  # every step before the checkpoint is on disk first
             self.checkpoints.save(d.step + 1, self.replica.state())
 
@@ -201,9 +200,10 @@ class _Run:
             # The gradient noise scale, measured: the members' own squared norms against their mean's.
             record.update(step_fields(d.step, float(d.total[fused.sq_norm]), len(d.members), wl.batch_size,
                                       fused.squared_norm(d.total, d.scale), self.noise))
-            # The chosen N; under auto the estimates behind it (written once learnt), and the noise scale handed to
-            # the coordinator.
-            self.tally.write(record, record["noise_scale"], len(d.members), writer.step)
+            # The chosen N; under auto the estimates behind it, and the noise scale handed to the coordinator.
+            record.update(self.tally.fields(d.step, record["noise_scale"], len(d.members)))
+            self.tally.count(record)
+            writer.step(record)
         else:  # a copy, should this rank take over from a dead writer (see failover), less that pass over `total`
             self.log.step(record | NO_NOISE | self.tally.stated(len(d.members)))
         self.progress.update(loss=loss)
@@ -232,8 +232,6 @@ class _Run:
         writes the run directory, taking over the dead writer's files if rank 0 died. Raises the failure when
         fewer than N workers remain.
         """
-        if self.writer is not None:  # the records held for the coordinator's learning, before the survivors' copies
-            self.tally.flush(self.writer.step)
         self.comm, self.living, dead = survivors(self.comm, self.living, self.quorum, "--backups")
         was_writer = self.writer is not None
         step, state, self.writer = go_on_from(
@@ -258,8 +256,6 @@ class _Run:
     def finish(self) -> dict:
         """Gather every living rank's digests and timings to rank 0 and write the summary."""
         comm, config, replica, timings = self.comm, self.config, self.replica, self.timings
-        if self.writer is not None:
-            self.tally.flush(self.writer.step)
         digests = comm.gather((replica.param_digest(), replica.optimizer_digest()), root=0)
         # each (living) rank's node and where it computed (cuda:<local rank> or cpu), in rank order: one gather
         placement = comm.gather((MPI.Get_processor_name(), str(replica.device)), root=0)

@@ -138,36 +138,6 @@ def test_a_decision_learnt_after_its_reduction_makes_the_same_choices_and_record
             assert json.dumps(mine) == json.dumps(theirs) and "expected_s" in mine["auto"], step  # (nan: by text)
 
 
-def test_under_auto_a_record_waits_for_the_coordinators_learning_and_is_written_in_order(monkeypatch):
-    """Rank 0's training thread does not learn a step to write its record: the record waits until the engine
-    thread's catch_up() has learnt the step, then goes out whole and in step order; flush() learns and writes
-    what still waits. The records equal those of observe() at each decision (one clock, as above)."""
-    clock = [0.0]
-    monkeypatch.setattr("backupsgd.auto_quorum.time.perf_counter", lambda: clock[0])
-    spec = parse_auto("auto:probe=5,window=5")
-    now, later = AutoQuorum(spec, workers=5, batch=8), AutoQuorum(spec, workers=5, batch=8)
-    tally, written, expected = QuorumTally(2, later, bounds=(1, 5)), [], []
-    rng = np.random.default_rng(3)
-    for step in range(30):
-        times = np.sort(rng.exponential(0.0005, 5))
-        later.catch_up()  # the engine thread, before its choice: learns the step before
-        clock[0] = step * 0.01
-        n = now.choose(step, 5)
-        assert later.choose(step, 5) == n, step
-        clock[0] += 0.008
-        now.post_noise(40.0)  # as the tally posts each step's before the engine thread learns that step
-        now.observe(step, times[:n])
-        expected.append({"step": step, "members": list(range(n)), "dropped": []} | now.record(step))
-        later.decided(step, times[:n])
-        tally.write({"step": step, "members": list(range(n)), "dropped": []}, 40.0, n, written.append)
-        # this step is not learnt yet, so its record waits; the one before went out once learnt
-        assert [r["step"] for r in written] == list(range(step)), step
-        assert later._pending  # the training thread learnt nothing
-    tally.flush(written.append)
-    assert json.dumps(written) == json.dumps(expected)  # (nan: compared by text)
-    assert tally.summary(5, 30)["quorum"] == np.mean([r["quorum"] for r in expected])
-
-
 def test_a_calibrated_noise_model_replays_and_drops_more():
     # noise=0.01: B_noise 0.4 examples against batches of 8, so waiting for all 5 gradients buys 4% progress per
     # step for 1 ms more on 5 ms steps: N falls from P to 1-2 before the slow phase (uncalibrated it stays at P).
@@ -276,10 +246,9 @@ def test_quorum_tally_counts_n_and_the_dropped_from_the_records(tmp_path):
     # Closed forms: a fixed N of P drops P - N per step; under auto the mean of the N chosen, and a record a
     # taking-over writer filled in from a copy (no `quorum`) states its members. A lost record counts nothing.
     fixed = QuorumTally(3)
-    written = []
     for step in range(10):
-        fixed.write({"step": step, "members": [0, 1, 2], "dropped": [3, 4]}, 50.0, 3, written.append)
-    assert [r["quorum"] for r in written] == [3] * 10  # a fixed N: each record written at once
+        record = {"step": step, "members": [0, 1, 2], "dropped": [3, 4]}
+        fixed.count(record | fixed.fields(step, 50.0, members=3))
     assert fixed.summary(5, 10) == {"quorum": 3, "dropped_gradients": 20, "dropped_fraction": 0.4}
     records = [{"step": 0, "members": [0, 1, 2, 3], "dropped": [4], "quorum": 4},
                {"step": 1, "members": [0, 1], "dropped": [2, 3, 4]},  # a copy: N from its members

@@ -281,10 +281,12 @@ class _DistributedOptimizer(WrappedOptimizer):
         self.record.step(decision, timing, self._step_fields(decision) if self._runtime.rank == 0 else {})
 
     def _step_fields(self, decision: Decision) -> dict:
-        """Rank 0: the step's noise-scale fields (the record's tally hands the noise scale to the coordinator for
-        its next choices and adds the N chosen, as in train.py)."""
-        return step_fields(decision.step, float(decision.total[self._fused.sq_norm]), len(decision.members),
-                           self._batch_size or 1, self._fused.squared_norm(decision.total, decision.scale), self._noise)
+        """Rank 0: the step's noise-scale fields and, under auto, the N chosen and the estimates behind it; the
+        noise scale goes to the coordinator for its next choices (as in train.py)."""
+        fields = step_fields(decision.step, float(decision.total[self._fused.sq_norm]), len(decision.members),
+                             self._batch_size or 1,
+                             self._fused.squared_norm(decision.total, decision.scale), self._noise)
+        return fields | self.record.tally.fields(decision.step, fields["noise_scale"], len(decision.members))
 
     def _replay(self, decision: Decision) -> None:
         """A step decided without this rank: the same update the members applied."""

@@ -56,14 +56,14 @@ class ScriptRun:
         self.shrinks: list[dict] = []  # each time dead ranks were shrunk away: the step gone on from, who
 
     def step(self, decision: Decision, timing: StepTiming, fields: dict | None = None) -> None:
-        """`fields`: more of the step's record (rank 0: the noise scale's, backupsgd.noise.step_fields); the N
-        chosen (under auto, with the coordinator's estimates) comes from the tally."""
+        """`fields`: more of the step's record (rank 0: the noise scale; under auto the N chosen)."""
         self.timings[decision.step] = timing
         living = self._runtime.living  # decision.members are ranks of the communicator of the living
         record = step_record(decision, self.elapsed(), None, timing, living)
         if self._writer is not None:
             record.update(fields or {})
-            self.tally.write(record, record.get("noise_scale"), len(decision.members), self._writer.step)
+            self.tally.count(record)
+            self._writer.step(record)
         elif self._path is not None:
             self._log.step(record | NO_NOISE | self.tally.stated(len(decision.members)))
 
@@ -81,8 +81,6 @@ class ScriptRun:
         """Collective over the survivors, just shrunk (backupsgd.failover.go_on_from): the step to go on from,
         the state to load (None on the rank whose state it is), and whether this rank took over the writing."""
         was_writer, runtime = self._writer is not None, self._runtime
-        if self._writer is not None:  # the records held for the coordinator's learning, before the survivors' copies
-            self.tally.flush(self._writer.step)
         take_over = (lambda upto: RunWriter.take_over(self._path, self._config, upto)) if self._path else None
         step, payload, self._writer = go_on_from(runtime.world, applied, state, self._log, self._writer, take_over,
                                                  self.rank)
@@ -96,8 +94,6 @@ class ScriptRun:
 
     def finish(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, steps: int) -> None:
         comm = self._runtime.collectives  # the survivors', after a shrink
-        if self._writer is not None:
-            self.tally.flush(self._writer.step)
         digests = comm.gather((param_digest(params), optimizer_digest(optimizer)), root=0)
         hosts = comm.gather(MPI.Get_processor_name(), root=0)  # each rank's node, in rank order
         per_rank = comm.gather(rank_record(self.rank, self.timings, self.clock_offset_s,
