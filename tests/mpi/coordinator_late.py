@@ -34,11 +34,8 @@ class Recorder:
     def deep_after_s(self):
         return math.nan
 
-    def decided(self, step, arrivals, late, floors):
+    def observe(self, step, arrivals, late, floors):
         self.handed[step] = (list(late), list(floors))
-
-    def catch_up(self):
-        pass
 
 
 def main() -> None:
