@@ -1,9 +1,9 @@
 """`--backups auto` on the coordinator: the policy (backupsgd.adaptive) fed what rank 0 sees, and what it chose;
 and the writer's count of each step's N (`QuorumTally`), auto or not, for steps.jsonl and the summary.
 
-Rank 0's engine thread asks `choose()` before each step's vote and calls `observe()` when it decides the
+Rank 0's engine thread asks `choose()` before each step's vote and calls `decided()` when it decides the
 step, with the READY arrivals of the step's members (the first N; later ones are censored, as
-ArrivalEstimate expects); the policy learns them there, before the step's reduction (observe() says why). The smoothed
+ArrivalEstimate expects); the policy learns them in `catch_up()`, after the step's reduction. The smoothed
 gradient noise scale is measured on rank 0's training thread, after it applies a step: it posts it with
 `post_noise()`, and the engine thread takes the latest one posted when it observes a step. So the noise scale a
 choice used is whatever had been posted by then, which depends on thread timing: each step's record (`record()`,
@@ -91,11 +91,10 @@ class AutoQuorum:
         perf_counter; None: now), the instant its arrivals are timed from.
 
         The previous step's exchange ends, and its whole time is counted to, where this step began, not at this
-        call: in between the coordinator drains the READYs already there and works out who is busy (on digits' 5
-        ranks on 2 cores this call comes 1-1.5 ms into a step: the engine thread waits for the GIL while its rank's
-        training thread computes), while this step's READYs already arrive and count in its T_(N). Counted to this
-        call, that time was in both T_(N) and overhead(N), and E[T_(N)] + overhead(N) came out 1.3 ms above the
-        whole 3.6 ms steps measured."""
+        call: in between the coordinator learns from the previous step (catch_up(); about 1 ms a step on digits'
+        5 ranks on 2 cores), while this step's READYs already arrive and count in its T_(N). Counted to this call,
+        that time was in both T_(N) and overhead(N), and E[T_(N)] + overhead(N) came out 1.3 ms above the whole
+        3.6 ms steps measured."""
         started = time.perf_counter() if started is None else started
         took = None if self._decided_at is None else started - self._decided_at
         whole = None if took is None or self._started_at is None else started - self._started_at
@@ -121,22 +120,15 @@ class AutoQuorum:
                 floors: Sequence[float] = ()) -> None:
         """`step` was decided with these members' READY times (seconds into the step); `late`, `floors`: what its
         decision says of step - 1's arrivals past its N (backupsgd.worker_watch.Censored, seconds into step - 1).
-        decided() and catch_up() at once: the coordinator calls it as it sends the decision, so its learning delays
-        the reduction (and is counted in the step's exchange, which overhead(N) learns).
-
-        Not at the next step's start, as 52723da had it (to keep the reduction from waiting for the policy's
-        update): there the coordinator's engine thread learnt while its rank's training thread applied the step and
-        computed the next gradient, and under the GIL that gradient came later: on digits with no stragglers, auto
-        pinned at N = 2 took 4.26 ms a step (median) against b = 3's 3.94, and its rank 0 was a member of 17% of the
-        steps against 31%; learnt here, 3.98 ms and 21%; neither learning nor choosing at all, 3.77 ms and 51%
-        (results/README section 10, "What auto's machinery costs a quiet step"). At the decision the training
-        thread waits for the step's result, so the learning costs about its own time (~0.1 ms) and no more."""
+        decided() and catch_up() at once."""
         self.decided(step, arrivals, late, floors)
         self.catch_up()
 
     def decided(self, step: int, arrivals: Iterable[float], late: Sequence[float] = (),
                 floors: Sequence[float] = ()) -> None:
-        """`step` was decided now, as observe() takes it, to be learnt from in catch_up() (observe() does both).
+        """`step` was decided now, as observe() takes it, but learnt from later (catch_up()): the coordinator
+        calls this as it sends the decision, when every rank waits for its part of the reduction, and the policy's
+        update (0.15 ms a step, on digits' 6-10 ms steps on 2 cores) would hold them all up.
 
         No floor exceeds the time since the last paused step's decision: a worker silent since before an evaluation
         spent it evaluating, not computing (on the Python manual's gpt, floors of 1.1-1.9 s after each evaluation
@@ -152,9 +144,10 @@ class AutoQuorum:
             self._pending.append((step, arrivals, [float(x) for x in late], floors))
 
     def catch_up(self) -> None:
-        """Learn from the steps decided() since: observe() calls it, record() before it hands out a step's record,
-        so every choice and every record sees the policy as observe() would have left it. Either thread may run
-        it (the lock is held); the engine thread touches the policy only after its own observe()."""
+        """Learn from the steps decided() since: the coordinator's engine thread calls it before it chooses the
+        next N (after its reduction), record() before it hands out a step's record (a writer may ask first), so
+        every choice and every record sees the policy as observe() would have left it. Either thread may run it;
+        the engine thread touches the policy only after its own catch_up(), with nothing pending."""
         with self._lock:
             while self._pending:
                 self._learn(*self._pending.popleft())

@@ -40,11 +40,14 @@ class QuorumPolicy(Protocol):
     def deep_after_s(self) -> float:
         """How long a rank may go unheard before it counts as deep in a delay (nan: none does yet)."""
 
-    def observe(self, step: int, arrivals, late, floors) -> None:
-        """`step` was decided, learn from it (before its reduction: AutoQuorum.observe says why); `arrivals`: its
-        members' READY times, seconds into the step; `late`: the READYs of step - 1 that came after its decision and
-        before this one, as seconds into step - 1 had those ranks begun it when its members did
-        (WorkerWatch._late_arrival); `floors`: how long each rank silent since then has computed."""
+    def decided(self, step: int, arrivals, late, floors) -> None:
+        """`step` was decided; `arrivals`: its members' READY times, seconds into the step; `late`: the READYs
+        of step - 1 that came after its decision and before this one, as seconds into step - 1 had those ranks begun it
+        when its members did (WorkerWatch._late_arrival); `floors`: how long each rank silent since then has
+        computed. Learnt from in catch_up()."""
+
+    def catch_up(self) -> None:
+        """Learn from the steps decided since the last call (off the reduction's critical path)."""
 
 
 class Coordinator:
@@ -83,6 +86,7 @@ class Coordinator:
         if self.policy is not None:  # followers learn N as the number of members the decision names
             self._drain(step)  # the late READYs already here: those ranks are not busy any more
             self._own_late(host)
+            self.policy.catch_up()  # the last step's decision, learnt now that its reduction is done
             deep = self._watch.deep(self.behind, time.perf_counter(), self.policy.deep_after_s())
             self.quorum = self.policy.choose(step, self.size, len(self._watch.busy(self.behind)), len(deep), step_start)
         ready = self._ready.setdefault(step, [])
@@ -150,7 +154,7 @@ class Coordinator:
             offered = {offer.rank for offer in offers} | set(declined) | self.behind
             late, floors = self._watch.decided(step, step_start, offered, lags, time.perf_counter(),
                                                [(offer.when, offer.took_s) for offer in current[self.quorum:]])
-            self.policy.observe(step, arrivals.values(), late, floors)  # learnt now: this rank's training thread waits
+            self.policy.decided(step, arrivals.values(), late, floors)  # learnt at the next vote: all wait now
         return Vote(step, members, tuple(sorted(self.behind)), arrivals, nonfinite, epoch=self._epoch)
 
     def _announce(self, step: int, round_: int, members: tuple[int, ...], newly: set[int]) -> None:

@@ -111,9 +111,9 @@ def test_a_coordinator_holds_n_at_2_until_its_noise_scale_settled():
 
 
 def test_a_decision_learnt_after_its_reduction_makes_the_same_choices_and_records(monkeypatch):
-    """decided() and a later catch_up() (observe() does both at the decision; a writer's record() may come between
-    them and learn first) make the choices and the records of observe() at the decision (on one clock: the exchange is
-    timed)."""
+    """The coordinator calls decided() as it sends a decision and catch_up() before its next choice (the policy's
+    update off the reduction's critical path); a writer may ask for the step's record in between. Either way the
+    choices and the records equal those of observe() at the decision (on one clock: the exchange is timed)."""
     clock = [0.0]
     monkeypatch.setattr("backupsgd.auto_quorum.time.perf_counter", lambda: clock[0])
     spec = parse_auto("auto:probe=5,window=5")
