@@ -2,7 +2,12 @@
 (their time holds its pause), pooled over the runs: the step's time (from the step before's), its first and second
 READY (seconds into the step, as the coordinator timed them), how often rank 0 (the coordinator's rank, the writer)
 was a member, and rank 0's own wait from its offer to the decision (`vote_s`). Run from the repository root:
-.venv/bin/python results/auto-fast/step_cost.py RUNS"""
+.venv/bin/python results/auto-fast/step_cost.py RUNS [--by KEY] [--seeds]
+--by KEY: tell configurations apart by that config.json key too (any section's, e.g. lag_limit, which the scratch
+patches here use as a switch); --seeds: each seed's mean step (ms) and rank 0's share of memberships, per configuration
+(a run settles into one pattern or the other: the pooled figures hide that)."""
+import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -12,19 +17,44 @@ import numpy as np
 sys.path.insert(0, ".")
 from backupsgd.report.runs import load_runs  # noqa: E402
 
-runs, _ = load_runs(Path(sys.argv[1]), True)
+parser = argparse.ArgumentParser()
+parser.add_argument("runs", type=Path)
+parser.add_argument("--by")
+parser.add_argument("--seeds", action="store_true")
+args = parser.parse_args()
+
+
+def configuration(run) -> str:
+    if not args.by:
+        return str(run.backups)
+    sections = json.loads((run.path / "config.json").read_text())
+    value = next(section[args.by] for section in sections.values() if isinstance(section, dict) and args.by in section)
+    return f"{run.backups} {args.by}={value}"
+
+
+runs, _ = load_runs(args.runs, True)
 rows: dict = defaultdict(list)
+per_seed: dict = defaultdict(dict)
 for run in runs:
     times = np.array([0.0] + [float(s["time"]) for s in run.steps])
     after_evaluation = {step for step, _ in run.evaluation_pauses}  # the step each evaluation comes before
+    mine = []
     for record, took in zip(run.steps, np.diff(times)):
         if record["step"] < 3 or record["step"] in after_evaluation:
             continue
         first, second = sorted(record["arrivals"].values())[:2]
-        rows[str(run.backups)].append((took, first, second, 0 in record["members"], record["vote_s"]))
-for backups, values in sorted(rows.items()):
+        mine.append((took, first, second, 0 in record["members"], record["vote_s"]))
+    rows[configuration(run)] += mine
+    per_seed[run.seed][configuration(run)] = np.mean(np.array(mine, dtype=float)[:, [0, 3]], axis=0)
+for name, values in sorted(rows.items()):
     v = np.array(values, dtype=float)
     ms = v[:, [0, 1, 2, 4]] * 1e3
-    print(f"{backups}: {len(v)} steps; step {ms[:, 0].mean():.3f} ms mean, {np.median(ms[:, 0]):.3f} median; "
+    print(f"{name}: {len(v)} steps; step {ms[:, 0].mean():.3f} ms mean, {np.median(ms[:, 0]):.3f} median; "
           f"T_(1) {np.median(ms[:, 1]):.3f}, T_(2) {np.median(ms[:, 2]):.3f} ms median; rank 0 a member on "
           f"{v[:, 3].mean():.0%}; rank 0's vote {ms[:, 3].mean():.3f} ms mean")
+if args.seeds:
+    names = sorted(rows)
+    print("seed | " + " | ".join(names))
+    for seed in sorted(per_seed):
+        cells = [per_seed[seed].get(name) for name in names]
+        print(f"{seed} | " + " | ".join("-" if c is None else f"{c[0] * 1e3:.3f} ({c[1]:.0%})" for c in cells))
