@@ -6,7 +6,6 @@ RUNS: a sweep's output (default results/auto-digits-noisy); CONFIG: its `backups
 --interpolate: each time to target where the metric crossed it between evaluations (Run.crossing_time); --by KEY:
 tell configurations apart by that config.json key too (CONFIG then reads e.g. "auto:max=4 lag_limit=29"; the scratch
 patches of results/auto-fast switch on lag_limit, which does nothing with the dense reducer)."""
-import json
 import sys
 from pathlib import Path
 
@@ -23,10 +22,7 @@ runs, _ = load_runs(Path(args[0] if args else "results/auto-digits-noisy"), True
 
 
 def configuration(run) -> str:
-    if by is None:
-        return str(run.backups)
-    sections = json.loads((run.path / "config.json").read_text())
-    return f"{run.backups} {by}={next(s[by] for s in sections.values() if isinstance(s, dict) and by in s)}"
+    return f"{run.backups} {by}={run.config[by]}" if by else str(run.backups)
 
 
 groups: dict = {}  # straggler -> configuration -> its runs

@@ -7,7 +7,6 @@ was a member, and rank 0's own wait from its offer to the decision (`vote_s`). R
 patches here use as a switch); --seeds: each seed's mean step (ms) and rank 0's share of memberships, per configuration
 (a run settles into one pattern or the other: the pooled figures hide that)."""
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -25,11 +24,7 @@ args = parser.parse_args()
 
 
 def configuration(run) -> str:
-    if not args.by:
-        return str(run.backups)
-    sections = json.loads((run.path / "config.json").read_text())
-    value = next(section[args.by] for section in sections.values() if isinstance(section, dict) and args.by in section)
-    return f"{run.backups} {args.by}={value}"
+    return f"{run.backups} {args.by}={run.config[args.by]}" if args.by else str(run.backups)
 
 
 runs, _ = load_runs(args.runs, True)
