@@ -5,7 +5,9 @@ was a member, and rank 0's own wait from its offer to the decision (`vote_s`). R
 .venv/bin/python results/auto-fast/step_cost.py RUNS [--by KEY] [--seeds]
 --by KEY: tell configurations apart by that config.json key too (any section's, e.g. lag_limit, which the scratch
 patches here use as a switch); --seeds: each seed's mean step (ms) and rank 0's share of memberships, per configuration
-(a run settles into one pattern or the other: the pooled figures hide that)."""
+(a run settles into one pattern or the other: the pooled figures hide that); --against NAME: each configuration's
+mean step less NAME's (a configuration as printed, e.g. "3 lag_limit=20"), seed by seed: the mean of those paired
+differences with its standard error, and their median, over the seeds both ran."""
 import argparse
 import sys
 from collections import defaultdict
@@ -20,6 +22,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("runs", type=Path)
 parser.add_argument("--by")
 parser.add_argument("--seeds", action="store_true")
+parser.add_argument("--against")
 args = parser.parse_args()
 
 
@@ -41,6 +44,8 @@ for run in runs:
         mine.append((took, first, second, 0 in record["members"], record["vote_s"]))
     rows[configuration(run)] += mine
     per_seed[run.seed][configuration(run)] = np.mean(np.array(mine, dtype=float)[:, [0, 3]], axis=0)
+if args.against and args.against not in rows:
+    sys.exit(f"--against {args.against!r}: not one of {sorted(rows)}")
 for name, values in sorted(rows.items()):
     v = np.array(values, dtype=float)
     ms = v[:, [0, 1, 2, 4]] * 1e3
@@ -53,3 +58,12 @@ if args.seeds:
     for seed in sorted(per_seed):
         cells = [per_seed[seed].get(name) for name in names]
         print(f"{seed} | " + " | ".join("-" if c is None else f"{c[0] * 1e3:.3f} ({c[1]:.0%})" for c in cells))
+if args.against:
+    for name in sorted(rows):
+        if name == args.against:
+            continue
+        diffs = np.array([(per_seed[s][name][0] - per_seed[s][args.against][0]) * 1e3 for s in per_seed
+                          if name in per_seed[s] and args.against in per_seed[s]])
+        se = diffs.std(ddof=1) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+        print(f"{name} - {args.against}: {diffs.mean():+.3f} +- {se:.3f} ms a step (mean of {len(diffs)} seeds' "
+              f"differences, standard error), median {np.median(diffs):+.3f}")
