@@ -1,9 +1,10 @@
 """What `--backups auto`'s policy (backupsgd.adaptive) knows of time: E[T_(k)], the k-th READY arrival of a step
 (`ArrivalEstimate`), and overhead(N), a step's exchange after a decision at N (`ExchangeEstimate`), both smoothed
-over recent steps. Pure numpy: the engine's coordinator and the simulator's replay feed them alike."""
+over recent steps. No MPI: the engine's coordinator and the simulator's replay feed them alike."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -17,6 +18,23 @@ def catch_up_weight(alpha, age, count):
     each step missed had brought the same value: 1 - (1 - alpha)^age; and at least 1 / `count` (the observations so
     far, this one included), so the first few make a plain mean. Scalars or arrays alike."""
     return np.maximum(1.0 - (1.0 - alpha) ** age, 1.0 / count)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decay(alpha: float, age: int) -> float:
+    """(1 - alpha)^age as numpy's power computes it (Python's pow differs in the last bit for ~5% of ages), so that
+    ArrivalEstimate's plain-Python update keeps every estimate catch_up_weight's arrays gave, to the bit."""
+    return float(((1.0 - alpha) ** np.array([age], dtype=np.int64))[0])
+
+
+def _weight(alpha: float, age: int, count: int) -> float:
+    """catch_up_weight for one k, in plain Python."""
+    return max(1.0 - _decay(alpha, age), 1.0 / count)
+
+
+def _squared(miss: float) -> float:
+    """A miss's square; 0 for nan (a first observation misses nothing)."""
+    return miss * miss if miss == miss else 0.0
 
 
 class ArrivalEstimate:
@@ -40,18 +58,32 @@ class ArrivalEstimate:
     """
 
     def __init__(self, workers: int, window: int, fast: int = 0) -> None:
+        self.workers = workers
         self.alpha = 2.0 / (window + 1)  # EMA span `window`, as pandas' ewm(span=window)
-        self.mean = np.full(workers, np.nan)
         # a second EMA of span `fast` (0: none), for the k whose recent observations it foretold better (current())
         self.fast_alpha = 2.0 / (fast + 1) if fast else 0.0
-        self.fast = np.full(workers, np.nan)
-        self.miss = np.zeros(workers)  # EMA (span `window`) of each mean's squared miss of the next observation
-        self.fast_miss = np.zeros(workers)  # ... of each fast mean's
-        self.last = np.zeros(workers, dtype=np.int64)  # step at which each k was last observed
-        self.count = np.zeros(workers, dtype=np.int64)  # how often each k was observed
+        # Plain Python lists, one value per k, updated k by k: the coordinator's rank updates them every step, and at
+        # P = 5 numpy's ~1 us a call (not its arithmetic) made 42 of the coordinator's 130 us a step
+        # (results/auto-fast/coordinator-cost.txt); on 5 ranks sharing 2 cores a quiet step pays about twice its CPU
+        # (results/README section 10, "What auto's machinery costs a quiet step is its CPU"). The simulator's large P
+        # pays instead: section 7's runs (P up to 1,000) took 35.5 s against 22.9.
+        self._mean = [math.nan] * workers
+        self._fast = [math.nan] * workers
+        self._miss = [0.0] * workers  # EMA (span `window`) of each mean's squared miss of the next observation
+        self._fast_miss = [0.0] * workers  # ... of each fast mean's
+        self._last = [0] * workers  # step at which each k was last observed
+        self._count = [0] * workers  # how often each k was observed
         self.steps = 0
-        self._previous: np.ndarray | None = None  # the latest step's first N arrivals, sorted
+        self._previous: list[float] | None = None  # the latest step's first N arrivals, sorted
         self._expected: np.ndarray | None = None  # expected(), until the means change (see expected())
+
+    # numpy copies of the per-k state, for readers (the policy's freshness mask, tests)
+    mean = property(lambda self: np.array(self._mean))
+    fast = property(lambda self: np.array(self._fast))
+    miss = property(lambda self: np.array(self._miss))
+    fast_miss = property(lambda self: np.array(self._fast_miss))
+    last = property(lambda self: np.array(self._last, dtype=np.int64))
+    count = property(lambda self: np.array(self._count, dtype=np.int64))
 
     def observe(self, arrivals: Sequence[float], late: Sequence[float] = (), floors: Sequence[float] = ()) -> None:
         """Fold in one decided step's first N arrivals (any order), after what this step's decision says of the step
@@ -66,14 +98,14 @@ class ArrivalEstimate:
         on the steps where the k-th came quickly, so E[T_(k)] for k > N was an average of the fast ones: under a
         heavy tail (digits, Pareto) N = 2 looked cheap at N = 1 and its steps took 15-28 ms against 8-12."""
         if self._previous is not None:
-            both = np.sort(np.concatenate([self._previous, np.asarray(late, dtype=float)]))[: len(self.mean)]
+            both = sorted(self._previous + [float(x) for x in late])[: self.workers]
             if len(late):
                 self._fold(len(self._previous), both)
             if len(floors):
-                bound = np.sort(np.concatenate([both, np.asarray(floors, dtype=float)]))[: len(self.mean)]
+                bound = sorted(both + [float(x) for x in floors])[: self.workers]
                 self._raise(len(both), bound)
         self.steps += 1
-        seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
+        seen = sorted(float(x) for x in arrivals)[: self.workers]
         self._previous = seen
         self._fold(0, seen)
 
@@ -88,61 +120,64 @@ class ArrivalEstimate:
         on the Python manual (evaluations of 0.6-0.9 s against 0.2 s steps, 5 ranks on 2 cores) the ranks come out
         of them up to 0.4 s apart with no worker slow, which read as a floor of that would lift E[T_(4)] 30 ms."""
         self._previous = None
-        seen = np.sort(np.asarray(arrivals, dtype=float))[: len(self.mean)]
-        first = self.current()[0]
-        if len(seen) >= 2 and math.isfinite(pause_s) and not np.isnan(first):
-            self._raise(1, seen - seen[0] - pause_s + first)
+        seen = sorted(float(x) for x in arrivals)[: self.workers]
+        first = self._current()[0]
+        if len(seen) >= 2 and math.isfinite(pause_s) and first == first:  # nan != nan
+            self._raise(1, [x - seen[0] - pause_s + first for x in seen])
 
-    def _fold(self, first: int, seen: np.ndarray) -> None:
+    def _fold(self, first: int, seen: list[float]) -> None:
         """EMA-update T_(k) for k = first+1..len(seen) with seen[first:]."""
-        k = slice(first, len(seen))
-        self.count[k] += 1
-        age, count = self.steps - self.last[k], self.count[k]
-        weight = catch_up_weight(self.alpha, age, count)
-        old = self.mean[k]
-        self.mean[k] = np.where(np.isnan(old), seen[k], old + weight * (seen[k] - old))
-        if self.fast_alpha:
-            fast = self.fast[k]
-            # `old` is a view: it holds the updated means by now, so the long mean's miss is measured after this
-            # observation is folded in ((1 - weight)^2 of its miss before), the fast one's before. Not what the class
-            # docstring says; fast=5 was judged as it is (results/README section 10). Measuring both before (a copy
-            # of `old`) moved section 7's simulator ratios little: steady rows up to 0.005 slower, the heavy shift up
-            # to 0.012 faster. Not judged on the engine's workloads, so it stays.
-            # A first observation misses nothing: fmax takes 0 over nan (np.nan_to_num did the same at 5x the cost,
-            # and the coordinator's rank runs this every step).
-            self.miss[k] += self.alpha * (np.fmax((seen[k] - old) ** 2, 0.0) - self.miss[k])
-            self.fast_miss[k] += self.alpha * (np.fmax((seen[k] - fast) ** 2, 0.0) - self.fast_miss[k])
-            fast_weight = catch_up_weight(self.fast_alpha, age, count)
-            self.fast[k] = np.where(np.isnan(fast), seen[k], fast + fast_weight * (seen[k] - fast))
-        self.last[k] = self.steps
+        mean, fast, miss, fast_miss = self._mean, self._fast, self._miss, self._fast_miss
+        for k in range(first, len(seen)):
+            x = seen[k]
+            self._count[k] += 1
+            age, count = self.steps - self._last[k], self._count[k]
+            old = mean[k]
+            mean[k] = x if old != old else old + _weight(self.alpha, age, count) * (x - old)
+            if self.fast_alpha:
+                # The long mean's miss is measured after this observation is folded in ((1 - weight)^2 of its miss
+                # before), the fast one's before: not what the class docstring says, but so it was when this was
+                # numpy (its `old` a view of the updated means), and fast=5 was judged so (results/README section
+                # 10). Measuring both before moved section 7's simulator ratios little: steady rows up to 0.005
+                # slower, the heavy shift up to 0.012 faster. Not judged on the engine's workloads, so it stays.
+                miss[k] += self.alpha * (_squared(x - mean[k]) - miss[k])
+                fast_miss[k] += self.alpha * (_squared(x - fast[k]) - fast_miss[k])
+                f = fast[k]
+                fast[k] = x if f != f else f + _weight(self.fast_alpha, age, count) * (x - f)
+            self._last[k] = self.steps
         self._expected = None
 
-    def _raise(self, first: int, bound: np.ndarray) -> None:
+    def _raise(self, first: int, bound: list[float]) -> None:
         """T_(k) for k = first+1..len(bound) is known only to exceed bound[k-1] (censored): move each estimate below
         it toward it by one EMA step. It is not an observation: neither the count nor the freshness of those k
         changes."""
-        k = slice(first, len(bound))
-        floor = bound[k]
-        with np.errstate(invalid="ignore"):  # nan (never seen) stays nan
-            for means, alpha in ((self.mean, self.alpha), (self.fast, self.fast_alpha)):
-                old = means[k]
-                means[k] = np.where(old < floor, old + alpha * (floor - old), old)
+        for means, alpha in ((self._mean, self.alpha), (self._fast, self.fast_alpha)):
+            for k in range(first, len(bound)):
+                if means[k] < bound[k]:  # nan (never seen) stays nan
+                    means[k] += alpha * (bound[k] - means[k])
         self._expected = None
+
+    def _current(self) -> list[float]:
+        if not self.fast_alpha:
+            return self._mean
+        return [fast if fast_miss < miss else mean
+                for mean, fast, miss, fast_miss in zip(self._mean, self._fast, self._miss, self._fast_miss)]
 
     def current(self) -> np.ndarray:
         """Each k's mean, or its fast mean where that foretold the observations of late better (no order kept)."""
-        if not self.fast_alpha:
-            return self.mean
-        return np.where(self.fast_miss < self.miss, self.fast, self.mean)
+        return np.array(self._current())
 
     def expected(self) -> np.ndarray:
         """E[T_(k)] for k = 1..P, nondecreasing in k; nan where k was never seen. Read-only, and kept until the
         means change: the coordinator's policy reads it several times a step, and on a 2-core host its engine
         thread's time is the step's (the policy took 0.28 ms a step, against 5 ms steps on digits)."""
         if self._expected is None:
-            means = self.current()
-            out = np.fmax.accumulate(means)  # EMAs of different ages can cross; T_(k) cannot
-            self._expected = np.where(np.isnan(means), np.nan, out)
+            out, top = [], math.nan
+            for mean in self._current():  # EMAs of different ages can cross; T_(k) cannot: a running max
+                if mean == mean:
+                    top = mean if not top >= mean else top  # (not >=: a nan top is replaced)
+                out.append(top if mean == mean else math.nan)
+            self._expected = np.array(out)
             self._expected.flags.writeable = False
         return self._expected
 
