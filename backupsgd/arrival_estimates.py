@@ -121,7 +121,7 @@ class ArrivalEstimate:
         of them up to 0.4 s apart with no worker slow, which read as a floor of that would lift E[T_(4)] 30 ms."""
         self._previous = None
         seen = sorted(float(x) for x in arrivals)[: self.workers]
-        first = self._current()[0]
+        first = self.current()[0]
         if len(seen) >= 2 and math.isfinite(pause_s) and first == first:  # nan != nan
             self._raise(1, [x - seen[0] - pause_s + first for x in seen])
 
@@ -157,15 +157,12 @@ class ArrivalEstimate:
                     means[k] += alpha * (bound[k] - means[k])
         self._expected = None
 
-    def _current(self) -> list[float]:
+    def current(self) -> list[float]:
+        """Each k's mean, or its fast mean where that foretold the observations of late better (no order kept)."""
         if not self.fast_alpha:
             return self._mean
         return [fast if fast_miss < miss else mean
                 for mean, fast, miss, fast_miss in zip(self._mean, self._fast, self._miss, self._fast_miss)]
-
-    def current(self) -> np.ndarray:
-        """Each k's mean, or its fast mean where that foretold the observations of late better (no order kept)."""
-        return np.array(self._current())
 
     def expected(self) -> np.ndarray:
         """E[T_(k)] for k = 1..P, nondecreasing in k; nan where k was never seen. Read-only, and kept until the
@@ -173,10 +170,12 @@ class ArrivalEstimate:
         thread's time is the step's (the policy took 0.28 ms a step, against 5 ms steps on digits)."""
         if self._expected is None:
             out, top = [], math.nan
-            for mean in self._current():  # EMAs of different ages can cross; T_(k) cannot: a running max
-                if mean == mean:
-                    top = mean if not top >= mean else top  # (not >=: a nan top is replaced)
-                out.append(top if mean == mean else math.nan)
+            for mean in self.current():  # EMAs of different ages can cross; T_(k) cannot: a running max
+                if mean != mean:  # never seen: nan
+                    out.append(mean)
+                    continue
+                top = mean if not top >= mean else top  # (not >=: a nan top is replaced)
+                out.append(top)
             self._expected = np.array(out)
             self._expected.flags.writeable = False
         return self._expected

@@ -2,7 +2,7 @@
 (their time holds its pause), pooled over the runs: the step's time (from the step before's), its first and second
 READY (seconds into the step, as the coordinator timed them), how often rank 0 (the coordinator's rank, the writer)
 was a member, and rank 0's own wait from its offer to the decision (`vote_s`). Run from the repository root:
-.venv/bin/python results/auto-fast/step_cost.py RUNS [--by KEY] [--seeds]
+.venv/bin/python results/auto-fast/step_cost.py RUNS [--by KEY] [--seeds] [--against NAME]
 --by KEY: tell configurations apart by that config.json key too (any section's, e.g. lag_limit, which the scratch
 patches here use as a switch); --seeds: each seed's mean step (ms) and rank 0's share of memberships, per configuration
 (a run settles into one pattern or the other: the pooled figures hide that); --against NAME: each configuration's
