@@ -16,7 +16,7 @@ from typing import Callable
 
 from mpi4py import MPI
 
-from backupsgd.survivors import is_process_failure
+from backupsgd.survivors import failure_in, is_process_failure
 
 TAG_PING, TAG_PONG = 31, 32
 
@@ -48,20 +48,36 @@ class Watchdog:
         self._doing = what
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._stop_watching()
         try:
             self._comm.Free()
         except MPI.Exception as exc:  # a communicator with a dead rank (ULFM) need not be freed cleanly
             if not is_process_failure(exc):
                 raise
 
+    def abandon(self) -> None:
+        """After a process failure: stop watching and leave the communicator, which holds the dead, unfreed.
+
+        Freeing it could crash this process: Open MPI 5.0's ompi_comm_destruct clears a communicator's groups
+        before it takes it off the list that the failure handler walks, and the handler runs in whichever thread
+        progresses MPI (here a reduction blocked on the dead) while this one frees. results/ulfm-free-race
+        reproduces the crash. Nothing is lost: a survivor of a death ends without MPI_Finalize
+        (survivors.leave_if_shrunk)."""
+        self._stop_watching()
+
+    def _stop_watching(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
     def __enter__(self) -> "Watchdog":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, exc, traceback) -> None:
+        if exc is not None and failure_in(exc) is not None:
+            self.abandon()
+        else:
+            self.close()
 
     # --- watchdog thread ----------------------------------------------------------------------
     def _run(self) -> None:

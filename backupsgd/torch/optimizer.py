@@ -200,7 +200,7 @@ class _DistributedOptimizer(WrappedOptimizer):
         for decision in self._engine.held(self._protocol.applied):
             self._replay(decision)
             self._protocol.commit(decision)
-        self._watchdog.close()
+        self._watchdog.abandon()
 
     def go_on(self, dead: list[int], owed: bool) -> tuple[int, bool]:
         """Collective over the survivors (the runtime's world, just shrunk): load the most advanced survivor's
