@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -94,6 +95,7 @@ class _Run:
         self.shrinks: list[dict] = []  # each time dead ranks were shrunk away: the step gone on from, who
         self.buf = self.replica.new_buffer()
         self.start = time.perf_counter()
+        self.trained_s = math.nan  # seconds to the last update applied and evaluated (see steps_from)
         self.clock_offset_s = run_clock_offset(comm, self.start)  # puts this rank's times on rank 0's clock (timeline)
 
     # --- the steps ---------------------------------------------------------------------------
@@ -115,6 +117,9 @@ class _Run:
                     watchdog.describe = engine.describe
                     staging = engine.staging_buffer()
                     self._steps(first, engine, watchdog, check, self.buf if staging is None else staging)
+                    # the run's time: to its last update applied and evaluated, not to the shutdown below, which waits
+                    # for every rank, a straggler still sleeping out a delay on a step decided without it included
+                    self.trained_s = time.perf_counter() - self.start
                     watchdog.doing("finishing: closing the exchange")
             except Exception as exc:
                 if failure_in(exc) is not None:  # no survivor may wait on this engine: revoke its traffic
@@ -263,7 +268,8 @@ class _Run:
                                            nonfinite_steps=self.nonfinite_steps), root=0)
         if self.writer is None:
             return {}
-        wall_s = time.perf_counter() - self.start
+        ended_s = time.perf_counter() - self.start
+        wall_s = self.trained_s
         metrics = replica.evaluate(self.data)
         steps, first = self.wl.steps, self.first
         summary = {
@@ -271,7 +277,7 @@ class _Run:
             # under auto, the mean N chosen (and its bounds); else the fixed N; the gradients dropped, counted
             # from the steps recorded
             **self.tally.summary(self.workers, steps),
-            "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s,
+            "steps": steps, "wall_s": wall_s, "steps_per_s": (steps - first) / wall_s, "ended_s": ended_s,
             **metrics, "seed": config.workload.seed,
             "straggler": config.straggler.straggler, "model": config.workload.model,
             "reducer": config.faults.reducer,
