@@ -12,7 +12,7 @@ import pytest
 from backupsgd.errors import ConfigError
 from backupsgd.report.aggregate import Stat, group_runs, summarise
 from backupsgd.report.arrivals import kth_arrivals
-from backupsgd.report.auto import paired_log_ratio
+from backupsgd.report.auto import by_evaluation, paired_log_ratio
 from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
 from backupsgd.report.plots import PANEL_TITLE_WIDTH, _panel_title
@@ -322,3 +322,30 @@ def test_paired_log_ratio_is_the_geometric_mean_ratio_with_a_t_interval():
     assert seeds == [0, 1, 2]
     assert ratio == pytest.approx(32 ** (1 / 3))
     assert (low, high) == pytest.approx((32 ** (1 / 3) * math.exp(-half), 32 ** (1 / 3) * math.exp(half)))
+
+
+def test_by_evaluation_pairs_seeds_where_the_static_mean_first_reaches_the_target(tmp_path):
+    """b = 1 stands for the static b: its mean accuracy is 0.80 at step 4 and 0.91 at step 8, so the comparison is
+    at step 8. b = 0 (standing for auto) is 1, 2, 3 points higher there at 1.1, 1.2, 1.3x the time: means 2 points
+    and 1.2, each +- t(0.975, 2) x sd / sqrt(3) = 4.303 x 0.01 (0.1) / 1.732."""
+    common = dict(final_acc=0.93, steps_per_s=10.0, step_s=COMPUTE)
+    for seed, (acc, gain, slower) in enumerate([(0.90, 0.01, 1.1), (0.91, 0.02, 1.2), (0.92, 0.03, 1.3)]):
+        write_run(tmp_path, f"b1-s{seed}", mode="backup", backups=1, seed=seed,
+                  evals=[(4, 1.0, 0.80), (8, 2.0, acc), (12, 3.0, 0.95)], **common)
+        write_run(tmp_path, f"b0-s{seed}", mode="backup", backups=0, seed=seed,
+                  evals=[(4, 1.0, 0.70), (8, 2.0 * slower, acc + gain), (12, 3.0 * slower, 0.95)], **common)
+        # b = 2 never reaches 90% at an evaluation; seeds 7-8 of b = 2 are the only ones a b = 3 shares
+        write_run(tmp_path, f"b2-s{seed}", mode="backup", backups=2, seed=seed, evals=[(4, 1.0, 0.5), (8, 2.0, 0.89)],
+                  **common)
+    for seed in (7, 8):
+        for b in (2, 3):
+            write_run(tmp_path, f"b{b}-s{seed}", mode="backup", backups=b, seed=seed, evals=[(4, 1.0, 0.95)], **common)
+    runs, _ = load_runs(tmp_path)
+    stats = {s.group.backups: s for s in (summarise(g) for g in group_runs(runs))}
+    result = by_evaluation(stats[0], stats[1])
+    half = 4.302653 / math.sqrt(3)
+    assert result.step == 8
+    assert result.difference == pytest.approx((0.02 - 0.01 * half, 0.02, 0.02 + 0.01 * half), abs=1e-6)
+    assert result.time_ratio == pytest.approx((1.2 - 0.1 * half, 1.2, 1.2 + 0.1 * half), abs=1e-6)
+    assert by_evaluation(stats[0], stats[2]) is None  # b = 2's mean over seeds 0-2 never reaches 90%
+    assert by_evaluation(stats[3], stats[2]) is None  # only 2 seeds shared

@@ -109,7 +109,7 @@ class Run:
         if self.interpolate:
             return self.crossing_time(target)
         record = self.first_reaching(target)
-        return None if record is None else self._time_of(record)
+        return None if record is None else self.time_of(record)
 
     def crossing_time(self, target: Target) -> float | None:
         """time_to, interpolated: where the metric crossed `target`, linearly in time between the first evaluation
@@ -124,17 +124,17 @@ class Run:
             return None
         reached = self.evals[index]
         if index == 0:
-            return self._time_of(reached)
+            return self.time_of(reached)
         before = self.evals[index - 1]
         below, at = target.value_of(before), target.value_of(reached)
         if below is None:
-            return self._time_of(reached)
+            return self.time_of(reached)
         # in (0, 1], and at != below: `before` read short of the target, `reached` at or past it
         share = (target.value - below) / (at - below)
-        start = self._time_of(before)
-        return start + share * (self._time_of(reached) - start)
+        start = self.time_of(before)
+        return start + share * (self.time_of(reached) - start)
 
-    def _time_of(self, record: dict[str, Any]) -> float:
+    def time_of(self, record: dict[str, Any]) -> float:
         """An evaluation's time as time_to counts it: wall, or with `training_time` less every evaluation's pause up
         to it, its own included."""
         paused = sum(p for step, p in self.evaluation_pauses if step <= record["step"]) if self.training_time else 0

@@ -26,7 +26,7 @@ from backupsgd.report.target import default_target  # noqa: E402
 
 def by_seed(runs: list, metric: str) -> dict[int, dict[int, tuple[float, float]]]:
     """seed -> evaluation step -> (metric, training time to it)."""
-    return {r.seed: {int(e["step"]): (float(e[metric]), r._time_of(e)) for e in r.evals if metric in e} for r in runs}
+    return {r.seed: {int(e["step"]): (float(e[metric]), r.time_of(e)) for e in r.evals if metric in e} for r in runs}
 
 
 def main() -> None:
