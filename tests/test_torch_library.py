@@ -235,6 +235,9 @@ def test_script_run_under_a_straggler_spec_writes_a_run_directory_report_reads(t
     assert [s["step"] for s in steps] == list(range(summary["steps"])) and summary["steps"] > 10
     assert all(s["members"] == [0, 1] and s["dropped"] == [2] for s in steps), "the delayed rank is never a member"
     assert len(set(summary["param_digests"])) == 1 and summary["test_accuracy"] > 0.3
+    # the run's time ends at the script's close; the closing, which waits for rank 2's last delay, only in ended_s
+    assert steps[-1]["time"] <= summary["wall_s"] <= summary["ended_s"]
+    assert summary["steps_per_s"] == pytest.approx(summary["steps"] / summary["wall_s"])
     ranks = [json.loads(line) for line in (run / "ranks.jsonl").read_text().splitlines()]
     assert all(d == 0.05 for d in ranks[2]["delay_s"] if d is not None) and ranks[0]["delay_s"][0] == 0.0
     evals = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]

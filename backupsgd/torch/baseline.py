@@ -113,4 +113,4 @@ class HorovodBaseline(WrappedOptimizer):
         pass
 
     def close(self) -> None:
-        self.record.finish(self._params, self.optimizer, self._step)
+        self.record.finish(self._params, self.optimizer, self._step, self.record.elapsed())

@@ -186,10 +186,11 @@ class _DistributedOptimizer(WrappedOptimizer):
         if self._closed:
             return
         self._closed = True
+        trained_s = self.record.elapsed()  # before closing the exchange, which waits for every rank
         self._watchdog.doing("finishing: closing the exchange")
         self._engine.close()
         self._watchdog.doing("finishing: gathering every rank's record")
-        self.record.finish(self._params, self.optimizer, self._protocol.applied)
+        self.record.finish(self._params, self.optimizer, self._protocol.applied, trained_s)
         self._watchdog.close()
 
     # --- after a process failure (ULFM; backupsgd.torch.failover) -----------------------------------
@@ -338,8 +339,9 @@ def DistributedOptimizer(optimizer: torch.optim.Optimizer, named_parameters=None
     Horovod's signature and semantics, plus `max_grad_norm` (clip the averaged gradient to this norm on every
     rank, replays included: use it instead of clipping between synchronize() and step()). Collective: every
     rank builds its optimizers in the same order. With BACKUPSGD_MODE=horovod it is horovod.torch's own
-    DistributedOptimizer doing every step, recorded and straggled like backupsgd's (the baseline in sweeps). `backward_passes_per_step` is accepted for Horovod scripts:
-    gradients accumulate in `.grad` across the backward passes and the exchange runs at `step()` anyway.
+    DistributedOptimizer doing every step, recorded and straggled like backupsgd's (the baseline in sweeps).
+    `backward_passes_per_step` is accepted for Horovod scripts: gradients accumulate in `.grad` across the backward
+    passes and the exchange runs at `step()` anyway.
     `gradient_predivide_factor` only splits Horovod's averaging into two scalings; the average is the same.
     Rank 0's run directory records the gradient noise scale per step, as `backupsgd train` does (`grad_sq`,
     `trace_cov`, `noise_scale` in steps.jsonl; backupsgd/noise.py: the members' own squared gradient norms against

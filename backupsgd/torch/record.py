@@ -92,7 +92,11 @@ class ScriptRun:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def finish(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, steps: int) -> None:
+    def finish(self, params: list[torch.Tensor], optimizer: torch.optim.Optimizer, steps: int,
+               trained_s: float) -> None:
+        """Gather every rank's digests and timings and write the summary. `trained_s`: seconds to the script's
+        close (its last step applied, its evaluations done), the run's `wall_s`; the closing itself waits for every
+        rank, a dropped straggler still sleeping out its last delay included, and counts only in `ended_s`."""
         comm = self._runtime.collectives  # the survivors', after a shrink
         digests = comm.gather((param_digest(params), optimizer_digest(optimizer)), root=0)
         hosts = comm.gather(MPI.Get_processor_name(), root=0)  # each rank's node, in rank order
@@ -100,10 +104,10 @@ class ScriptRun:
                                            nonfinite_steps=self.nonfinite_steps), root=0)
         if self._writer is None:
             return
-        wall_s, s = self.elapsed(), self._settings
+        wall_s, ended_s, s = trained_s, self.elapsed(), self._settings
         summary = {
             "mode": s.mode, "workers": self.size, "backups": s.backups, **self.tally.summary(self.size, steps),
-            "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s,
+            "steps": steps, "wall_s": wall_s, "steps_per_s": steps / wall_s, "ended_s": ended_s,
             "test_loss": self._last_eval.get("test_loss"), "test_accuracy": self._last_eval.get("test_accuracy"),
             **{k: v for k, v in self._last_eval.items() if k not in ("test_loss", "test_accuracy")},
             "seed": s.seed, "straggler": s.straggler, "model": Path(sys.argv[0]).stem, "reducer": s.reducer,
