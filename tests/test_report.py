@@ -12,7 +12,7 @@ import pytest
 from backupsgd.errors import ConfigError
 from backupsgd.report.aggregate import Stat, group_runs, summarise
 from backupsgd.report.arrivals import kth_arrivals
-from backupsgd.report.auto import by_evaluation, paired_log_ratio
+from backupsgd.report.auto import _delay_norm, by_evaluation, paired_log_ratio
 from backupsgd.report.build import build_report, measured
 from backupsgd.report.claims import verdicts
 from backupsgd.report.plots import PANEL_TITLE_WIDTH, _panel_title
@@ -349,3 +349,14 @@ def test_by_evaluation_pairs_seeds_where_the_static_mean_first_reaches_the_targe
     assert result.time_ratio == pytest.approx((1.2 - 0.1 * half, 1.2, 1.2 + 0.1 * half), abs=1e-6)
     assert by_evaluation(stats[0], stats[2]) is None  # b = 2's mean over seeds 0-2 never reaches 90%
     assert by_evaluation(stats[3], stats[2]) is None  # only 2 seeds shared
+
+
+def test_who_was_slow_is_coloured_on_a_log_scale_only_under_a_heavy_tail():
+    """One 80 s Pareto draw among 0.2-0.4 s steps (the Python manual, seed 32) left every other step one pale colour
+    on a linear scale; times within a factor 20 stay linear. NaN (a skipped step) and 0 are left out of the range."""
+    heavy = np.array([[200.0, 300.0], [400.0, 80_000.0], [np.nan, 0.0]])
+    norm = _delay_norm(heavy)
+    assert norm is not None and norm.vmin == 200.0 and norm.vmax == 80_000.0
+    assert norm(2_000.0) == pytest.approx(math.log(10) / math.log(400))  # a decade of the 400-fold span
+    assert _delay_norm(np.array([[4.0, 5.0], [np.nan, 60.0]])) is None
+    assert _delay_norm(np.full((2, 2), np.nan)) is None

@@ -29,6 +29,7 @@ COLUMNS = 4  # ... side by side, so that a sweep's 2 rules x 4 regimes make two 
 BOOTSTRAP_RESAMPLES = 9999
 RESOLVE_WITHIN = 0.05  # issue 14's judgment: within 5% of the best static b
 Z95 = 1.96  # the normal quantile of a two-sided 95% interval
+LOG_SPAN = 20  # a "who was slow" panel whose times span more than this factor is coloured on a log scale
 TITLE_WIDTH = 48  # characters a title line takes at 9 pt over one column (wrapped at the label's ", ")
 
 
@@ -60,6 +61,7 @@ def auto_plot(stats: list[GroupStats], path: Path) -> Path | None:
         ready = run.arrival_matrix()  # (steps, P) seconds; NaN where a worker skipped the step
         if ready.size:
             image = bottom.imshow(1e3 * ready.T, aspect="auto", interpolation="nearest", cmap="magma_r",
+                                  norm=_delay_norm(1e3 * ready),
                                   extent=(-0.5, ready.shape[0] - 0.5, ready.shape[1] - 0.5, -0.5))
             fig.colorbar(image, ax=[top, bottom], label="compute + delay, ms", pad=0.01)  # both panels stay aligned
             bottom.set_yticks(range(ready.shape[1]), [f"rank {r}" for r in range(ready.shape[1])], fontsize=8)
@@ -69,6 +71,15 @@ def auto_plot(stats: list[GroupStats], path: Path) -> Path | None:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def _delay_norm(ms: np.ndarray) -> matplotlib.colors.Normalize | None:
+    """A log colour scale where the times span more than LOG_SPAN (a heavy tail: one Pareto draw of 80 s against
+    0.3 s steps left every other step the same pale colour on a linear one); None (linear) otherwise."""
+    seen = ms[np.isfinite(ms) & (ms > 0)]
+    if seen.size and seen.max() > LOG_SPAN * seen.min():
+        return matplotlib.colors.LogNorm(vmin=seen.min(), vmax=seen.max())
+    return None
 
 
 def auto_table(stats: list[GroupStats]) -> str:

@@ -182,7 +182,12 @@ def _markdown(root, runs, unfinished, stats, cal, projections, figures) -> str:
                     "told apart from the best static b by these seeds. \"Seeds for +-5%\" is how many paired seeds "
                     "an interval that narrow would take at the spread of these seeds' per-seed ratios (a planning "
                     "figure: that spread is itself uncertain, and on a shared machine it holds the machine's drift "
-                    "between runs as well as the training's):", "", judged, ""]
+                    "between runs as well as the training's). The last column reads the same pair at one evaluation, "
+                    "where the best static b's mean over the paired seeds first reaches the target: auto's metric "
+                    "less its, and the ratio of their times to that step, with 95% t intervals over the seeds. Every "
+                    "seed counts there, reached or not; where a seed's runs drift apart, so that its time to the "
+                    "target is mostly that drift, level in the metric at time ratio r reads as r in time to target:",
+                    "", judged, ""]
         if "auto.png" in figures:
             out += ["Top: N per step (a one-step spike is a probe); bottom: every worker's compute + injected delay "
                     "per step, for the lowest seed.", "", "![N over time](auto.png)", ""]
