@@ -167,8 +167,9 @@ def seeds_to_resolve(auto: GroupStats, static: GroupStats, within: float = RESOL
 @dataclass(frozen=True)
 class ByEvaluation:
     """Auto against a static b where the static b's seed-averaged metric first reaches the target: the paired
-    difference in the metric there and the ratio of the training times to that evaluation, each a mean over the
-    shared seeds with its 95% t interval (low, mean, high)."""
+    difference in the metric there and the ratio of the times to that evaluation (as the report counts time: less the
+    evaluations' pauses under --training-time), each a mean over the shared seeds with its 95% t interval (low, mean,
+    high)."""
 
     step: int
     difference: tuple[float, float, float]  # auto's metric less the static b's
