@@ -46,7 +46,8 @@ def run_one(ranks: int, library: str, backups: int, slow_delay: float, script_ar
 
 def format_table(rows: list[dict], ranks: int, slow_factor: float, slow_delay_s: float) -> str:
     lines = [f"img/sec applied, {ranks} ranks (median of repeats); slow: rank {ranks - 1} sleeps "
-             f"{1e3 * slow_delay_s:.1f} ms more per batch ({slow_factor - 1:g}x the median compute: {slow_factor:g}x as long)",
+             f"{1e3 * slow_delay_s:.1f} ms more per batch ({slow_factor - 1:g}x the median compute: "
+             f"{slow_factor:g}x as long)",
              "| library | no straggler | vs Horovod | slow rank | vs Horovod |", "|---|--:|--:|--:|--:|"]
     base = {r["slow"]: r["img_per_s"] for r in rows if r["library"] == "horovod.torch"}
     for label, _, _ in LIBRARIES:

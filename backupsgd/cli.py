@@ -52,8 +52,8 @@ def _train_options(fn):
         click.option("--stall-timeout", type=float, help="Seconds a step may make no progress before every rank "
                      "reports whom it waits for and the job aborts (default 300; 0: never)."),
         click.option("--fault", type=str, help="Inject faults (for tests): nan:ranks=2,steps=3-6 | "
-                     "hang:rank=R,step=S | crash:rank=R,step=S | freeze:rank=R,step=S,phase=reduce[,seconds=X]; join several "
-                     "with ';'."),
+                     "hang:rank=R,step=S | crash:rank=R,step=S | freeze:rank=R,step=S,phase=reduce[,seconds=X]; "
+                     "join several with ';'."),
         click.option("--checkpoint-every", type=int, help="Steps between checkpoints in <run dir>/checkpoints."),
         click.option("--resume", is_flag=True, default=None, help="Continue the run in --out DIR from its last "
                      "intact checkpoint (same options; --steps may grow)."),

@@ -144,7 +144,8 @@ class GradientEngine:
         self._snapshot_wanted: int | None = None
         self._snapshot_ready: tuple[int, bytes] | None = None
         self._phase = "starting"
-        self._freeze = freeze or (lambda step, round_: 0.0)  # injected faults: seconds to stop inside a step's reduction
+        # injected faults: seconds to stop inside a step's reduction
+        self._freeze = freeze or (lambda step, round_: 0.0)
         # With a member timeout, a standby thread replaces the engine thread if a member's part overruns it.
         self._standby = Standby(self._timeout, self._take_over) if self._timeout is not None else None
         self._thread = threading.Thread(target=self._run, name="backupsgd-engine", daemon=True)
@@ -350,7 +351,8 @@ class GradientEngine:
                     if vote is None:
                         break
                     if self.rank not in vote.behind:
-                        vote = self._decide(vote, step_start)  # None, or a decision of it again marking this rank behind
+                        # None, or a decision of it again marking this rank behind
+                        vote = self._decide(vote, step_start)
                 if vote is not None and self._stop:
                     raise RuntimeError(f"rank {self.rank} applied step {vote.step} as first decided, and it was "
                                        "decided again without this rank after its training had ended, so its replica "

@@ -73,7 +73,8 @@ def _int(text: str, what: str, spec: str) -> int:
 def _parse_one(item: str, spec: str) -> Fault:
     kind, sep, body = item.strip().partition(":")
     if kind not in _KEYS or not sep:
-        raise ConfigError(f"unknown fault {item.strip()!r}; use --fault with one of nan, hang, crash, freeze: {EXAMPLES}")
+        raise ConfigError(f"unknown fault {item.strip()!r}; use --fault with one of nan, hang, crash, freeze: "
+                          f"{EXAMPLES}")
     rank_key, step_key = _KEYS[kind]
     extra = _EXTRA.get(kind, ())
     params: dict[str, str] = {}

@@ -91,8 +91,9 @@ def train(epoch):
     for data, target in skip_missed(train_loader):
         data, target = data.to(device), target.to(device)
         optimizer.zero_grad()
-        for part_x, part_y in zip(data.chunk(args.backward_passes_per_step), target.chunk(args.backward_passes_per_step)):
-            loss = F.cross_entropy(model(part_x), part_y) / args.backward_passes_per_step
+        passes = args.backward_passes_per_step
+        for part_x, part_y in zip(data.chunk(passes), target.chunk(passes)):
+            loss = F.cross_entropy(model(part_x), part_y) / passes
             loss.backward()
         if hvd.rank() == args.slow_rank:
             time.sleep(args.slow_sleep)

@@ -108,7 +108,8 @@ if hvd.rank() == 0:
     print(f"Total img/sec applied: {mean:.1f} (N = {quorum} of {hvd.size()}, batch {args.batch_size})", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"img_per_s": mean, "iters": rates, "compute_s": sorted(computes)[len(computes) // 2], "ranks": hvd.size(), "quorum": quorum,
+            json.dump({"img_per_s": mean, "iters": rates, "compute_s": sorted(computes)[len(computes) // 2],
+                       "ranks": hvd.size(), "quorum": quorum,
                        "library": "horovod" if args.horovod else "backupsgd", "slow_rank": args.slow_rank,
                        "slow_factor": args.slow_factor, "slow_delay": args.slow_delay,
                        "batch_size": args.batch_size, "device": str(device)}, f)

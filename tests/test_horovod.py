@@ -85,7 +85,8 @@ def test_horovod_reducer_sums_as_the_mpi_reducer_under_our_vote():
     assert "OK 30 steps, quorum 3 of 5" in result.stdout, result.stdout
 
 
-@pytest.mark.parametrize("args", [["--mode", "horovod"], ["--mode", "backup", "--backups", "1", "--reducer", "horovod"]],
+@pytest.mark.parametrize("args", [["--mode", "horovod"],
+                                  ["--mode", "backup", "--backups", "1", "--reducer", "horovod"]],
                          ids=["mode", "reducer"])
 def test_absent_horovod_fails_before_any_step_with_how_to_build_it(tmp_path, args):
     # A `horovod` package that cannot be imported, first on the path: what a venv without the build sees.

@@ -171,8 +171,9 @@ def test_recommends_backups_under_pareto_tail_as_the_exact_expectation_does():
     # the exact expectation is the restart model's: every step an independent order statistic
     p, scale, alpha, compute, backups = 100, 0.01, 2.0, 0.05, (0, 2, 10, 40)
     net = NetConfig()
-    config = SimConfig(workers=(p,), backups=backups, modes=("backup",), straggler=f"pareto:scale={scale},alpha={alpha}",
-                       compute_s=compute, steps=400, seed=11, net=net, restart=True)
+    config = SimConfig(workers=(p,), backups=backups, modes=("backup",),
+                       straggler=f"pareto:scale={scale},alpha={alpha}", compute_s=compute, steps=400, seed=11, net=net,
+                       restart=True)
     result = simulate(config)
     ring = 2 * (p - 1) * 50e-6 + 2 * (p - 1) / p * 10 * 2**20 / 1.25e9
     exact = {b: (p - b) / (compute + _pareto_order_stat(scale, alpha, p, p - b) + ring + 100e-6) for b in backups}
@@ -206,7 +207,8 @@ def test_cli_prints_table_and_writes_json(tmp_path):
     assert result.output.splitlines()[0].split()[:4] == ["mode", "P", "b", "N"]
     assert result.output.count("recommendation for P=") == 2
     data = json.loads(out.read_text())
-    assert {"mode", "workers", "backups", "N", "step_s", "step_p50_s", "step_p95_s", "grads_per_s"} <= set(data["rows"][0])
+    assert {"mode", "workers", "backups", "N", "step_s", "step_p50_s", "step_p95_s",
+            "grads_per_s"} <= set(data["rows"][0])
     assert "staleness_mean" in next(r for r in data["rows"] if r["mode"] == "ps-async")
     assert [b["workers"] for b in data["recommendation"]["best"]] == [20, 40]
 

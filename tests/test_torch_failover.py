@@ -82,8 +82,9 @@ def test_fewer_than_n_survivors_stop_with_one_line_naming_the_dead(tmp_path):
     result = _run(3, tmp_path, 0, "crash:rank=1,step=5")
     assert result.returncode != 0
     for rank in (0, 2):
-        assert (f"backupsgd: rank {rank}: stopping the run: rank 1 died; 2 workers remain, fewer than the N = 3 "
-                "every step needs (BACKUPSGD_BACKUPS sets how many may be lost)") in result.stderr, result.stderr[-3000:]
+        stopped = (f"backupsgd: rank {rank}: stopping the run: rank 1 died; 2 workers remain, fewer than the N = 3 "
+                   "every step needs (BACKUPSGD_BACKUPS sets how many may be lost)")
+        assert stopped in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
 
 

@@ -77,7 +77,8 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
         line = (f"recommendation for P={p.workers} ({config.objective}): {p.mode} with b={p.backups} (N={p.n}): "
                 f"step {p.step_s * 1e3:.2f} ms, {p.grads_per_s:.1f} grads/s")
         if c.time_to_accuracy_s is not None:
-            line += f", time-to-accuracy {c.time_to_accuracy_s * 1e3:.2f} ms per S_min step (noise scale {config.noise_scale:g})"
+            line += (f", time-to-accuracy {c.time_to_accuracy_s * 1e3:.2f} ms per S_min step "
+                     f"(noise scale {config.noise_scale:g})")
         lines.append(line)
     return "\n".join(lines)
 
@@ -115,7 +116,8 @@ def _format_recommendation(result: SimResult, config: SimConfig) -> str:
               help="Examples per worker minibatch B (1: --noise-scale counts worker minibatches).")
 @click.option("--restart", is_flag=True, help="Textbook model: every worker restarts each step (default: a dropped "
               "worker finishes its stale step first, as the engine does).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write rows and recommendation here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write rows and recommendation here.")
 def simulate_command(workers, backups, modes, straggler, compute_s, steps, seed, model_mb, bandwidth_gbps,
                      latency_us, servers, duplex, ranks_per_node, allreduce, node_gbps, step_overhead_ms, objective,
                      noise_scale, batch_size, restart, json_path) -> None:

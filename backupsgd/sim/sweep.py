@@ -45,7 +45,8 @@ class SimConfig:
             )
         unknown = [m for m in self.modes if m not in MODES]
         if unknown or not self.modes:
-            raise ConfigError(f"unknown mode {unknown[0] if unknown else ''!r}; --modes takes a comma list of {','.join(MODES)}")
+            raise ConfigError(f"unknown mode {unknown[0] if unknown else ''!r}; --modes takes a comma list of "
+                              f"{','.join(MODES)}")
         if not math.isfinite(self.compute_s) or self.compute_s < 0:
             raise ConfigError(f"--compute-s must be a finite number >= 0, got {self.compute_s}")
         if self.steps < 1:

@@ -106,7 +106,8 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another backupsgd sweep is writing {out_dir}; wait for it or pass another --out") from None
+            raise ConfigError(f"another backupsgd sweep is writing {out_dir}; "
+                              "wait for it or pass another --out") from None
         yield
 
 

@@ -19,8 +19,8 @@ from backupsgd.torch.runtime import init, is_initialized, shutdown
 __all__ = ["Adasum", "Average", "Compression", "DistributedOptimizer", "StepReport", "Sum", "SyncBatchNorm",
            "allgather", "allgather_object", "allreduce", "allreduce_", "backups", "barrier", "broadcast",
            "broadcast_", "broadcast_object", "broadcast_optimizer_state", "broadcast_parameters", "init",
-           "is_initialized", "join", "local_rank", "log_eval", "local_size", "mpi_threads_supported", "nccl_built", "quorum",
-           "rank", "shutdown", "size", "skip_missed"]
+           "is_initialized", "join", "local_rank", "log_eval", "local_size", "mpi_threads_supported", "nccl_built",
+           "quorum", "rank", "shutdown", "size", "skip_missed"]
 
 
 def rank() -> int:

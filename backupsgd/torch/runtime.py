@@ -102,7 +102,8 @@ def current() -> Runtime:
     return _runtime
 
 
-def init(backups: int | str | None = None, reducer: str | None = None, member_timeout: float | str | None = None) -> None:
+def init(backups: int | str | None = None, reducer: str | None = None,
+         member_timeout: float | str | None = None) -> None:
     """Start backupsgd on every rank of MPI_COMM_WORLD: b from `backups`, else $BACKUPSGD_BACKUPS (default 0,
     plain full sync); the reducer from `reducer`, else $BACKUPSGD_REDUCER (default dense); the members
     reducer's member timeout from `member_timeout` (seconds, or "auto"), else $BACKUPSGD_MEMBER_TIMEOUT
@@ -144,7 +145,8 @@ def is_initialized() -> bool:
     return _runtime is not None
 
 
-def _settings(size: int, backups: int | str | None, reducer: str | None, member_timeout: float | str | None) -> Settings:
+def _settings(size: int, backups: int | str | None, reducer: str | None,
+              member_timeout: float | str | None) -> Settings:
     check_thread_level()
     if backups is None:
         text = os.environ.get(ENV_BACKUPS, "0")

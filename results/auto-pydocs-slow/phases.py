@@ -46,7 +46,8 @@ def main() -> None:
         for name, found in sorted(rows.items()):
             mean = [statistics.mean(x) for x in zip(*found)]
             phases = " | ".join(f"N {mean[2 * i]:.2f}, {mean[2 * i + 1]:.0f} ms" for i in range(len(PHASES)))
-            print(f"| {folder.name}: {name} | {len(found)} | {phases} | {mean[-2]:.3f} | {sum(r[-1] for r in found):.0f} |")
+            reached = sum(r[-1] for r in found)
+            print(f"| {folder.name}: {name} | {len(found)} | {phases} | {mean[-2]:.3f} | {reached:.0f} |")
 
 
 if __name__ == "__main__":

@@ -28,4 +28,5 @@ for (regime, p), seeds in sorted(runs.items(), key=lambda kv: (
     ratio_dbw = np.mean([s[best]["progress_per_s"] / s["auto-dbw"]["progress_per_s"] for s in seeds])
     n = {k: np.mean([s[k]["N"] for s in seeds]) for k in ("auto", "auto-dbw")}
     print(f"| {regime} | {p} | b={best} ({mean[best]:.2f}) | {n['auto']:.1f}, {mean['auto']:.2f} "
-          f"| {n['auto-dbw']:.1f}, {mean['auto-dbw']:.2f} | {np.mean(ratio):.3f} | {max(ratio):.3f} | {ratio_dbw:.3f} |")
+          f"| {n['auto-dbw']:.1f}, {mean['auto-dbw']:.2f} | {np.mean(ratio):.3f} | {max(ratio):.3f} "
+          f"| {ratio_dbw:.3f} |")
