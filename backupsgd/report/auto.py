@@ -135,15 +135,20 @@ def seed_times(runs: list, target: Target) -> dict:
     return {r.seed: r.time_to(target) for r in runs}
 
 
+def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """(low, mean, high): the mean of `values` and its 95% t interval (nan ends for fewer than 2 values)."""
+    mean = float(np.mean(values))
+    half = float(scipy.stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+    return mean - half, mean, mean + half
+
+
 def paired_log_ratio(num: dict, den: dict) -> tuple[list, float, float, float]:
     """(seeds, ratio, low, high): the geometric mean over the seeds both reached (times by seed, as times_by_seed
     gives) of num / den, and its 95% t interval from the per-seed log ratios. The paired A/B scripts' statistic;
     the report's own judgment is paired_ratio_interval (a bootstrap of the ratio of means)."""
     seeds = sorted(s for s in set(num) & set(den) if num[s] and den[s])
-    logs = [math.log(num[s] / den[s]) for s in seeds]
-    m = float(np.mean(logs))
-    h = float(scipy.stats.t.ppf(0.975, len(logs) - 1) * np.std(logs, ddof=1) / math.sqrt(len(logs)))
-    return seeds, math.exp(m), math.exp(m - h), math.exp(m + h)
+    low, mean, high = _t_interval(np.array([math.log(num[s] / den[s]) for s in seeds]))
+    return seeds, math.exp(mean), math.exp(low), math.exp(high)
 
 
 def paired_ratio_line(num: dict, den: dict, label: str) -> str:
@@ -174,13 +179,6 @@ class ByEvaluation:
     step: int
     difference: tuple[float, float, float]  # auto's metric less the static b's
     time_ratio: tuple[float, float, float]  # auto's time to the step over the static b's, mean of per-seed ratios
-
-
-def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
-    mean, half = float(np.mean(values)), 0.0
-    if len(values) > 1:
-        half = float(scipy.stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
-    return mean - half, mean, mean + half
 
 
 def by_evaluation(auto: GroupStats, static: GroupStats) -> ByEvaluation | None:
