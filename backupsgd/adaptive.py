@@ -121,6 +121,8 @@ class AutoPolicy:
         # observe() counts self.steps: below this many, a measured noise scale may not raise N above 2 (see above)
         self._settle = spec.settle if measured_noise else 0
         self.n_min, self.n_max = spec.bounds(workers)
+        self._candidates = np.arange(1, workers + 1)  # every N, for values()
+        self._out_of_bounds = (self._candidates < self.n_min) | (self._candidates > self.n_max)
         self._least_measuring = max(self.n_min, min(2, self.n_max))  # the least N that measures the noise scale
         self.rule: Rule = RULE_REGISTRY[spec.rule](spec)
         self.hysteresis = spec.margin if spec.rule == "progress" else 0.0  # DBW re-chooses every iteration
@@ -299,14 +301,14 @@ class AutoPolicy:
         cached = self._values
         if cached is not None and cached[0] == key and cached[1] is times:
             return cached[2]  # asked again before anything changed (a step asks two or three times)
-        n = np.arange(1, self.workers + 1)
         with np.errstate(divide="ignore"):  # a step of zero seconds (no compute, no network) is worth inf
-            val = self.rule.value(n, times, self.batch, noise)
-        # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
-        # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
-        # the current N or a recent probe has seen.
-        fresh = self.arrivals.last >= self.arrivals.steps - self.spec.window if fresh_only else np.ones(len(n), bool)
-        val[(n < self.n_min) | (n > self.n_max) | ~fresh] = np.nan
+            val = self.rule.value(self._candidates, times, self.batch, noise)
+        val[self._out_of_bounds] = np.nan
+        if fresh_only:
+            # Trust only estimates seen within the window: an old T_(k) predates whatever has happened since (a
+            # worker stuck in a long stale step is invisible until a step waits for it), so N rises only to what
+            # the current N or a recent probe has seen.
+            val[self.arrivals.last < self.arrivals.steps - self.spec.window] = np.nan
         val.flags.writeable = False
         self._values = (key, times, val)
         return val

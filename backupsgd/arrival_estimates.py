@@ -13,23 +13,22 @@ import numpy as np
 EXCHANGE_SPAN = 20  # steps at one N: its measured exchange time is smoothed over about this many
 
 
-def catch_up_weight(alpha, age, count):
+@functools.lru_cache(maxsize=4096)
+def _decay(alpha: float, age: int, array_power: bool = True) -> float:
+    """(1 - alpha)^age as numpy's power computed it when these estimates were numpy arrays (ArrivalEstimate's) or
+    numpy scalars (PerNEstimate's, `array_power=False`): Python's pow differs in the last bit for ~5% of ages, and
+    numpy's scalar power from its array power for one (age 2 at span 20), so the plain-Python updates keep every
+    estimate they gave, to the bit (replayed over recorded runs, results/auto-fast/coordinator-cost.txt)."""
+    if array_power:
+        return float(((1.0 - alpha) ** np.array([age], dtype=np.int64))[0])
+    return float((1.0 - alpha) ** np.int64(age))
+
+
+def _weight(alpha: float, age: int, count: int, array_power: bool = True) -> float:
     """The weight of a new observation in an EMA of step `alpha` last fed `age` steps ago (1: the step before), as if
     each step missed had brought the same value: 1 - (1 - alpha)^age; and at least 1 / `count` (the observations so
-    far, this one included), so the first few make a plain mean. Scalars or arrays alike."""
-    return np.maximum(1.0 - (1.0 - alpha) ** age, 1.0 / count)
-
-
-@functools.lru_cache(maxsize=4096)
-def _decay(alpha: float, age: int) -> float:
-    """(1 - alpha)^age as numpy's power computes it (Python's pow differs in the last bit for ~5% of ages), so that
-    ArrivalEstimate's plain-Python update keeps every estimate catch_up_weight's arrays gave, to the bit."""
-    return float(((1.0 - alpha) ** np.array([age], dtype=np.int64))[0])
-
-
-def _weight(alpha: float, age: int, count: int) -> float:
-    """catch_up_weight for one k, in plain Python."""
-    return max(1.0 - _decay(alpha, age), 1.0 / count)
+    far, this one included), so the first few make a plain mean."""
+    return max(1.0 - _decay(alpha, age, array_power), 1.0 / count)
 
 
 def _squared(miss: float) -> float:
@@ -184,7 +183,7 @@ class ArrivalEstimate:
 class PerNEstimate:
     """One EMA per N of something measured only on the steps decided at that N, forgotten once not measured for
     `fresh_within` measurements: an N measured again after that long starts its average afresh, and one measured
-    after a shorter gap weighs as much as the EMA steps it missed (catch_up_weight, as ArrivalEstimate's)."""
+    after a shorter gap weighs as much as the EMA steps it missed (_weight, as ArrivalEstimate's)."""
 
     def __init__(self, workers: int, span: int, fresh_within: int) -> None:
         if fresh_within < 1:
@@ -199,14 +198,16 @@ class PerNEstimate:
 
     def observe(self, n: int, seconds: float) -> None:
         """A step decided at N = `n` measured `seconds`."""
+        # Python scalars, not numpy's (about 1 us an operation at P = 5; the coordinator observes twice a step)
         k = n - 1
         self.measurements += 1
-        age = self.measurements - self.last[k]  # measurements since N was last measured
-        if age >= self.fresh_within:  # its old value was not used meanwhile: start it afresh
-            self.mean[k], self.count[k] = np.nan, 0
-        self.count[k] += 1
-        weight = catch_up_weight(self.alpha, age, self.count[k])  # after measurements at other N, the steps it missed
-        self.mean[k] = seconds if np.isnan(self.mean[k]) else self.mean[k] + weight * (seconds - self.mean[k])
+        age = self.measurements - int(self.last[k])  # measurements since N was last measured
+        fresh = age < self.fresh_within  # else its old value was not used meanwhile: start it afresh
+        count = int(self.count[k]) + 1 if fresh else 1
+        old = float(self.mean[k]) if fresh else math.nan
+        # after measurements at other N, the new one weighs as much as the steps it missed
+        self.mean[k] = seconds if old != old else old + _weight(self.alpha, age, count, False) * (seconds - old)
+        self.count[k] = count
         self.last[k] = self.measurements
         self._expected = None
 

@@ -175,8 +175,8 @@ class AutoQuorum:
         auto = self._records.setdefault(step, {"auto": {}})["auto"]
         auto.update({"noise_scale": noise, "late": late, "floors": floors, "paused": paused,
                      "pause_s": None if math.isnan(pause_s) else pause_s,
-                     "expected_s": [float(x) for x in self.policy.arrivals.expected()],
-                     "times_s": [float(x) for x in self.policy.times()],  # a step at each N, as the rule took it
+                     "expected_s": self.policy.arrivals.expected().tolist(),
+                     "times_s": self.policy.times().tolist(),  # a step at each N, as the rule took it
                      "next": after, "value": float(values[after - 1])})
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from backupsgd.errors import ConfigError
 
@@ -63,6 +64,22 @@ def _clean(value: Any) -> Any:
     if isinstance(value, np.generic):
         return _clean(value.item())
     return value
+
+
+def _numpy_scalar(value: Any) -> Any:
+    """orjson's fallback for what it does not serialise itself: a numpy scalar as its Python number (a float32 as
+    the float64 it is, as _clean writes it, not orjson's shorter float32 digits, so replays read the same bits)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to a run record")
+
+
+def json_line(record: dict[str, Any]) -> bytes:
+    """One JSON-lines record, newline included: what json.dumps(_clean(record)) gives (NaN and infinities as null,
+    numpy scalars as Python numbers, keys as strings), without its spaces, in a tenth of its time. Rank 0 writes
+    one a step, and on 5 ranks sharing 2 cores its CPU is every rank's time: an auto step's record took json 37 us
+    to write (the coordinator's estimates), a static b's 17 us; orjson 3.4 and 2.4 (recorded digits runs)."""
+    return orjson.dumps(record, default=_numpy_scalar, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
 def _keep_records(path: Path, keep) -> None:
@@ -153,15 +170,15 @@ class RunWriter:
             _keep_records(path / "evals.jsonl", lambda r: r["step"] <= resume_step)
             (path / "summary.json").unlink(missing_ok=True)
         (path / "config.json").write_text(json.dumps(_clean(config), indent=2) + "\n")
-        self._steps = (path / "steps.jsonl").open("a")
-        self._evals = (path / "evals.jsonl").open("a")
+        self._steps = (path / "steps.jsonl").open("ab")
+        self._evals = (path / "evals.jsonl").open("ab")
         self._last_flush = time.monotonic()
         self.next_step = resume_step or 0  # the step whose record comes next
         self.last_eval = (_last_step(path / "evals.jsonl") or 0) if resume_step else 0  # the latest evaluation's step
 
     def step(self, record: dict[str, Any]) -> None:
         self.next_step = record["step"] + 1
-        self._steps.write(json.dumps(_clean(record)) + "\n")
+        self._steps.write(json_line(record))
         if time.monotonic() - self._last_flush > 1.0:
             self._steps.flush()
             self._last_flush = time.monotonic()
@@ -174,15 +191,15 @@ class RunWriter:
 
     def evaluation(self, record: dict[str, Any]) -> None:
         self.last_eval = record["step"]
-        self._evals.write(json.dumps(_clean(record)) + "\n")
+        self._evals.write(json_line(record))
         self._evals.flush()
 
     def finish(self, summary: dict[str, Any], params: np.ndarray, ranks: list[dict[str, Any]]) -> None:
         self._steps.close()
         self._evals.close()
-        with (self.path / "ranks.jsonl").open("w") as f:
+        with (self.path / "ranks.jsonl").open("wb") as f:
             for record in ranks:
-                f.write(json.dumps(_clean(record)) + "\n")
+                f.write(json_line(record))
         np.save(self.path / "params.npy", params)
         tmp = self.path / "summary.json.tmp"
         tmp.write_text(json.dumps(_clean(summary), indent=2) + "\n")

@@ -2,11 +2,12 @@
 (their time holds its pause), pooled over the runs: the step's time (from the step before's), its first and second
 READY (seconds into the step, as the coordinator timed them), how often rank 0 (the coordinator's rank, the writer)
 was a member, and rank 0's own wait from its offer to the decision (`vote_s`). Run from the repository root:
-.venv/bin/python results/auto-fast/step_cost.py RUNS [--by KEY] [--seeds] [--against NAME]
+.venv/bin/python results/auto-fast/step_cost.py RUNS [--by KEY] [--by-folder] [--seeds] [--against NAME]
 --by KEY: tell configurations apart by that config.json key too (any section's, e.g. lag_limit, which the scratch
-patches here use as a switch); --seeds: each seed's mean step (ms) and rank 0's share of memberships, per configuration
-(a run settles into one pattern or the other: the pooled figures hide that); --against NAME: each configuration's
-mean step less NAME's (a configuration as printed, e.g. "3 lag_limit=20"), seed by seed: the mean of those paired
+patches here use as a switch); --by-folder: and by the folder under RUNS a run directory is in (runs of two
+revisions of the code, results/auto-lean/run.sh); --seeds: each seed's mean step (ms) and rank 0's share of
+memberships, per configuration (a run settles into one pattern or the other: the pooled figures hide that);
+--against NAME: each configuration's mean step less NAME's (a configuration as printed, e.g. "3 lag_limit=20"), seed by seed: the mean of those paired
 differences with its standard error, and their median, over the seeds both ran."""
 import argparse
 import sys
@@ -21,13 +22,15 @@ from backupsgd.report.runs import load_runs  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("runs", type=Path)
 parser.add_argument("--by")
+parser.add_argument("--by-folder", action="store_true")
 parser.add_argument("--seeds", action="store_true")
 parser.add_argument("--against")
 args = parser.parse_args()
 
 
 def configuration(run) -> str:
-    return f"{run.backups} {args.by}={run.config[args.by]}" if args.by else str(run.backups)
+    name = f"{run.backups} {args.by}={run.config[args.by]}" if args.by else str(run.backups)
+    return f"{run.path.relative_to(args.runs).parts[0]}: {name}" if args.by_folder else name
 
 
 runs, _ = load_runs(args.runs, True)
