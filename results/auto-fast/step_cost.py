@@ -7,8 +7,9 @@ was a member, and rank 0's own wait from its offer to the decision (`vote_s`). R
 patches here use as a switch); --by-folder: and by the folder under RUNS a run directory is in (runs of two
 revisions of the code, results/auto-lean/run.sh); --seeds: each seed's mean step (ms) and rank 0's share of
 memberships, per configuration (a run settles into one pattern or the other: the pooled figures hide that);
---against NAME: each configuration's mean step less NAME's (a configuration as printed, e.g. "3 lag_limit=20"), seed by seed: the mean of those paired
-differences with its standard error, and their median, over the seeds both ran."""
+--against NAME: each configuration's mean step less NAME's (a configuration as printed, e.g. "3 lag_limit=20"),
+seed by seed: the mean of those paired differences with its standard error, and their median, over the seeds both
+ran."""
 import argparse
 import sys
 from collections import defaultdict
