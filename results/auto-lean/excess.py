@@ -47,5 +47,6 @@ for runs in map(Path, sys.argv[1:]):
     print(f"{runs}: {runs_paired} seeds; steps to 90%: auto {np.mean([a for a, _ in reached]):.1f}, "
           f"b = 4 {np.mean([b for _, b in reached]):.1f}")
     for name in sorted(excess):
-        print(f"  {name}: {count[name] / runs_paired:.1f} steps a run, {excess[name] / runs_paired * 1e3:+.1f} ms a run "
-              f"over b = 4's same steps ({excess[name] / count[name] * 1e3:+.2f} ms a step)")
+        per_run = excess[name] / runs_paired * 1e3
+        print(f"  {name}: {count[name] / runs_paired:.1f} steps a run, {per_run:+.1f} ms a run over b = 4's same steps "
+              f"({excess[name] / count[name] * 1e3:+.2f} ms a step)")
