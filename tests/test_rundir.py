@@ -1,12 +1,29 @@
-"""The run directory's records: written with orjson (rundir.json_line), read back as the json module's writer left
-them (json.dumps of rundir._clean, the oracle), and continued by a resumed run."""
+"""The run directory's files: written with orjson (rundir.json_line and the indented documents), read back as the
+json module wrote them before (`json_module_reference`, the oracle), and continued by a resumed run."""
 
 import json
+import math
 
 import numpy as np
 from hypothesis import given, strategies as st
 
-from backupsgd.rundir import RunWriter, _clean, json_line
+from backupsgd.rundir import RunWriter, _json_document, json_line
+
+
+def json_module_reference(value):
+    """What the run directory's writer gave before orjson: json.dumps of the value with NaN and infinities as null,
+    numpy scalars as Python numbers, keys as strings, tuples as lists."""
+    def clean(v):
+        if isinstance(v, np.generic):
+            return clean(v.item())
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return json.dumps(clean(value))
 
 # what a record holds: Python and numpy numbers (non-finite ones included), strings, None, and nests of them
 numbers = st.one_of(
@@ -27,7 +44,9 @@ values = st.recursive(leaves, lambda inner: st.one_of(
 def test_a_record_reads_back_as_the_json_module_wrote_it(record):
     line = json_line(record)
     assert line.endswith(b"\n") and b"\n" not in line[:-1]
-    assert json.loads(line) == json.loads(json.dumps(_clean(record)))
+    assert json.loads(line) == json.loads(json_module_reference(record))
+    document = _json_document(record)  # config.json and summary.json: the same values, indented
+    assert document.endswith(b"\n") and json.loads(document) == json.loads(json_module_reference(record))
 
 
 def test_a_float32_is_written_as_the_float64_it_is_so_a_replay_reads_the_same_bits():
