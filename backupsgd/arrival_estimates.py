@@ -202,9 +202,9 @@ class PerNEstimate:
         k = n - 1
         self.measurements += 1
         age = self.measurements - int(self.last[k])  # measurements since N was last measured
-        fresh = age < self.fresh_within  # else its old value was not used meanwhile: start it afresh
-        count = int(self.count[k]) + 1 if fresh else 1
-        old = float(self.mean[k]) if fresh else math.nan
+        kept = age < self.fresh_within  # else its old value was not used meanwhile: start it afresh
+        count = int(self.count[k]) + 1 if kept else 1
+        old = float(self.mean[k]) if kept else math.nan
         # after measurements at other N, the new one weighs as much as the steps it missed
         self.mean[k] = seconds if old != old else old + _weight(self.alpha, age, count, False) * (seconds - old)
         self.count[k] = count
