@@ -29,6 +29,7 @@ from backupsgd.errors import ConfigError
 
 DEEP_FACTOR = 2.0  # silent this many times the slowest usual step, a worker is deep in a delay (deep_after_s)
 MAX_PROBE_BACKOFF = 8  # probes that change nothing grow rarer, up to this many times probe_every apart
+HOLD_STEPS = 5  # a climb of N (or a measuring step) waits at most this many steps for enough free workers (choose())
 # The engine's coordinator learns nothing of the first steps it observes (AutoQuorum marks them paused): the ranks
 # begin the first unsynchronised, and the workers dropped from it are still finishing it as the second starts.
 WARM_UP_STEPS = 2
@@ -138,6 +139,9 @@ class AutoPolicy:
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._waited_for = np.zeros(workers, dtype=np.int64)  # [k - 1]: self.steps after the last step learnt at N >= k
         self.measuring = False  # whether the last choose() answered a measuring step (the records tell it from a probe)
+        self.held = False  # whether the last choose() held back a climb (or a measuring step) for lack of free workers
+        self._in_effect: int | None = None  # the rule's N as the last choose() used it (None: no step chosen yet)
+        self._held_steps = 0  # steps in a row held back so
         self._values: tuple | None = None  # values()'s last answer and what it was computed from
         self._times: tuple | None = None  # times()'s, likewise
         self.n = self._best()  # the current choice, before probing (see the class docstring for the first steps)
@@ -194,8 +198,25 @@ class AutoPolicy:
         `paused`: the step will be observed paused (an evaluation before it), so its arrivals are not learnt; a probe
         due then moves to the next step. With probe_every and eval_every both 10 (every judged sweep) the first
         probe of every run fell on the step after the first evaluation: it waited for two more workers and learnt
-        nothing (a pydocs run: 2.3 s for that step against ~1.3 s for the other evaluated ones)."""
+        nothing (a pydocs run: 2.3 s for that step against ~1.3 s for the other evaluated ones).
+
+        `busy` also holds a climb back: a step at an N above the last step's that would need a worker still on an older
+        step (N > P - busy) goes only as far as the free workers reach, for up to HOLD_STEPS steps in a row (`held`),
+        and so does a measuring step. E[T_(k)] is learnt from workers that each began the step at its start (a late
+        READY counts its own compute, WorkerWatch), which a busy worker did not: it finishes its older step first.
+        Over the digits rows' records (results/README section 10, "A climb that needs a busy worker"), the rule's
+        climbs from N = 1 that needed one lived 16.3 ms against 12.2 foretold under Pareto delays (30 runs, 48 climbs),
+        14.1 against 8.9 under exponential ones and 13.6 against 8.0 in the noisy neighbourhood, while those with the
+        workers free lived 13.1 against 12.2, 11.5 against 9.2 and 4.7 against 4.7, as the steps at an unchanged N.
+        Not held for good: a worker a few milliseconds behind is busy at many steps' starts (above), and an N that pays
+        is worth its wait; at N = 1 under digits' delays a second worker was free at 39-45% of the steps' starts."""
         n = self.n
+        if self._in_effect is not None and n > max(self._in_effect, self.workers - busy) \
+                and self._held_steps < HOLD_STEPS:
+            n, self.held = max(self._in_effect, self.workers - busy), True  # as far as the free workers reach
+        else:
+            self.held = False
+        self._in_effect = n
         probe = bool(self.spec.probe_every) and self.steps == self._next_probe
         if probe and paused:
             self._next_probe, probe = self._next_probe + 1, False
@@ -212,8 +233,11 @@ class AutoPolicy:
             if self._waited_for[wider - 1] <= self.steps - self._probe_gap:
                 n = wider
         self.measuring = not probe and n < 2 <= self.n_max and self._noise_could_move_n(self.steps - self._measured)
+        if self.measuring and 2 > self.workers - busy and self._held_steps < HOLD_STEPS:
+            self.measuring, self.held = False, True  # it waits for a free worker as a climb does (above)
         if self.measuring:
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
+        self._held_steps = self._held_steps + 1 if self.held else 0
         return max(self.n_min, min(n, self.workers - deep))
 
     def exchanged(self, n: int, took_s: float, step_s: float | None = None) -> None:

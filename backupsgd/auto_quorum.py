@@ -110,7 +110,8 @@ class AutoQuorum:
                     "last_exchange_s": took, "last_step_s": whole, "overhead_s": float(self.policy.overheads()[n - 1]),
                     "busy": busy, "deep": deep, "pause_known": paused,
                     # above the rule's choice: a probe, or (`measuring`) a step of 2 that measures the noise scale
-                    "probe": n > self.policy.n, "measuring": self.policy.measuring and n > self.policy.n}}
+                    "probe": n > self.policy.n, "measuring": self.policy.measuring and n > self.policy.n,
+                    "held": self.policy.held}}  # a climb or a measuring step that waited for free workers
         return n
 
     def deep_after_s(self) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from reference import exp_order_stats
 
-from backupsgd.adaptive import DEEP_FACTOR, WARM_UP_STEPS, AutoPolicy
+from backupsgd.adaptive import DEEP_FACTOR, HOLD_STEPS, WARM_UP_STEPS, AutoPolicy
 from backupsgd.auto_spec import AutoSpec, parse_auto
 from backupsgd.errors import ConfigError
 
@@ -259,6 +259,55 @@ def test_at_n_1_a_step_of_two_measures_the_noise_scale_once_it_may_have_grown_en
     assert run(0.25, 24, max_backups=3) == [1] * 14 + [2] + [1] * 9
     assert run(0.0, 24, max_backups=3) == [1] * 24
     assert run(1.0, min_backups=3, max_backups=3) == [1] * 12
+
+
+def test_a_climb_that_needs_a_busy_worker_goes_as_far_as_the_free_ones_reach_for_at_most_hold_steps():
+    """Nearly equal arrivals and much noise: the rule wants N = P = 4 once all four arrivals were seen, from the
+    first step's N = 2. A step at 4 with `busy` workers still on older steps would wait for one of them (4 > P -
+    busy): it goes to max(the last step's N, P - busy) instead, and climbs on as workers come free; held back
+    HOLD_STEPS steps in a row, the next climbs whatever is busy. A climb that needs no busy worker goes at once, and so
+    does the first step (no N in effect yet) and a step down."""
+    def policy() -> AutoPolicy:  # a window of 20: T_(3), T_(4) stay fresh through the steps held at N = 2
+        p = AutoPolicy(AutoSpec(min_backups=0, max_backups=3, window=20, margin=0.0, probe_every=0), 4)
+        assert p.choose() == 2  # the least N that measures the noise scale: the N in effect
+        p.observe([1.0, 1.0, 1.0, 1.01], 1e6)  # every arrival seen: the rule's N is 4
+        assert p.n == 4
+        return p
+
+    p = policy()
+    chosen = []
+    for busy in (3, 2, 1, 0):
+        chosen.append((p.choose(busy=busy), p.held))
+        p.observe([1.0, 1.0, 1.0, 1.01][:chosen[-1][0]], 1e6)
+    assert chosen == [(2, True), (2, True), (3, True), (4, False)]
+
+    p = policy()
+    waits = [p.choose(busy=3) for _ in range(HOLD_STEPS + 2)]
+    assert waits == [2] * HOLD_STEPS + [4, 4]  # held HOLD_STEPS steps, then climbed; no climb after it
+
+    p = policy()
+    assert p.choose(busy=0) == 4 and not p.held  # every worker free
+    first = AutoPolicy(AutoSpec(min_backups=0, max_backups=3, window=20, margin=0.0, probe_every=0), 4)
+    first.observe([1.0, 1.0, 1.0, 1.01], 1e6)
+    assert first.choose(busy=3) == 4  # no step chosen before: nothing to climb from
+
+
+def test_a_measuring_step_waits_for_a_free_worker_as_a_climb_does():
+    """The measuring run above (B = 1, window 5: the 6th step at N = 1 measures): with every other worker busy at a
+    step's start that step stays at N = 1 (a second gradient would come from a worker still on an older step), for up
+    to HOLD_STEPS steps in a row; the first step with a free worker measures."""
+    def run(busy: list[int]) -> list[int]:
+        policy = AutoPolicy(AutoSpec(window=5, margin=0.0, probe_every=0, overhead_s=0.5, max_backups=3), 4)
+        policy.observe(EXP4, 1.0)
+        chosen = []
+        for b in busy:
+            chosen.append(policy.choose(busy=b))
+            policy.observe(EXP4[:chosen[-1]], 1.0)
+        return chosen
+
+    assert run([0] * 7) == [1] * 5 + [2, 1]
+    assert run([3] * 5 + [3, 3, 2, 3]) == [1] * 7 + [2, 1]  # held at steps 6 and 7, measured at the first free one
+    assert run([3] * 13) == [1] * 5 + [1] * HOLD_STEPS + [2, 1, 1]  # held HOLD_STEPS steps, then measured regardless
 
 
 def test_the_plain_python_argmax_agrees_with_numpys_nan_reductions():
