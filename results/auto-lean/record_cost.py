@@ -1,7 +1,7 @@
 """What writing one steps.jsonl record costs rank 0's writer: the json module as the writer used it before bc9b42a
 (json.dumps of the record cleaned by `_clean`, copied here from that revision's rundir.py) against rundir.json_line
-(orjson), over the records of recorded runs, each read back and written again; microseconds a record, best of --repeat, on whatever core runs it (state the load beside the
-numbers). Run from the repository root:
+(orjson), over the records of recorded runs, each read back and written again; microseconds a record, best of
+--repeat, on whatever core runs it (state the load beside the numbers). Run from the repository root:
 .venv/bin/python results/auto-lean/record_cost.py RUN_DIR [RUN_DIR ...] [--repeat R]"""
 import argparse
 import json
