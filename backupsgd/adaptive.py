@@ -201,8 +201,9 @@ class AutoPolicy:
         nothing (a pydocs run: 2.3 s for that step against ~1.3 s for the other evaluated ones).
 
         `busy` also holds a climb back: a step at an N above the last step's that would need a worker still on an older
-        step (N > P - busy) goes only as far as the free workers reach, for up to HOLD_STEPS steps in a row (`held`),
-        and so does a measuring step. E[T_(k)] is learnt from workers that each began the step at its start (a late
+        step (N > P - busy) goes only as far as the free workers reach, for up to HOLD_STEPS steps in a row (`held`;
+        the rule's N is then the one in effect, and the next step decides the climb again), and so does a measuring
+        step. E[T_(k)] is learnt from workers that each began the step at its start (a late
         READY counts its own compute, WorkerWatch), which a busy worker did not: it finishes its older step first.
         Over the digits rows' records (results/README section 10, "A climb that needs a busy worker"), the rule's
         climbs from N = 1 that needed one lived 16.3 ms against 12.2 foretold under Pareto delays (30 runs, 48 climbs),
@@ -213,7 +214,12 @@ class AutoPolicy:
         n = self.n
         if self._in_effect is not None and n > max(self._in_effect, self.workers - busy) \
                 and self._held_steps < HOLD_STEPS:
-            n, self.held = max(self._in_effect, self.workers - busy), True  # as far as the free workers reach
+            # As far as the free workers reach, and that is the rule's N now: the next step decides the rest of the
+            # climb afresh, its hysteresis counted from the N in effect. Kept as the rule's N instead, a climb the
+            # estimates wanted for a step stayed wanted through the hold (the margin held it) and went ahead after
+            # HOLD_STEPS: the noisy neighbourhood's noisy phase took 7.4 steps a run at N >= 2 against 5.2 without it.
+            n = self.n = max(self._in_effect, self.workers - busy)
+            self.held = True
         else:
             self.held = False
         self._in_effect = n

@@ -282,7 +282,11 @@ def test_a_climb_that_needs_a_busy_worker_goes_as_far_as_the_free_ones_reach_for
     assert chosen == [(2, True), (2, True), (3, True), (4, False)]
 
     p = policy()
-    waits = [p.choose(busy=3) for _ in range(HOLD_STEPS + 2)]
+    waits = []
+    for _ in range(HOLD_STEPS + 2):
+        waits.append(p.choose(busy=3))
+        assert p.n == waits[-1]  # the rule's N is the one in effect: the next step decides the climb again
+        p.observe([1.0, 1.0, 1.0, 1.01][:waits[-1]], 1e6)  # T_(3), T_(4) still fresh: the rule wants 4 again
     assert waits == [2] * HOLD_STEPS + [4, 4]  # held HOLD_STEPS steps, then climbed; no climb after it
 
     p = policy()
