@@ -1,8 +1,9 @@
 """Where auto's time over b = 4 goes in a digits sweep, step by step: each auto run paired with the same seed's b = 4
 run (both draw the same delays for each rank and step), over the steps before either reached 90% (steps 3 on, less
 those next to an evaluation), auto's step time less b = 4's at the same step, summed by what auto's step was: at
-N = 1, the rule's own N >= 2, a probe, or a measuring step. Run from the repository root:
-.venv/bin/python results/auto-lean/excess.py RUNS [RUNS ...]"""
+N = 1, the rule's own N >= 2, a probe, or a measuring step; `--phases 30,60`: apart for steps 0-29, 30-59 and 60 on
+(a shifting regime's phases), with the steps next to an evaluation kept, marked `eval`. Run from the repository root:
+.venv/bin/python results/auto-lean/excess.py [--phases A,B,...] RUNS [RUNS ...]"""
 import json
 import sys
 from collections import defaultdict
@@ -27,7 +28,21 @@ def kind(record: dict) -> str:
     return "measuring" if auto.get("measuring") else "probe" if auto.get("probe") else "the rule's N >= 2"
 
 
-for runs in map(Path, sys.argv[1:]):
+args = sys.argv[1:]
+bounds = [int(b) for b in args.pop(args.index("--phases") + 1).split(",")] if "--phases" in args else None
+args = [a for a in args if a != "--phases"]
+
+
+def phase(step: int) -> str:
+    """`step`'s phase under --phases, e.g. 'steps 30-59 '; '' without it."""
+    if bounds is None:
+        return ""
+    lower = max([0] + [b for b in bounds if b <= step])
+    upper = min([b for b in bounds if b > step], default=None)
+    return f"steps {lower}-{upper - 1} " if upper is not None else f"steps {lower} on "
+
+
+for runs in map(Path, args):
     excess, count, reached = defaultdict(float), defaultdict(int), []
     for auto_run in sorted(runs.glob("backup-bauto*")):
         seed = auto_run.name.rsplit("-s", 1)[1].split("-")[0]
@@ -39,10 +54,12 @@ for runs in map(Path, sys.argv[1:]):
         reached.append((auto_reached, static_reached))
         evaluated = set(range(0, len(auto_steps) + 10, 10))  # eval_every = 10 in every digits sweep here
         for i in range(3, min(auto_reached, static_reached)):
-            if {i - 1, i, i + 1} & evaluated:
+            near_eval = bool({i - 1, i, i + 1} & evaluated)
+            if near_eval and bounds is None:
                 continue
-            excess[kind(auto_steps[i])] += auto_took[i] - static_took[i]
-            count[kind(auto_steps[i])] += 1
+            name = phase(i) + ("eval " if near_eval else "") + kind(auto_steps[i])
+            excess[name] += auto_took[i] - static_took[i]
+            count[name] += 1
     runs_paired = len(reached)
     print(f"{runs}: {runs_paired} seeds; steps to 90%: auto {np.mean([a for a, _ in reached]):.1f}, "
           f"b = 4 {np.mean([b for _, b in reached]):.1f}")
