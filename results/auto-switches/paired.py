@@ -1,0 +1,24 @@
+"""Each arm of a run.sh output (its folders: old-auto, new-auto, b3, b4) against each other, seed by seed, in time to
+digits' target: at the first evaluation at it and at the crossing between evaluations (the paired A/B scripts'
+statistic, backupsgd.report.auto.paired_ratio_line). Run from the repository root:
+.venv/bin/python results/auto-switches/paired.py OUT"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, ".")
+from backupsgd.report.auto import paired_ratio_line, seed_times  # noqa: E402
+from backupsgd.report.runs import load_runs  # noqa: E402
+from backupsgd.report.target import default_target  # noqa: E402
+
+out = Path(sys.argv[1])
+arms = [d.name for d in sorted(out.iterdir()) if d.is_dir()]
+pairs = [("new-auto", "old-auto")] + [(a, s) for a in ("new-auto", "old-auto") for s in arms if s.startswith("b")]
+for interpolate in (False, True):
+    times = {}
+    for arm in arms:
+        runs, _ = load_runs(out / arm, True, interpolate)
+        times[arm] = seed_times(runs, default_target(runs[0].dataset))
+    print("at the crossing" if interpolate else "at the first evaluation at the target")
+    for a, b in pairs:
+        if a in times and b in times:
+            print("  " + paired_ratio_line(times[a], times[b], f"{a} / {b}"))
