@@ -212,22 +212,22 @@ class AutoPolicy:
         Not held for good: a worker a few milliseconds behind is busy at many steps' starts (above), and an N that pays
         is worth its wait; at N = 1 under digits' delays a second worker was free at 39-45% of the steps' starts."""
         n = self.n
-        if self._in_effect is not None and n > max(self._in_effect, self.workers - busy) \
-                and self._held_steps < HOLD_STEPS:
+        free = self.workers - busy  # the workers not still on an older step
+        may_hold = self._held_steps < HOLD_STEPS
+        self.held = may_hold and self._in_effect is not None and n > max(self._in_effect, free)
+        if self.held:
             # As far as the free workers reach, and that is the rule's N now: the next step decides the rest of the
-            # climb afresh, its hysteresis counted from the N in effect. Kept as the rule's N instead, a climb the
-            # estimates wanted for a step stayed wanted through the hold (the margin held it) and went ahead after
-            # HOLD_STEPS: the noisy neighbourhood's noisy phase took 7.4 steps a run at N >= 2 against 5.2 without it.
-            n = self.n = max(self._in_effect, self.workers - busy)
-            self.held = True
-        else:
-            self.held = False
+            # climb afresh, its hysteresis counted from the N in effect. Kept as the rule's N instead (e9753ff), a
+            # climb the estimates wanted for a step stayed wanted through the hold (the margin held it) and went ahead
+            # after HOLD_STEPS: the noisy neighbourhood's noisy phase took 7.4 steps a run at N >= 2 against 5.2 at
+            # the code before the hold.
+            n = self.n = max(self._in_effect, free)
         self._in_effect = n
         probe = bool(self.spec.probe_every) and self.steps == self._next_probe
         if probe and paused:
             self._next_probe, probe = self._next_probe + 1, False
         if probe:
-            wider = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), self.workers - busy))
+            wider = max(n, min(self.n_max, n + max(2, round(0.05 * self.workers)), free))
             # A step learnt at `wider` or more since the last probe was due saw what this one would (it refreshed the
             # arrivals up to there, and their exchange and whole step): the probe is done. Digits' slow node came at
             # an evaluation and runs at N = 4 learnt it a step late (the paused step is not learnt from); the probe
@@ -239,7 +239,7 @@ class AutoPolicy:
             if self._waited_for[wider - 1] <= self.steps - self._probe_gap:
                 n = wider
         self.measuring = not probe and n < 2 <= self.n_max and self._noise_could_move_n(self.steps - self._measured)
-        if self.measuring and 2 > self.workers - busy and self._held_steps < HOLD_STEPS:
+        if self.measuring and 2 > free and may_hold:
             self.measuring, self.held = False, True  # it waits for a free worker as a climb does (above)
         if self.measuring:
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
