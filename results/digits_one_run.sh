@@ -23,6 +23,11 @@ backups = [$backups]
 straggler = ["$straggler"]
 seed = [$seed]
 T
+  sweep_one_run "$tree" "$toml" "$out" 600
+}
+# Runs the one-run sweep TOML from the worktree TREE into OUT, killed after LIMIT seconds.
+sweep_one_run() {
+  local tree=$1 toml=$2 out=$3 limit=$4
   (cd "$tree" && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONPATH="$tree" \
-     PATH=/work/main/.venv/bin:$PATH timeout 600 backupsgd sweep "$toml" --out "$out" --no-progress)
+     PATH=/work/main/.venv/bin:$PATH timeout "$limit" backupsgd sweep "$toml" --out "$out" --no-progress)
 }

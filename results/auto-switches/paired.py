@@ -1,7 +1,7 @@
 """Each arm of a run.sh output (its folders: old-auto, new-auto, b3, b4) against each other, seed by seed, in time to
 digits' target: at the first evaluation at it and at the crossing between evaluations (the paired A/B scripts'
-statistic, backupsgd.report.auto.paired_ratio_line). Given several outputs (rows of disjoint seeds), new auto against
-old auto pooled over every seed of them instead. Run from the repository root:
+statistic, backupsgd.report.auto.paired_ratio_line). Given several outputs (windows of disjoint seeds), each pair
+pooled over every seed of them. Run from the repository root:
 .venv/bin/python results/auto-switches/paired.py OUT [OUT ...]"""
 import sys
 from pathlib import Path
@@ -13,17 +13,15 @@ from backupsgd.report.target import default_target  # noqa: E402
 
 outs = [Path(a) for a in sys.argv[1:]]
 arms = sorted({d.name for out in outs for d in out.iterdir() if d.is_dir()})
-if len(outs) > 1:
-    pairs = [("new-auto", "old-auto")]
-else:
-    pairs = [("new-auto", "old-auto")] + [(a, s) for a in ("new-auto", "old-auto") for s in arms if s.startswith("b")]
+pairs = [("new-auto", "old-auto")] + [(a, s) for a in ("new-auto", "old-auto") for s in arms if s.startswith("b")]
 for interpolate in (False, True):
     times: dict = {}
     for out in outs:
         for arm in arms:
             if (out / arm).is_dir():
                 runs, _ = load_runs(out / arm, True, interpolate)
-                times.setdefault(arm, {}).update(seed_times(runs, default_target(runs[0].dataset)))
+                if runs:  # an arm whose first run is still going has none yet
+                    times.setdefault(arm, {}).update(seed_times(runs, default_target(runs[0].dataset)))
     print("at the crossing" if interpolate else "at the first evaluation at the target")
     for a, b in pairs:
         if a in times and b in times:
