@@ -1,6 +1,7 @@
-"""Each arm of a run.sh output (its folders: old-auto, new-auto, b3, b4) against each other, seed by seed, in time to
-digits' target: at the first evaluation at it and at the crossing between evaluations (the paired A/B scripts'
-statistic, backupsgd.report.auto.paired_ratio_line). Given several outputs (windows of disjoint seeds), each pair
+"""Each auto arm of a run.sh output (its folders old-auto, new-auto) against the other and against each other arm (b2,
+b3, b4: a static b; dbw: the DBW-style rule), seed by seed, in time to the workload's target: at the first evaluation
+at it and at the crossing between evaluations (the paired A/B scripts' statistic,
+backupsgd.report.auto.paired_ratio_line). Given several outputs (windows of disjoint seeds), each pair
 pooled over every seed of them. Run from the repository root:
 .venv/bin/python results/auto-switches/paired.py OUT [OUT ...]"""
 import sys
@@ -13,7 +14,8 @@ from backupsgd.report.target import default_target  # noqa: E402
 
 outs = [Path(a) for a in sys.argv[1:]]
 arms = sorted({d.name for out in outs for d in out.iterdir() if d.is_dir()})
-pairs = [("new-auto", "old-auto")] + [(a, s) for a in ("new-auto", "old-auto") for s in arms if s.startswith("b")]
+autos = ("new-auto", "old-auto")
+pairs = [autos] + [(a, s) for a in autos for s in arms if s not in autos]
 for interpolate in (False, True):
     times: dict = {}
     for out in outs:

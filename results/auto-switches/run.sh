@@ -2,16 +2,21 @@
 # results/README section 10, "A climb that needs a busy worker": digits under one straggler regime, auto at its judged
 # spec from a worktree of the code before the hold (OLD) and of the code with it (NEW), against the static b that
 # judge it (from OLD: a static b runs no policy), each seed's runs back to back in a rotating order; nothing else
-# running. REGIME: pareto, exp or noisy (the noisy neighbourhood, judged against b = 3 and b = 4), or fashion-pareto or
-# fashion-slow (Fashion-MNIST at results/auto-fast-fashion/steady.toml's settings under Pareto delays, judged against
-# b = 3, or under results/auto-lean/fashion-slow.toml's slow node, against b = 3 and 4; ~42 s a run). OLDTREE '-': no
-# old auto arm, the static b from NEWTREE (more seeds of one code against the static b).
+# running. REGIME: pareto, exp or noisy (the noisy neighbourhood, judged against b = 3 and b = 4), noisy-rest (the
+# noisy neighbourhood against the rest of what judges it: b = 2 and the DBW-style rule at the same spec), or
+# fashion-pareto, fashion-exp, fashion-slow or fashion-noisy (Fashion-MNIST at results/auto-fast-fashion/steady.toml's
+# settings under its Pareto or exponential delays, judged against b = 3, or under results/auto-lean/fashion-slow.toml's
+# slow node or launch/experiments/auto-fashion.toml's noisy neighbourhood, against b = 3 and 4; ~42 s a run).
+# OLDTREE '-': no old auto arm, the static b from NEWTREE (more seeds of one code against the static b). NO_AUTO=1 in
+# the environment runs the static b alone (more static b on seeds an earlier output has auto's runs of); STATICS="..."
+# replaces the REGIME's static arms (STATICS=dbw: auto against the DBW-style rule alone).
 #   git worktree add --detach /work/w49 15efe8c && git worktree add --detach /work/w49r 33ec185
 #   bash results/auto-switches/run.sh pareto /tmp/s49/ab2/pareto 600 619 /work/w49 /work/w49r
 #   .venv/bin/python results/auto-switches/paired.py /tmp/s49/ab2/pareto   (results/README section 10 names the rest)
 regime=$1; out=$2; first=$3; last=$4; old=$5; new=$6
 source "$(dirname "$0")/../digits_one_run.sh"
 spec='"auto:max=4,noise=0.13"'; one_run=digits_one_run
+dbw_spec='"auto-dbw:max=4,noise=0.13"'  # the arm `dbw` (noisy-rest, STATICS)
 # Fashion-MNIST's one run: TREE TOML OUT BACKUPS STRAGGLER SEED, as digits_one_run takes them
 fashion_one_run() {
   cat > "$2" <<T
@@ -35,14 +40,21 @@ T
 case $regime in
   fashion-pareto) straggler="pareto:scale=0.01,alpha=1.5"; statics=(3); spec='"auto:max=4,noise=1.1"'
     one_run=fashion_one_run ;;
+  fashion-exp) straggler="exp:mean=0.02"; statics=(3); spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;;
   fashion-slow) straggler="phases:none@0-30;slow:ranks=3+4,delay=0.06@30-60;none@60-"; statics=(3 4)
+    spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;;
+  fashion-noisy) straggler="phases:none@0-30;exp:mean=0.04@30-60;none@60-"; statics=(3 4)
     spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;;
   pareto) straggler="pareto:scale=0.005,alpha=1.5"; statics=(4) ;;
   exp) straggler=${DIGITS_STRAGGLER[exp]}; statics=(4) ;;
   noisy) straggler=${DIGITS_STRAGGLER[noisy]}; statics=(3 4) ;;
-  *) echo "REGIME must be pareto, exp, noisy, fashion-pareto or fashion-slow, not '$regime'" >&2; exit 2 ;;
+  noisy-rest) straggler=${DIGITS_STRAGGLER[noisy]}; statics=(2 dbw) ;;
+  *) echo "REGIME must be pareto, exp, noisy, noisy-rest, fashion-pareto, fashion-exp, fashion-slow or fashion-noisy," \
+       "not '$regime'" >&2; exit 2 ;;
 esac
+[ -n "${STATICS:-}" ] && read -ra statics <<< "$STATICS"
 arms=("new auto")
+[ "${NO_AUTO:-0}" = 1 ] && arms=()
 static_tree=new
 if [ "$old" != - ]; then arms=("old auto" "new auto"); static_tree=old; fi
 for b in "${statics[@]}"; do arms+=("$static_tree $b"); done
@@ -50,8 +62,11 @@ for seed in $(seq "$first" "$last"); do
   for i in $(seq 0 $(( ${#arms[@]} - 1 ))); do
     arm=${arms[$(( (i + seed) % ${#arms[@]} ))]}; tree=${arm%% *}; what=${arm#* }
     code=$([ "$tree" = old ] && echo "$old" || echo "$new")
-    backups=$([ "$what" = auto ] && echo "$spec" || echo "$what")
-    tag=$([ "$what" = auto ] && echo "$tree-auto" || echo "b$what")
+    case $what in
+      auto) backups=$spec; tag=$tree-auto ;;
+      dbw) backups=$dbw_spec; tag=dbw ;;
+      *) backups=$what; tag=b$what ;;
+    esac
     mkdir -p "$out/$tag"
     $one_run "$code" "$out/$tag/s$seed.toml" "$out/$tag/s$seed" "$backups" "$straggler" "$seed" \
       > "$out/$tag/s$seed.log" 2>&1

@@ -1,0 +1,56 @@
+"""Each arm of a run.sh output by the N of its steps: mean over its runs of the step of the first evaluation at the
+target (paired.py has the training time to it), and, per phase of the regime (steps 0-29, 30-59 and 60 up to that
+evaluation: the shifting regimes' phases), how many steps a run took at each N and how long they took (a step: its
+record's `time` to the next one's; the steps just before an evaluation left out of the time, which counts the
+evaluation). Beside it, how many steps a run were probes, measuring steps and held climbs (auto's records; none for a
+static b). Run from the repository root:
+.venv/bin/python results/auto-switches/by_n.py OUT [TARGET]   (TARGET: test accuracy, 0.9 by default: digits')"""
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+PHASES = ((0, 30), (30, 60), (60, None))
+EVAL_EVERY = 10  # run.sh's runs evaluate every 10 steps
+
+
+def arm_lines(arm: Path, target: float) -> list[str]:
+    reached, steps_at, seconds_at, kinds, runs = [], defaultdict(int), defaultdict(list), defaultdict(int), 0
+    for run in sorted(arm.glob("s*/backup-*")):
+        if not (run / "summary.json").exists():
+            continue  # a run still going, or one that failed (its log says why)
+        evals = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+        hit = next((e for e in evals if e["test_accuracy"] >= target), None)
+        if hit is None:
+            continue
+        runs += 1
+        reached.append(hit["step"])
+        records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+        times = {r["step"]: r["time"] for r in records}
+        for r in records[: hit["step"]]:
+            phase = next(i for i, (a, b) in enumerate(PHASES) if r["step"] >= a and (b is None or r["step"] < b))
+            n = len(r["members"])
+            steps_at[phase, n] += 1
+            if r["step"] + 1 in times and r["step"] % EVAL_EVERY != EVAL_EVERY - 1:
+                seconds_at[phase, n].append(times[r["step"] + 1] - times[r["step"]])
+            for flag in ("probe", "measuring", "held"):
+                kinds[flag] += bool(r.get("auto", {}).get(flag))
+    if not runs:
+        return [f"{arm.name}: no run reached {target}"]
+    per_run = {flag: count / runs for flag, count in kinds.items()}
+    lines = [f"{arm.name}: {runs} runs reached {target} at step {np.mean(reached):.1f}; a run's probes "
+             f"{per_run['probe']:.1f}, measuring steps {per_run['measuring']:.1f}, held {per_run['held']:.1f}"]
+    for phase, (a, b) in enumerate(PHASES):
+        cells = [f"N = {n}: {steps_at[phase, n] / runs:4.1f} steps at {1e3 * np.mean(seconds_at[phase, n]):5.2f} ms"
+                 for n in sorted(n for p, n in steps_at if p == phase)]
+        lines.append(f"  steps {a}-{'target' if b is None else b - 1}: " + "; ".join(cells))
+    return lines
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    target = float(sys.argv[2]) if len(sys.argv) > 2 else 0.9
+    for arm in sorted(d for d in out.iterdir() if d.is_dir()):
+        print("\n".join(arm_lines(arm, target)))
