@@ -1,9 +1,9 @@
 """Each arm of a run.sh output by the N of its steps: mean over its runs of the step of the first evaluation at the
 target (paired.py has the training time to it), and, per phase of the regime (steps 0-29, 30-59 and 60 up to that
-evaluation: the shifting regimes' phases), how many steps a run took at each N and how long they took (a step: its
-record's `time` to the next one's; the steps just before an evaluation left out of the time, which counts the
-evaluation). Beside it, how many steps a run were probes, measuring steps and held climbs (auto's records; none for a
-static b). Run from the repository root:
+evaluation: the shifting regimes' phases), how many steps a run took at each N and how long they took (a step: the
+record before's `time`, written once that step was applied, to its own; step 0 and the steps right after an
+evaluation, whose time counts it, left out of the time). Beside it, how many steps a run were probes, measuring steps
+and held climbs (auto's records; none for a static b). Run from the repository root:
 .venv/bin/python results/auto-switches/by_n.py OUT [TARGET]   (TARGET: test accuracy, 0.9 by default: digits')"""
 import json
 import sys
@@ -33,8 +33,8 @@ def arm_lines(arm: Path, target: float) -> list[str]:
             phase = next(i for i, (a, b) in enumerate(PHASES) if r["step"] >= a and (b is None or r["step"] < b))
             n = len(r["members"])
             steps_at[phase, n] += 1
-            if r["step"] + 1 in times and r["step"] % EVAL_EVERY != EVAL_EVERY - 1:
-                seconds_at[phase, n].append(times[r["step"] + 1] - times[r["step"]])
+            if r["step"] - 1 in times and r["step"] % EVAL_EVERY != 0:
+                seconds_at[phase, n].append(r["time"] - times[r["step"] - 1])
             for flag in ("probe", "measuring", "held"):
                 kinds[flag] += bool(r.get("auto", {}).get(flag))
     if not runs:
