@@ -38,13 +38,10 @@ T
   sweep_one_run "$1" "$2" "$3" 1200
 }
 case $regime in
-  fashion-pareto) straggler="pareto:scale=0.01,alpha=1.5"; statics=(3); spec='"auto:max=4,noise=1.1"'
-    one_run=fashion_one_run ;;
-  fashion-exp) straggler="exp:mean=0.02"; statics=(3); spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;;
-  fashion-slow) straggler="phases:none@0-30;slow:ranks=3+4,delay=0.06@30-60;none@60-"; statics=(3 4)
-    spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;;
-  fashion-noisy) straggler="phases:none@0-30;exp:mean=0.04@30-60;none@60-"; statics=(3 4)
-    spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;;
+  fashion-pareto) straggler="pareto:scale=0.01,alpha=1.5"; statics=(3) ;;
+  fashion-exp) straggler="exp:mean=0.02"; statics=(3) ;;
+  fashion-slow) straggler="phases:none@0-30;slow:ranks=3+4,delay=0.06@30-60;none@60-"; statics=(3 4) ;;
+  fashion-noisy) straggler="phases:none@0-30;exp:mean=0.04@30-60;none@60-"; statics=(3 4) ;;
   pareto) straggler="pareto:scale=0.005,alpha=1.5"; statics=(4) ;;
   exp) straggler=${DIGITS_STRAGGLER[exp]}; statics=(4) ;;
   noisy) straggler=${DIGITS_STRAGGLER[noisy]}; statics=(3 4) ;;
@@ -52,6 +49,7 @@ case $regime in
   *) echo "REGIME must be pareto, exp, noisy, noisy-rest, fashion-pareto, fashion-exp, fashion-slow or fashion-noisy," \
        "not '$regime'" >&2; exit 2 ;;
 esac
+case $regime in fashion-*) spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;; esac  # its judged spec
 [ -n "${STATICS:-}" ] && read -ra statics <<< "$STATICS"
 arms=("new auto")
 [ "${NO_AUTO:-0}" = 1 ] && arms=()
