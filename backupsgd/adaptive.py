@@ -97,17 +97,6 @@ class AutoPolicy:
     step soon, so a probe waits for no more than them; and no choice waits for the workers silent for
     longer than deep_after_s() (`deep` in a delay, see choose()).
 
-    Probes go up only. An N below the current one is measured only when the rule goes back there, and the rule left
-    it when its own measured exchange or whole step read high (the optimizer's curse: one slow exchange in the EMA is
-    enough), which then stays as read until it expires, a window later. Under digits' exponential delays (30 runs of
-    the hold's code) N = 1's measured step stood at 10.8-14.5 ms while N = 2 held, against 9.5 ms as N = 1's steps
-    lived (12% above on the median while left, 1% below while current), and half of the rule's steps at N >= 2 came in
-    stretches of 15-24 steps that ended as that estimate expired. So once the N below's own estimates in use are
-    `probe_every / 2` measurements old, one step goes down to it (`down`, a down-probe): its fresh exchange and whole
-    step weigh as much as the steps they missed (PerNEstimate), and the rule compares again. A step at N - 1 costs
-    a little progress and no wait; a down-probe after which the rule keeps its N doubles the interval to the next
-    (up to MAX_PROBE_BACKOFF times probe_every), and a change of N resets it.
-
     A step of one member measures no noise scale (backupsgd.noise needs two batch sizes), and B_simple grows as
     training goes on: at N = 1 the noise scale the rule used was the first steps' (a digits run measured it on 5
     of 250 steps, its B_simple 2-8x below a static b = 3 run's), so N looked worth less than it was. So when no
@@ -147,10 +136,6 @@ class AutoPolicy:
         self.steps = 0
         self._probe_gap = spec.probe_every
         self._next_probe = spec.probe_every
-        self._down_after = spec.probe_every // 2  # how old the N below's estimates get before a down-probe (0: never)
-        self._down_gap = self._down_after  # steps from one down-probe to the next, doubled by each that changes nothing
-        self._next_down = 0
-        self.down = False  # whether the last choose() answered a down-probe (one step at the N below the rule's)
         self._measured = 0  # self.steps after the last step of two or more members (one that measured the noise)
         self._waited_for = np.zeros(workers, dtype=np.int64)  # [k - 1]: self.steps after the last step learnt at N >= k
         self.measuring = False  # whether the last choose() answered a measuring step (the records tell it from a probe)
@@ -193,8 +178,6 @@ class AutoPolicy:
         if not paused:
             self._waited_for[: len(arrivals)] = self.steps
         before, self.n = self.n, self._best()
-        if self.n != before:
-            self._down_gap = self._down_after  # a new N: the down-probes' back-off starts again (class docstring)
         if self.steps > self._next_probe:  # the probe (if any) is done: when is the next one?
             # A probe that changed nothing was exploration wasted: back off, up to MAX_PROBE_BACKOFF times the
             # interval; a change of N (a new regime, perhaps) resets it.
@@ -261,23 +244,7 @@ class AutoPolicy:
         if self.measuring:
             n = 2  # a measuring step: the noise scale is no older than the window, as the arrivals are
         self._held_steps = self._held_steps + 1 if self.held else 0
-        self.down = (not (probe or self.measuring or self.held or paused) and self.n_min < n == self.n
-                     and self.steps >= self._next_down and self._below_is_stale(n))
-        if self.down:  # one step at the N below, to measure it afresh (class docstring)
-            n -= 1
-            self._next_down = self.steps + self._down_gap
-            self._down_gap = min(2 * self._down_gap, MAX_PROBE_BACKOFF * self.spec.probe_every)
         return max(self.n_min, min(n, self.workers - deep))
-
-    def _below_is_stale(self, n: int) -> bool:
-        """Whether N - 1's own measured exchange or whole step is in use (fresh; the whole step known) and at least
-        `probe_every / 2` measurements old: a down-probe would refresh what the rule prices N - 1 by."""
-        if not self._down_after:
-            return False
-        k = n - 2
-        exchanges, steps = self.exchanges, self.step_times
-        return (bool(exchanges.fresh()[k]) and exchanges.measurements - int(exchanges.last[k]) >= self._down_after
-                or not math.isnan(steps.known()[k]) and steps.measurements - int(steps.last[k]) >= self._down_after)
 
     def exchanged(self, n: int, took_s: float, step_s: float | None = None) -> None:
         """The step decided at `n` took `took_s` seconds from its decision to the next step's start (the engine's

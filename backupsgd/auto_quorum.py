@@ -111,7 +111,6 @@ class AutoQuorum:
                     "busy": busy, "deep": deep, "pause_known": paused,
                     # above the rule's choice: a probe, or (`measuring`) a step of 2 that measures the noise scale
                     "probe": n > self.policy.n, "measuring": self.policy.measuring and n > self.policy.n,
-                    "down": self.policy.down and n < self.policy.n,  # a down-probe: a step at the N below the rule's
                     "held": self.policy.held}}  # a climb or a measuring step that waited for free workers
         return n
 
