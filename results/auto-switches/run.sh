@@ -52,9 +52,9 @@ esac
 case $regime in fashion-*) spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;; esac  # its judged spec
 [ -n "${STATICS:-}" ] && read -ra statics <<< "$STATICS"
 arms=("new auto")
-[ "${NO_AUTO:-0}" = 1 ] && arms=()
 static_tree=new
 if [ "$old" != - ]; then arms=("old auto" "new auto"); static_tree=old; fi
+[ "${NO_AUTO:-0}" = 1 ] && arms=()  # after the old tree's arms, which it drops too
 for b in "${statics[@]}"; do arms+=("$static_tree $b"); done
 for seed in $(seq "$first" "$last"); do
   for i in $(seq 0 $(( ${#arms[@]} - 1 ))); do
