@@ -1,0 +1,276 @@
+"""What a step's second gradient buys in steps to target, measured by replay instead of by timed runs.
+
+A run's minibatches are pure functions of (seed, rank, step) (backupsgd.data), so a run's training can be redone in
+one process from the members of each step, and redone again with other members: the steps to target of two member
+schedules on the same seed then differ by the members alone, with no arrival timing, no machine load and no
+evaluation grid in between (each replay evaluates after every step). Two uses:
+
+  n_worth.py runs OUT_ARM [OUT_ARM ...]   each recorded run (steps.jsonl) as lived, and with every step cut to the
+      member that arrived first (N = 1 throughout, the same first gradients): the steps the lived N >= 2 steps bought.
+  n_worth.py early SEEDS K[,K...] [--config RUN]   seeds FIRST-LAST of digits at run.sh's settings (or RUN's
+      config.json): N = 1 throughout on a random first rank each step, against the same with N = 2 (one more rank)
+      for the first K steps, and N = 2 throughout: what early N = 2 is worth in steps, and what the noise model says.
+
+Target: test accuracy 0.9 (digits'), `--target` to change. Replay arithmetic: Replica's own compute and apply, the
+members' gradients summed from the highest rank down as Open MPI's allreduce over the members does
+(tests/reference.py members_mean), so a lived replay should cross where its run's evaluations did (printed: how many
+agree on the 10-step evaluation grid). Run from the repository root with .venv/bin/python.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backupsgd.config import WorkloadConfig
+from backupsgd.data import load_dataset
+from backupsgd.replica import Replica
+from backupsgd.report.auto import paired_ratio_line
+
+DIGITS = {"model": "mlp", "dataset": "digits", "batch_size": 32, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9,
+          "steps": 250, "seed": 0, "eval_every": 10, "threads": 1}  # results/digits_one_run.sh's settings
+WORKERS = 5
+
+
+def accuracy_curve(workload: dict, schedule: list[list[int]]) -> np.ndarray:
+    """Test accuracy after every step, replaying `schedule` (each step's member ranks); with --eval-every E (EVERY),
+    only after every E-th (nan between: a CNN's evaluation on Fashion-MNIST costs 10x its step)."""
+    torch.set_num_threads(1)
+    config = WorkloadConfig(**workload)
+    replica = Replica(config, torch.device("cpu"))
+    data = load_dataset(config.dataset, config.data_dir)
+    bufs = [replica.new_buffer() for _ in range(WORKERS)]
+    out = []
+    for step, members in enumerate(schedule):
+        ranks = sorted(members)
+        for i, r in enumerate(ranks):
+            replica.compute(*data.sample(config.seed, r, step, config.batch_size), bufs[i])
+        total = bufs[len(ranks) - 1].copy()
+        for i in reversed(range(len(ranks) - 1)):
+            total += bufs[i]
+        replica.apply(total, float(np.float32(1.0 / len(ranks))))
+        out.append(replica.evaluate(data)["test_accuracy"] if (step + 1) % EVERY == 0 else math.nan)
+    return np.asarray(out)
+
+
+def crossings(acc: np.ndarray, target: float, every: int = 10) -> tuple[float, float]:
+    """(judged, smoothed) steps to target: the first multiple of `every` whose accuracy reaches it (what a run
+    evaluating every `every` steps reports: evals.jsonl's step), and the first step where the mean of the last `every`
+    steps' accuracy does (far less noisy: near the target digits' accuracy swings by 0.1 from one step to the next);
+    nan where never."""
+    grid = np.flatnonzero(acc[every - 1::every] >= target)
+    smooth = np.flatnonzero(np.convolve(acc, np.ones(every) / every, "valid") >= target)
+    return (float(every * (grid[0] + 1)) if grid.size else math.nan,
+            float(smooth[0] + every) if smooth.size else math.nan)
+
+
+def at_n(record: dict, n: int) -> list[int]:
+    """The step's members had it been decided at N = `n`: its first `n` arrivals; past the arrivals it saw, the
+    lowest other ranks (any rank's minibatch is as good a draw as another's: backupsgd.data)."""
+    seen = [int(r) for r in sorted(record["arrivals"], key=record["arrivals"].get)]
+    return (seen + [r for r in range(WORKERS) if r not in seen])[:n]
+
+
+def records(run: Path) -> tuple[dict, list[dict], list[dict]]:
+    """(workload, steps.jsonl's records, evals.jsonl's) of one run."""
+    read = lambda name: [json.loads(line) for line in (run / name).read_text().splitlines()]  # noqa: E731
+    return json.loads((run / "config.json").read_text())["workload"], read("steps.jsonl"), read("evals.jsonl")
+
+
+def own_crossing(evals: list[dict]) -> int | None:
+    return next((e["step"] for e in evals if e["test_accuracy"] >= TARGET), None)
+
+
+KINDS = ("start", "probe", "measuring", "rule")
+
+
+def kind(record: dict, before: dict | None) -> str:
+    """Why a step of an auto run had its N: `start` (chosen before any noise scale had reached the coordinator, at the
+    least N that measures it), a `probe`, a `measuring` step, or the `rule`'s own choice (records' `auto` fields)."""
+    auto = record.get("auto", {})
+    if auto.get("probe") and not auto.get("measuring"):
+        return "probe"
+    if auto.get("measuring"):
+        return "measuring"
+    noise = None if before is None else before.get("auto", {}).get("noise_scale")
+    return "start" if noise is None or noise != noise else "rule"
+
+
+def mean_se(xs: list[float]) -> str:
+    a = np.asarray([x for x in xs if x == x], dtype=float)  # nan != nan: a run that never reached the target
+    if len(a) < 2:
+        return "n/a"
+    return f"{a.mean():+.2f} (SE {a.std(ddof=1) / math.sqrt(len(a)):.2f}, {len(a)} runs)"
+
+
+def runs_command(arms: list[Path], cut: range | None = None, kinds: tuple[str, ...] = KINDS) -> None:
+    """Each run as lived and with the steps chosen (in `cut`, of `kinds`) cut to their first arrival, and a ledger of
+    those steps before the run's own crossing: what their wait for more workers cost (each step's lived time less the
+    run's mean step at N = 1 (within `cut` where given: a regime's phase), steps with an evaluation in them left out
+    and counted at the others' mean), against what the steps they bought are worth at that mean. Under a regime that
+    shifts, a whole run's ledger compares steps of one phase with N = 1 steps of another: cut a phase.
+    """
+    for arm in arms:
+        grid, smooth, per_step, cost, worth, agree, n, cuts = [], [], [], [], [], 0, 0, []
+        for run in sorted(arm.glob("s*/backup-*")):
+            if not (run / "summary.json").exists():
+                continue
+            workload, steps, evals = records(run)
+            own = own_crossing(evals)
+            chosen = [len(r["members"]) > 1 and (cut is None or r["step"] in cut) and kind(r, b) in kinds
+                      for r, b in zip(steps, [None] + steps[:-1])]
+            lived = [r["members"] for r in steps]
+            first = [at_n(r, 1) if c else r["members"] for r, c in zip(steps, chosen)]
+            (lived_grid, lived_smooth), (first_grid, first_smooth) = (
+                crossings(accuracy_curve(workload, s), TARGET) for s in (lived, first))
+            n += 1
+            agree += (own is None and lived_grid != lived_grid) or own == lived_grid
+            grid.append(first_grid - lived_grid)
+            smooth.append(first_smooth - lived_smooth)
+            # the ledger, over the steps before the run's own crossing
+            end = own or len(steps)
+            took = {r["step"]: r["time"] - b["time"] for r, b in zip(steps[1:], steps) if r["step"] % 10}
+            one = np.mean([took[r["step"]] for r in steps[:end] if r["step"] in took and len(r["members"]) == 1
+                           and (cut is None or r["step"] in cut)])  # a phase's N = 1 steps, for a phase's steps
+            cut_steps = [r["step"] for r, c in zip(steps[:end], chosen) if c]
+            timed = [took[t] for t in cut_steps if t in took]
+            cost.append(len(cut_steps) * (np.mean(timed) - one) if timed else 0.0)
+            worth.append((first_grid - lived_grid) * one)
+            cuts.append(len(cut_steps))
+            if cut_steps and first_smooth == first_smooth and lived_smooth == lived_smooth:
+                per_step.append((first_smooth - lived_smooth) / len(cut_steps))
+            print(f"{run.parent.name}: judged crossing lived {lived_grid:g} (its run's {own}), cut {first_grid:g}; "
+                  f"smoothed {lived_smooth:g} / {first_smooth:g}; steps cut before the run's crossing "
+                  f"{len(cut_steps)}, their wait {1e3 * cost[-1]:.1f} ms", flush=True)
+        net = [c - w for c, w in zip(cost, worth) if w == w]
+        print(f"{arm}: {n} runs; lived replays judged where their runs were: {agree}/{n}; steps cut ({', '.join(kinds)}"
+              f"{'' if cut is None else f', steps {cut.start}-{cut.stop - 1}'}): {np.mean(cuts):.1f} a run before its "
+              f"crossing\n  steps they bought: judged crossing {mean_se(grid)}, smoothed {mean_se(smooth)} "
+              f"(per step cut {mean_se(per_step)})\n  ledger, ms a run: their wait {mean_se(1e3 * np.array(cost))}, "
+              f"the judged steps bought at the run's N = 1 step {mean_se(1e3 * np.array(worth))}, "
+              f"net cost {mean_se(1e3 * np.array(net))}")
+
+
+def early_command(first: int, last: int, ks: list[int], workload: dict) -> None:
+    arms = {"N=1": 0, **{f"N=2 first {k}": k for k in ks}, "N=2": workload["steps"]}
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
+    for seed in range(first, last + 1):
+        rng = np.random.default_rng((seed, 17))  # the first member each step, and the second one's offset
+        ones = rng.integers(0, WORKERS, workload["steps"])
+        seconds = (ones + rng.integers(1, WORKERS, workload["steps"])) % WORKERS
+        line = []
+        for name, k in arms.items():
+            schedule = [[int(o), int(s)] if t < k else [int(o)] for t, (o, s) in enumerate(zip(ones, seconds))]
+            got = crossings(accuracy_curve(dict(workload, seed=seed), schedule), TARGET)
+            rows[name].append(got)
+            line.append(f"{name} {got[0]:g}/{got[1]:g}")
+        print(f"seed {seed} (judged/smoothed): " + ", ".join(line), flush=True)
+    base = rows["N=1"]
+    for name, got in rows.items():
+        judged, smoothed = np.nanmean([g for g, _ in got]), np.nanmean([s for _, s in got])
+        print(f"{name}: mean judged {judged:.1f}, smoothed {smoothed:.1f} steps; against N = 1: judged "
+              f"{mean_se([g - b0 for (g, _), (b0, _) in zip(got, base)])}, "
+              f"smoothed {mean_se([s - b0 for (_, s), (_, b0) in zip(got, base)])}")
+
+
+def judge_command(auto_arm: Path, static_arms: list[Path], resamples: int = 4000) -> None:
+    """Auto's time to target against each static b's, from its two parts measured apart: near the target digits'
+    accuracy swings by 0.1 from one step to the next, so a run's steps to target hang on which workers' minibatches
+    its steps took (60 paired seeds leave the runs' own time ratio +-4%), while the steps the policy's choice of N
+    bought are measured on the same minibatches by replaying each auto run at the static b's N (its first arrivals),
+    and the time after K steps varies less from run to run. Estimates
+        E[time to target] = T_auto(S_N - bought)   (auto)   and   T_static(S_N)   (the static b at N),
+    S_N: the mean steps to target at N over the static runs and the auto runs' replays at N (the same draws of
+    minibatches: iid over ranks and steps); bought: the auto runs' replays at N less their lived replays; T_arm(K): the
+    arm's mean time after K steps (steps.jsonl's `time`, evaluations included as in the runs' own times),
+    interpolated. It takes a run's time after K steps as independent of how many steps it needs (its data, not its
+    delays); a 95% interval by resampling seeds. Printed beside the paired ratio of the runs' own times (paired.py's).
+    """
+    autos = {run.parent.name: run for run in auto_arm.glob("s*/backup-*") if (run / "summary.json").exists()}
+    for static_arm in static_arms:
+        statics = {run.parent.name: run for run in static_arm.glob("s*/backup-*") if (run / "summary.json").exists()}
+        seeds = sorted(set(autos) & set(statics))
+        if len(seeds) < 2:
+            print(f"{static_arm}: fewer than 2 seeds shared with {auto_arm}")
+            continue
+        n = len(records(statics[seeds[0]])[1][0]["members"])  # a static b's N
+        # per seed: the static run's steps to target, auto's replay's at n, bought, auto's and the static's evals and
+        # times after each step
+        rows = []
+        for seed in seeds:
+            workload, steps, evals = records(autos[seed])
+            lived = crossings(accuracy_curve(workload, [r["members"] for r in steps]), TARGET)[0]
+            at_static = crossings(accuracy_curve(workload, [at_n(r, n) for r in steps]), TARGET)[0]
+            own = own_crossing(records(statics[seed])[2])
+            static_steps, static_evals = records(statics[seed])[1:]
+            rows.append((math.nan if own is None else own, at_static, at_static - lived, evals, static_evals,
+                         [r["time"] for r in steps], [r["time"] for r in static_steps]))
+            print(f"  {seed}: static {own}, auto lived {lived:g}, auto at N = {n} {at_static:g}", flush=True)
+
+        def estimate(idx: np.ndarray) -> tuple[float, float, float]:
+            pool = np.concatenate([[rows[i][0] for i in idx], [rows[i][1] for i in idx]])
+            s_n = float(np.nanmean(pool))
+            bought = float(np.nanmean([rows[i][2] for i in idx]))
+            auto_curve, static_curve = (np.mean([rows[i][j] for i in idx], axis=0) for j in (5, 6))
+            after = lambda curve, k: float(np.interp(k - 1, np.arange(len(curve)), curve))  # noqa: E731
+            t_auto, t_static = after(auto_curve, s_n - bought), after(static_curve, s_n)
+            return t_auto / t_static, after(auto_curve, s_n) / t_static, bought
+
+        whole = estimate(np.arange(len(rows)))
+        rng = np.random.default_rng(0)
+        boot = np.array([estimate(rng.integers(0, len(rows), len(rows))) for _ in range(resamples)])
+        low, high = np.percentile(boot[:, 0], [2.5, 97.5])
+        own, static_own = ({seed: next((e["time"] for e in r[j] if e["test_accuracy"] >= TARGET), None)
+                            for seed, r in zip(seeds, rows)} for j in (3, 4))
+        # the estimator's assumption, checked where it can be: the static runs' time after K steps against their
+        # steps to target (auto's steps to target move with its choices, which move its time)
+        k = int(round(np.nanmean([r[0] for r in rows] + [r[1] for r in rows])))
+        reached = [(r[0], r[6][k - 1]) for r in rows if r[0] == r[0]]
+        r_check = np.corrcoef(np.array(reached).T)[0, 1]
+        print(f"  the static runs' time after {k} steps against their steps to target: r = {r_check:+.2f} "
+              f"({len(reached)} runs; independence reads 0 +- {2 / math.sqrt(len(reached)):.2f})")
+        print(f"{auto_arm.name} / {static_arm.name} (N = {n}), {len(seeds)} seeds: decomposed {whole[0]:.3f} "
+              f"[{low:.3f}, {high:.3f}] (at the same step {whole[1]:.3f}, steps bought {whole[2]:+.2f}); "
+              + paired_ratio_line(own, static_own, "the runs' own times"))
+
+
+def main() -> None:
+    global TARGET, EVERY
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("runs", "early", "judge"))
+    p.add_argument("args", nargs="+")
+    p.add_argument("--target", type=float, default=0.9)
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate the replays only every this many steps "
+                   "(10: the judged crossing alone, as the runs evaluate; the smoothed one needs 1)")
+    p.add_argument("--config", type=Path, help="early: a run directory whose config.json's workload to use")
+    p.add_argument("--cut", help="runs: cut to the first arrival only the steps FIRST-LAST (e.g. a regime's phase)")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help=f"runs: cut only the steps of these kinds ({', '.join(KINDS)}; see kind())")
+    a = p.parse_args()
+    TARGET, EVERY = a.target, a.eval_every
+    if a.what == "runs":
+        cut = None if a.cut is None else range(int(a.cut.split("-")[0]), int(a.cut.split("-")[1]) + 1)
+        kinds = tuple(a.kinds.split(","))
+        if not set(kinds) <= set(KINDS):
+            p.error(f"--kinds takes some of {','.join(KINDS)}, got {a.kinds!r}")
+        runs_command([Path(x) for x in a.args], cut, kinds)
+        return
+    if a.what == "judge":
+        if len(a.args) < 2:
+            p.error("judge takes AUTO_ARM STATIC_ARM [STATIC_ARM ...]")
+        judge_command(Path(a.args[0]), [Path(x) for x in a.args[1:]])
+        return
+    if len(a.args) != 2 or "-" not in a.args[0]:
+        p.error("early takes SEEDS (FIRST-LAST) and K[,K...], e.g. early 0-99 5,10,30")
+    first, last = (int(x) for x in a.args[0].split("-"))
+    workload = DIGITS if a.config is None else json.loads((a.config / "config.json").read_text())["workload"]
+    early_command(first, last, [int(k) for k in a.args[1].split(",")], workload)
+
+
+TARGET, EVERY = 0.9, 1
+if __name__ == "__main__":
+    main()
