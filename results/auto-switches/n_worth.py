@@ -1,26 +1,31 @@
-"""What a step's second gradient buys in steps to target, measured by replay instead of by timed runs.
+"""What a step's extra gradients buy in steps to target, measured by replay instead of by timed runs, and a judge of
+auto against a static b built on it (results/README.md section 10, "What a step's extra gradients buy").
 
 A run's minibatches are pure functions of (seed, rank, step) (backupsgd.data), so a run's training can be redone in
 one process from the members of each step, and redone again with other members: the steps to target of two member
 schedules on the same seed then differ by the members alone, with no arrival timing, no machine load and no
-evaluation grid in between (each replay evaluates after every step). Two uses:
+evaluation grid in between (each replay evaluates after every step, or every --eval-every). Three uses:
 
-  n_worth.py runs OUT_ARM [OUT_ARM ...]   each recorded run (steps.jsonl) as lived, and with every step cut to the
-      member that arrived first (N = 1 throughout, the same first gradients): the steps the lived N >= 2 steps bought.
-  n_worth.py early SEEDS K[,K...] [--config RUN]   seeds FIRST-LAST of digits at run.sh's settings (or RUN's
+  n_worth.py runs ARM [ARM ...] [--kinds K,...] [--cut FIRST-LAST]   each recorded run (steps.jsonl) as lived, and
+      with its steps at N >= 2 (of the kinds named: start, probe, measuring, rule; within the steps named) cut to the
+      member that arrived first: the steps those bought, and a ledger of what their wait cost (runs_command).
+  n_worth.py early FIRST-LAST K[,K...] [--config RUN]   seeds FIRST-LAST of digits at run.sh's settings (or RUN's
       config.json): N = 1 throughout on a random first rank each step, against the same with N = 2 (one more rank)
-      for the first K steps, and N = 2 throughout: what early N = 2 is worth in steps, and what the noise model says.
+      for the first K steps, and N = 2 throughout: what early N = 2 is worth in steps.
+  n_worth.py judge AUTO_ARM STATIC_ARM [...]   auto against each static b, time to target from steps bought (replays)
+      and the time after K steps (runs) apart (judge_command).
 
-Target: test accuracy 0.9 (digits'), `--target` to change. Replay arithmetic: Replica's own compute and apply, the
-members' gradients summed from the highest rank down as Open MPI's allreduce over the members does
-(tests/reference.py members_mean), so a lived replay should cross where its run's evaluations did (printed: how many
-agree on the 10-step evaluation grid). Run from the repository root with .venv/bin/python.
+ARM: a folder of one-run sweeps, s*/backup-* (run.sh's arms). Target: test accuracy 0.9 (digits'), `--target` to
+change. Replay arithmetic: Replica's own compute and apply, the members' gradients summed from the highest rank down
+as Open MPI's allreduce over the members does (tests/reference.py members_mean), so a lived replay crosses where its
+run's evaluations did (printed: how many agree). Run from the repository root with .venv/bin/python.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +38,7 @@ from backupsgd.report.auto import paired_ratio_line
 
 DIGITS = {"model": "mlp", "dataset": "digits", "batch_size": 32, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9,
           "steps": 250, "seed": 0, "eval_every": 10, "threads": 1}  # results/digits_one_run.sh's settings
-WORKERS = 5
+WORKERS = 5  # early's (run.sh's ranks); a recorded run's own come from its config.json
 
 
 def accuracy_curve(workload: dict, schedule: list[list[int]]) -> np.ndarray:
@@ -43,7 +48,7 @@ def accuracy_curve(workload: dict, schedule: list[list[int]]) -> np.ndarray:
     config = WorkloadConfig(**workload)
     replica = Replica(config, torch.device("cpu"))
     data = load_dataset(config.dataset, config.data_dir)
-    bufs = [replica.new_buffer() for _ in range(WORKERS)]
+    bufs = [replica.new_buffer() for _ in range(max(map(len, schedule)))]
     out = []
     for step, members in enumerate(schedule):
         ranks = sorted(members)
@@ -68,11 +73,15 @@ def crossings(acc: np.ndarray, target: float, every: int = 10) -> tuple[float, f
             float(smooth[0] + every) if smooth.size else math.nan)
 
 
-def at_n(record: dict, n: int) -> list[int]:
+def at_n(record: dict, n: int, workers: int) -> list[int]:
     """The step's members had it been decided at N = `n`: its first `n` arrivals; past the arrivals it saw, the
     lowest other ranks (any rank's minibatch is as good a draw as another's: backupsgd.data)."""
     seen = [int(r) for r in sorted(record["arrivals"], key=record["arrivals"].get)]
-    return (seen + [r for r in range(WORKERS) if r not in seen])[:n]
+    return (seen + [r for r in range(workers) if r not in seen])[:n]
+
+
+def workers(run: Path) -> int:
+    return json.loads((run / "config.json").read_text())["workers"]
 
 
 def records(run: Path) -> tuple[dict, list[dict], list[dict]]:
@@ -124,7 +133,7 @@ def runs_command(arms: list[Path], cut: range | None = None, kinds: tuple[str, .
             chosen = [len(r["members"]) > 1 and (cut is None or r["step"] in cut) and kind(r, b) in kinds
                       for r, b in zip(steps, [None] + steps[:-1])]
             lived = [r["members"] for r in steps]
-            first = [at_n(r, 1) if c else r["members"] for r, c in zip(steps, chosen)]
+            first = [at_n(r, 1, workers(run)) if c else r["members"] for r, c in zip(steps, chosen)]
             (lived_grid, lived_smooth), (first_grid, first_smooth) = (
                 crossings(accuracy_curve(workload, s), TARGET) for s in (lived, first))
             n += 1
@@ -156,6 +165,8 @@ def runs_command(arms: list[Path], cut: range | None = None, kinds: tuple[str, .
 
 
 def early_command(first: int, last: int, ks: list[int], workload: dict) -> None:
+    """Seeds first..last: N = 1 throughout, N = 2 for the first k steps of `ks` (the same first ranks plus one more),
+    and N = 2 throughout; each one's judged and smoothed steps to target, and their paired differences from N = 1."""
     arms = {"N=1": 0, **{f"N=2 first {k}": k for k in ks}, "N=2": workload["steps"]}
     rows: dict[str, list[tuple[float, float]]] = {name: [] for name in arms}
     for seed in range(first, last + 1):
@@ -175,6 +186,19 @@ def early_command(first: int, last: int, ks: list[int], workload: dict) -> None:
         print(f"{name}: mean judged {judged:.1f}, smoothed {smoothed:.1f} steps; against N = 1: judged "
               f"{mean_se([g - b0 for (g, _), (b0, _) in zip(got, base)])}, "
               f"smoothed {mean_se([s - b0 for (_, s), (_, b0) in zip(got, base)])}")
+
+
+@dataclass(frozen=True)
+class SeedPair:
+    """One seed of `judge`: the static run's steps to target, auto's replay's at the static N, the steps auto's choices
+    bought (that replay's less its lived one's), both runs' evaluations and their times after each step."""
+    static_steps: float
+    auto_at_n: float
+    bought: float
+    auto_evals: list
+    static_evals: list
+    auto_times: list
+    static_times: list
 
 
 def judge_command(auto_arm: Path, static_arms: list[Path], resamples: int = 4000) -> None:
@@ -198,38 +222,39 @@ def judge_command(auto_arm: Path, static_arms: list[Path], resamples: int = 4000
             print(f"{static_arm}: fewer than 2 seeds shared with {auto_arm}")
             continue
         n = len(records(statics[seeds[0]])[1][0]["members"])  # a static b's N
-        # per seed: the static run's steps to target, auto's replay's at n, bought, auto's and the static's evals and
-        # times after each step
-        rows = []
+        pairs = []
         for seed in seeds:
             workload, steps, evals = records(autos[seed])
             lived = crossings(accuracy_curve(workload, [r["members"] for r in steps]), TARGET)[0]
-            at_static = crossings(accuracy_curve(workload, [at_n(r, n) for r in steps]), TARGET)[0]
-            own = own_crossing(records(statics[seed])[2])
+            at_static = crossings(accuracy_curve(workload, [at_n(r, n, workers(autos[seed])) for r in steps]),
+                                  TARGET)[0]
             static_steps, static_evals = records(statics[seed])[1:]
-            rows.append((math.nan if own is None else own, at_static, at_static - lived, evals, static_evals,
-                         [r["time"] for r in steps], [r["time"] for r in static_steps]))
+            own = own_crossing(static_evals)
+            pairs.append(SeedPair(math.nan if own is None else own, at_static, at_static - lived, evals, static_evals,
+                                  [r["time"] for r in steps], [r["time"] for r in static_steps]))
             print(f"  {seed}: static {own}, auto lived {lived:g}, auto at N = {n} {at_static:g}", flush=True)
 
         def estimate(idx: np.ndarray) -> tuple[float, float, float]:
-            pool = np.concatenate([[rows[i][0] for i in idx], [rows[i][1] for i in idx]])
-            s_n = float(np.nanmean(pool))
-            bought = float(np.nanmean([rows[i][2] for i in idx]))
-            auto_curve, static_curve = (np.mean([rows[i][j] for i in idx], axis=0) for j in (5, 6))
+            """(auto / static time to target, the same at the static's steps, steps bought) over the seeds `idx`."""
+            s_n = float(np.nanmean([pairs[i].static_steps for i in idx] + [pairs[i].auto_at_n for i in idx]))
+            bought = float(np.nanmean([pairs[i].bought for i in idx]))
+            auto_curve = np.mean([pairs[i].auto_times for i in idx], axis=0)
+            static_curve = np.mean([pairs[i].static_times for i in idx], axis=0)
             after = lambda curve, k: float(np.interp(k - 1, np.arange(len(curve)), curve))  # noqa: E731
             t_auto, t_static = after(auto_curve, s_n - bought), after(static_curve, s_n)
             return t_auto / t_static, after(auto_curve, s_n) / t_static, bought
 
-        whole = estimate(np.arange(len(rows)))
+        whole = estimate(np.arange(len(pairs)))
         rng = np.random.default_rng(0)
-        boot = np.array([estimate(rng.integers(0, len(rows), len(rows))) for _ in range(resamples)])
+        boot = np.array([estimate(rng.integers(0, len(pairs), len(pairs))) for _ in range(resamples)])
         low, high = np.percentile(boot[:, 0], [2.5, 97.5])
-        own, static_own = ({seed: next((e["time"] for e in r[j] if e["test_accuracy"] >= TARGET), None)
-                            for seed, r in zip(seeds, rows)} for j in (3, 4))
+        first_at = lambda evals: next((e["time"] for e in evals if e["test_accuracy"] >= TARGET), None)  # noqa: E731
+        own = {seed: first_at(pair.auto_evals) for seed, pair in zip(seeds, pairs)}
+        static_own = {seed: first_at(pair.static_evals) for seed, pair in zip(seeds, pairs)}
         # the estimator's assumption, checked where it can be: the static runs' time after K steps against their
         # steps to target (auto's steps to target move with its choices, which move its time)
-        k = int(round(np.nanmean([r[0] for r in rows] + [r[1] for r in rows])))
-        reached = [(r[0], r[6][k - 1]) for r in rows if r[0] == r[0]]
+        k = int(round(np.nanmean([p.static_steps for p in pairs] + [p.auto_at_n for p in pairs])))
+        reached = [(p.static_steps, p.static_times[k - 1]) for p in pairs if p.static_steps == p.static_steps]
         r_check = np.corrcoef(np.array(reached).T)[0, 1]
         print(f"  the static runs' time after {k} steps against their steps to target: r = {r_check:+.2f} "
               f"({len(reached)} runs; independence reads 0 +- {2 / math.sqrt(len(reached)):.2f})")
