@@ -143,8 +143,9 @@ def runs_command(arms: list[Path], cut: range | None = None, kinds: tuple[str, .
             # the ledger, over the steps before the run's own crossing
             end = own or len(steps)
             took = {r["step"]: r["time"] - b["time"] for r, b in zip(steps[1:], steps) if r["step"] % 10}
-            one = np.mean([took[r["step"]] for r in steps[:end] if r["step"] in took and len(r["members"]) == 1
-                           and (cut is None or r["step"] in cut)])  # a phase's N = 1 steps, for a phase's steps
+            ones = [took[r["step"]] for r in steps[:end] if r["step"] in took and len(r["members"]) == 1
+                    and (cut is None or r["step"] in cut)]  # a phase's N = 1 steps, for a phase's steps
+            one = float(np.mean(ones)) if ones else math.nan  # none there: the ledger cannot price this run
             cut_steps = [r["step"] for r, c in zip(steps[:end], chosen) if c]
             timed = [took[t] for t in cut_steps if t in took]
             cost.append(len(cut_steps) * (np.mean(timed) - one) if timed else 0.0)
