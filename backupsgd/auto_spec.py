@@ -33,7 +33,7 @@ class AutoSpec:
     overhead_s: float = 0.0  # fixed per-step cost beside the wait (the exchange), seconds; 0: measured per N
     lr_l: float = 1.0  # dbw only: learning rate times the loss's smoothness L, in (0, 2)
     noise_factor: float = 1.0  # the rules' B_noise is this times the measured B_simple (see AutoPolicy.observe)
-    settle: int = 20  # a measured noise scale may raise N above 2 only from this step on (AutoPolicy's docstring)
+    settle: int = 20  # a measured noise scale may raise N above N_min only from this step on (AutoPolicy's docstring)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
