@@ -100,8 +100,9 @@ def test_the_coordinators_records_replay_to_its_choices_without_mpi():
 
 def test_a_coordinator_holds_n_at_2_until_its_noise_scale_settled():
     """The made-up run above at the default settle=20: the coordinator's noise scale is measured, so until the 20th
-    step observed no choice of the rule's goes above 2 (a probe may: it looks, it does not choose), where at settle=0
-    N was 4 from step 5 on; then N climbs as before, and the records replay to the same choices."""
+    step observed no choice of the rule's leaves N_min, 2 under the default bounds (a probe may: it looks, it does not
+    choose), where at settle=0 N was 4 from step 5 on; then N climbs as before, and the records replay to the same
+    choices."""
     records = _coordinate("auto:probe=5,window=5,overhead=0.005")
     chosen = [r["quorum"] for r in records]
     assert all(r["quorum"] == 2 for r in records[:20] if not r["auto"]["probe"]), chosen
