@@ -111,9 +111,9 @@ class AutoPolicy:
     2026-12-06 the window held N at 2, the least N that measures, and the rule chose between 1 and 2 (on Fashion-MNIST
     nearly always 2). Replayed with the steps 0-29 at N >= 2 at their first arrival instead, Fashion-MNIST's runs (the
     noisy neighbourhood's quiet start, 20 runs) reached 80% 4.0 steps sooner (SE 1.84); with the window's steps at the
-    rule's N >= 2 so cut, digits' reached 90% 0.7 (SE 0.4, noisy neighbourhood), 0.9 (SE 0.8, Pareto) and 0.0 (SE
-    0.5, exponential delays) steps later, where the cut steps had waited 25 and 12 ms a run under Pareto and
-    exponential delays (results/README section 10, "A settle window at N = 1").
+    rule's N >= 2 so cut, digits' reached 90% 0.7 (SE 0.4, noisy neighbourhood) and 0.9 (SE 0.8, Pareto) steps sooner
+    and as soon under exponential delays (0.0, SE 0.5; smoothed crossings), where the cut steps had waited 25 and 12 ms
+    a run under Pareto and exponential delays (results/README section 10, "A settle window at N = 1").
     On Fashion-MNIST under
     Pareto delays (40 seeds of auto and of b = 3, N = 2) it read (as the plain average before 51eebb2) about 1 worker
     batch over steps 0-8, 0.15-0.2 over steps 11-25 (after the loss's early spike), and grew to ~0.6 by step 60 (the
