@@ -52,45 +52,37 @@ def test_noise_factor_scales_the_measured_noise_scale():
     assert policy.choose() == 2
 
 
-@pytest.mark.parametrize("rule,noise,expected", [
-    ("progress", 100.0, 4), ("dbw", 100.0, 4),
+@pytest.mark.parametrize("rule,noise,max_backups,chosen", [
+    ("progress", 100.0, 3, [(1, False), (2, True), (4, False)]),
+    ("dbw", 100.0, 3, [(1, False), (2, True), (4, False)]),
     # B_noise = 0: N = 1 is best (no gradient is worth a wait) and a noise scale grown 2x says so too, so only the
     # settle window's last step measures
-    ("progress", 0.0, 1),
+    ("progress", 0.0, 3, [(1, False), (2, True), (1, False)]),
+    # N_min = 2 measures the noise scale itself: the window holds N at 2 and takes no measuring step
+    ("progress", 100.0, 2, [(2, False), (2, False), (4, False)]),
 ])
-def test_a_measured_noise_scale_raises_n_above_n_min_only_once_settle_steps_were_observed(rule, noise, expected):
+def test_a_measured_noise_scale_raises_n_above_n_min_only_once_settle_steps_were_observed(rule, noise, max_backups,
+                                                                                         chosen):
     """EXP4 arrivals, overhead 10: B_noise = 100 makes N = 4 best (progress: 0.00318 against 0.00185 at N = 2;
     DBW: every bound negative, so N_max), as above. Measured (the engine's coordinator), the noise scale may raise
-    N above N_min = 1 only from the `settle` = 3rd step observed on, whatever each step's N: until then N stays 1,
-    but for the window's last step, which measures (2) so that the rule starts from a fresh noise scale. Given (the
-    simulator), it is trusted at once."""
-    spec = AutoSpec(rule=rule, min_backups=0, max_backups=3, window=1, margin=0.0, probe_every=0, overhead_s=10.0,
-                    settle=3)
+    N above N_min (1 at max_backups=3 of 4 workers) only from the `settle` = 3rd step observed on, whatever each
+    step's N: until then N stays N_min, but for the window's last step, which measures (2) so that the rule starts
+    from a fresh noise scale. Given (the simulator), it is trusted at once. (choose(), measuring) after each step."""
+    spec = AutoSpec(rule=rule, min_backups=0, max_backups=max_backups, window=1, margin=0.0, probe_every=0,
+                    overhead_s=10.0, settle=3)
+    settled = chosen[-1][0]
     given = AutoPolicy(spec, workers=4)
     given.observe(EXP4, noise)
-    assert given.choose() == expected
+    assert given.choose() == settled
     measured = AutoPolicy(spec, workers=4, measured_noise=True)
-    chosen = []
+    lived = []
     for arrivals in (EXP4, EXP4[:1], EXP4):  # a step of one member counts as one observed
         measured.observe(arrivals, noise)
-        chosen.append((measured.choose(), measured.measuring))
-    # the first step saw every arrival, as the given policy's did
-    assert chosen == [(1, False), (2, True), (expected, False)]
+        lived.append((measured.choose(), measured.measuring))
+    assert lived == chosen  # the first step saw every arrival, as the given policy's did
     never = AutoPolicy(replace(spec, settle=0), workers=4, measured_noise=True)
     never.observe(EXP4, noise)
-    assert never.choose() == expected
-
-
-def test_the_settle_window_holds_n_at_n_min_where_the_bounds_keep_n_above_1():
-    """max_backups=2 of 4 workers: N_min = 2, which measures the noise scale itself: the window holds N at 2 and
-    takes no measuring step (B_noise = 100 and EXP4 as above: N = 4 once settled)."""
-    spec = AutoSpec(min_backups=0, max_backups=2, window=1, margin=0.0, probe_every=0, overhead_s=10.0, settle=3)
-    measured = AutoPolicy(spec, workers=4, measured_noise=True)
-    chosen = []
-    for _ in range(3):
-        measured.observe(EXP4, 100.0)
-        chosen.append((measured.choose(), measured.measuring))
-    assert chosen == [(2, False), (2, False), (4, False)]
+    assert never.choose() == settled
 
 
 def test_overhead_is_learnt_per_n_and_an_n_never_measured_takes_the_nearest():
