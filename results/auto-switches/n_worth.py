@@ -254,9 +254,13 @@ def judge_command(auto_arm: Path, static_arms: list[Path], resamples: int = 4000
 
         rng = np.random.default_rng(0)
         draws = [rng.integers(0, len(pairs), len(pairs)) for _ in range(resamples)]
-        judged, smoothed = ((estimate(np.arange(len(pairs)), on_smoothed),
-                             np.percentile([estimate(d, on_smoothed)[0] for d in draws], [2.5, 97.5]))
-                            for on_smoothed in (False, True))
+
+        def judged(smoothed: bool) -> tuple[tuple[float, float, float], np.ndarray]:
+            """estimate() over every seed, and its 95% interval over the same resampled seeds either way."""
+            return estimate(np.arange(len(pairs)), smoothed), np.percentile(
+                [estimate(d, smoothed)[0] for d in draws], [2.5, 97.5])
+
+        (whole, (low, high)), (whole_s, (low_s, high_s)) = judged(False), judged(True)
         first_at = lambda evals: next((e["time"] for e in evals if e["test_accuracy"] >= TARGET), None)  # noqa: E731
         own = {seed: first_at(pair.auto_evals) for seed, pair in zip(seeds, pairs)}
         static_own = {seed: first_at(pair.static_evals) for seed, pair in zip(seeds, pairs)}
@@ -267,7 +271,6 @@ def judge_command(auto_arm: Path, static_arms: list[Path], resamples: int = 4000
         r_check = np.corrcoef(np.array(reached).T)[0, 1]
         print(f"  the static runs' time after {k} steps against their steps to target: r = {r_check:+.2f} "
               f"({len(reached)} runs; independence reads 0 +- {2 / math.sqrt(len(reached)):.2f})")
-        (whole, (low, high)), (whole_s, (low_s, high_s)) = judged, smoothed
         print(f"{auto_arm.name} / {static_arm.name} (N = {n}), {len(seeds)} seeds: decomposed {whole[0]:.3f} "
               f"[{low:.3f}, {high:.3f}] (at the same step {whole[1]:.3f}, steps bought {whole[2]:+.2f}); "
               f"with the steps bought on the smoothed crossings {whole_s[0]:.3f} [{low_s:.3f}, {high_s:.3f}] "
