@@ -8,12 +8,14 @@ backupsgd.vote's docstring). At shutdown it accounts for every control message s
 
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple, Protocol
 
 import numpy as np
 from mpi4py import MPI
 
+from backupsgd.evaluation_fence import EvaluationFence
 from backupsgd.faults import RunFault, rank_names
 from backupsgd.polling import Backoff, wait_all
 from backupsgd.vote import (ACK, FIN, NONFINITE, READY, REJECTED, REJOIN, STUCK, TAG_CTRL, TAG_DECISION, TAG_RESYNC,
@@ -54,9 +56,11 @@ class Coordinator:
     """Rank 0's side: tally READYs per step, decide, track who lags behind, bring laggards back."""
 
     def __init__(self, comm: MPI.Comm, quorum: int, track_lag: bool, lag_limit: int = 20,
-                 grace: float = 0.0, policy: QuorumPolicy | None = None) -> None:
+                 grace: float = 0.0, policy: QuorumPolicy | None = None,
+                 fence: EvaluationFence | None = None) -> None:
         self._comm, self.quorum = comm, quorum
         self.policy = policy  # `--backups auto`: N chosen per step (self.quorum is the current one); None: fixed
+        self.fence = fence  # the steps after an evaluation wait for every rank (backupsgd.evaluation_fence)
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.track_lag, self.lag_limit = track_lag, lag_limit
         self.grace = grace  # once stuck itself, how long to wait for the others' STUCK reports
@@ -107,7 +111,8 @@ class Coordinator:
                 counted_self = progressed = True
             if self._rejoining:  # no step is decided until the laggards hold the state it starts from
                 progressed |= self._serve_rejoin(step, host)
-            elif sum(offer.rank not in self.behind for offer in ready) >= self.quorum:
+            elif sum(offer.rank not in self.behind for offer in ready) >= self.quorum \
+                    and not self._fenced(step, ready, rejected):
                 break
             elif len(rejected) > self.size - self.quorum:
                 raise RunFault(f"step {step}: {rank_names(rejected)} produced non-finite gradients; fewer than "
@@ -119,6 +124,15 @@ class Coordinator:
             else:
                 backoff.pause()
         return self._decide(step, step_start)
+
+    def _fenced(self, step: int, ready: list[Offer], rejected: list[int]) -> bool:
+        """Whether the fence after an evaluation still holds `step` (its first N READYs are in)."""
+        if self.fence is None:
+            return False
+        heard = {offer.rank for offer in ready} | set(rejected) | self.behind
+        own = next((offer.when for offer in ready if offer.rank == self.rank),
+                   -math.inf if self.rank in rejected else None)
+        return self.fence.holds(step, self.size - len(heard), own, time.perf_counter())
 
     def _own_late(self, host: Host) -> None:
         """This rank's own gradients offered after their step's decision count as the others' late READYs do."""

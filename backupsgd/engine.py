@@ -17,6 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from backupsgd.coordinator import Coordinator, QuorumPolicy
+from backupsgd.evaluation_fence import EvaluationFence
 from backupsgd.polling import Backoff, Stopped
 from backupsgd.reducers import Reducer
 from backupsgd.standby import Resume, Standby, Superseded
@@ -102,13 +103,14 @@ class GradientEngine:
     itself; one that overruns the deadline is left blocked there and a standby thread carries on as the engine thread
     (standby.py). `freeze(step, round)` gives the seconds to stop this rank's engine thread at that form of `step`'s
     reduction, before its part (injected faults: the rank is silent meanwhile, as a stopped process is).
+    `fence` (used on the coordinator) holds the steps after an evaluation for every rank (evaluation_fence.py).
     """
 
     def __init__(self, vote_comm: MPI.Comm, reducer: Reducer, quorum: int, *, first_step: int = 0,
                  lag_limit: int = 20, snapshot: Callable[[], bytes] | None = None,
                  reduce_comm: MPI.Comm | None = None, member_timeout: float | None = 0.0,
                  freeze: Callable[[int, int], float] | None = None, quorum_policy: QuorumPolicy | None = None,
-                 report_late: bool = False) -> None:
+                 report_late: bool = False, fence: EvaluationFence | None = None) -> None:
         self._comm, self._reducer, self.quorum = vote_comm, reducer, quorum
         self._reduce_comm = reduce_comm  # revoked with the vote's when a process fails (ULFM)
         self.rank, self.size = vote_comm.Get_rank(), vote_comm.Get_size()
@@ -124,7 +126,7 @@ class GradientEngine:
                     vote_comm.bcast(track_lag if self.rank == COORDINATOR else None, root=COORDINATOR):
                 self._timeout = member_timeout or reducer.default_timeout()
             self._role = (Coordinator(vote_comm, quorum, track_lag, lag_limit, grace=self._timeout or 0.0,
-                                      policy=quorum_policy)
+                                      policy=quorum_policy, fence=fence)
                           if self.rank == COORDINATOR else Follower(vote_comm, quorum))
         self._poisoned = False  # stuck on a step that stood without this rank: it waits to be brought back
         self._cv = threading.Condition()

@@ -17,6 +17,7 @@ from backupsgd.clock import run_clock_offset
 from backupsgd.config import ExperimentConfig
 from backupsgd.data import load_dataset
 from backupsgd.engine import Decision, GradientEngine
+from backupsgd.evaluation_fence import EvaluationFence
 from backupsgd.failover import NO_NOISE, StepLog, announce, go_on_from, survivors
 from backupsgd.faults import FaultInjector, parse_faults, stop_on_fault
 from backupsgd.modes import MODES
@@ -72,6 +73,7 @@ class _Run:
         self.auto = AutoQuorum(self.auto_spec, self.workers, wl.batch_size) \
             if self.auto_spec and self.rank == 0 else None
         self._mark_evaluations()
+        self.fence = EvaluationFence(self._evaluates_at)  # no rank trains through another's evaluation
         # A user's model or dataset (by import path) may be refused only once built: every rank exits 2 alike.
         self.data, self.replica = agree(comm, lambda: (load_dataset(wl.dataset, wl.data_dir),
                                                        Replica(wl, pick_device(local_rank()))))
@@ -111,7 +113,8 @@ class _Run:
             engine = self.mode.open_exchange(comm, len(self.buf), self.quorum, ft.reducer, first_step=first,
                                              lag_limit=ft.lag_limit, snapshot=snapshot,
                                              member_timeout=ft.member_timeout, freeze=self.faults.reduce_freeze,
-                                             quorum_policy=self.auto, report_late=self.auto_spec is not None)
+                                             quorum_policy=self.auto, report_late=self.auto_spec is not None,
+                                             fence=self.fence)
             try:
                 with engine:
                     watchdog.describe = engine.describe
@@ -216,8 +219,9 @@ class _Run:
         if self._evaluates_at(step):
             began = time.perf_counter()
             metrics = self.replica.evaluate(self.data)
+            self.fence.evaluated(took := time.perf_counter() - began)  # how long a fenced step waits for a rank
             if self.auto is not None:  # how far apart the ranks' evaluations can leave them (AutoQuorum.post_pause)
-                self.auto.post_pause(time.perf_counter() - began)
+                self.auto.post_pause(took)
             evaluation = {"step": step, "time": time.perf_counter() - self.start, **metrics}
             writer.evaluation(evaluation) if writer else self.log.evaluation(evaluation)
 

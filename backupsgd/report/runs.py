@@ -146,7 +146,9 @@ class Run:
         that of the step it follows (steps.jsonl; train evaluates after logging the step). Every rank evaluates
         after the same step, so on a workload whose evaluation is not cheap (a second a time on Fashion-MNIST with
         5 ranks on 2 cores, against 0.14 s steps) these pauses tax every step alike, and the configurations that
-        need more steps pay more of them. An evaluation whose step record is missing counts 0."""
+        need more steps pay more of them. An evaluation whose step record is missing counts 0. Rank 0's pause is
+        every rank's in runs with the evaluation fence (backupsgd/evaluation_fence.py); in earlier backup runs the
+        ranks done first trained on through rank 0's evaluation under a small N, and those steps counted free."""
         step_time = {int(s["step"]): float(s["time"]) for s in self.steps if s.get("time") is not None}
         return [(int(e["step"]), max(0.0, float(e["time"]) - step_time[int(e["step"]) - 1]))
                 for e in self.evals if e.get("time") is not None and int(e["step"]) - 1 in step_time]
