@@ -84,7 +84,8 @@ class _Run:
         bounds = self.auto_spec.bounds(self.workers) if self.auto_spec else None
         self.tally = QuorumTally(self.quorum, self.auto, bounds)  # the writer's count of N and of the dropped
         quorum = {"quorum": None, "quorum_bounds": list(bounds)} if bounds else {"quorum": self.quorum}
-        self.run_config = config.to_dict() | {"workers": self.workers, **quorum}
+        # `evaluation_fence`: how the report charges an evaluation (backupsgd.report.runs.Run.evaluation_pauses)
+        self.run_config = config.to_dict() | {"workers": self.workers, **quorum, "evaluation_fence": True}
         self.writer = RunWriter(run_dir, self.run_config, resume_step=self.first if ft.resume else None) \
             if self.rank == 0 else None
         self.checkpoints = Checkpointer(run_dir, ft.checkpoint_every, self.settings) if self.writer else None

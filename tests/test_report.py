@@ -278,6 +278,28 @@ def test_training_time_leaves_out_the_evaluations_pauses(tmp_path):
     assert "| 0.80 [0.80, 0.80] |" in text, text
 
 
+def test_a_fenced_run_charges_an_evaluation_all_it_held_training_up_beyond_an_ordinary_step(tmp_path):
+    """The run of the test above, but the fence after each evaluation waits 0.3 s more for the last rank to finish
+    evaluating (rank 0's own pause is still 1 s): an evaluation costs the 1.3 s from the step it follows to the step
+    after it less an ordinary 0.1 s step, and the target is still reached at 8 steps x 0.1 s = 0.8 s of training.
+    Charged rank 0's own pause (a run without the fence's mark), the same records read 1.1 s."""
+    root = tmp_path / "runs"
+    run = write_run(root, "t", mode="sync", backups=0, seed=0, evals=[(4, 1.4, 0.5), (8, 3.1, 0.91)], final_acc=0.91,
+                    steps_per_s=10.0, step_s=0.1, steps=12, eval_every=4)
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    for s in steps:
+        s["time"] += 0.3 * (s["step"] >= 4) + 0.3 * (s["step"] >= 8)
+    (run / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (unmarked,), _ = load_runs(root, training_time=True)
+    assert unmarked.time_to(accuracy(0.9)) == pytest.approx(1.1)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"evaluation_fence": True}))
+    (fenced,), _ = load_runs(root, training_time=True)
+    assert fenced.evaluation_pauses == [(4, pytest.approx(1.3)), (8, pytest.approx(1.3))]
+    assert fenced.time_to(accuracy(0.9)) == pytest.approx(0.8)
+    assert fenced.time_to(accuracy(0.5)) == pytest.approx(0.4)
+
+
 def test_the_crossing_time_interpolates_between_the_evaluation_that_reached_the_target_and_the_one_before(tmp_path):
     """The run of the test above (evaluations after steps 4 and 8, at 0.4 s and 0.8 s of training, 1.4 s and 2.8 s of
     wall-clock time; accuracy 0.5 then 0.91, loss 1.5 then 0.68): 0.9 is crossed (0.9 - 0.5) / (0.91 - 0.5) of the way

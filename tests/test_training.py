@@ -30,6 +30,7 @@ def test_backup_applies_mean_of_members_and_never_waits_for_the_slow_rank(tmp_pa
     summary = train(5, out, "--mode", "backup", "--backups", "1", "--steps", "25", "--model", "mlp",
                     "--straggler", "slow:ranks=2,delay=0.15", "--eval-every", "0")
     steps = read_steps(out)
+    assert json.loads((out / "config.json").read_text())["evaluation_fence"]  # how the report charges evaluations
     assert [s["step"] for s in steps] == list(range(25))
     for s in steps:
         assert len(s["members"]) == 4 and 2 not in s["members"], s

@@ -135,23 +135,53 @@ class Run:
         return start + share * (self.time_of(reached) - start)
 
     def time_of(self, record: dict[str, Any]) -> float:
-        """An evaluation's time as time_to counts it: wall, or with `training_time` less every evaluation's pause up
-        to it, its own included."""
-        paused = sum(p for step, p in self.evaluation_pauses if step <= record["step"]) if self.training_time else 0
-        return float(record["time"]) - paused
+        """An evaluation's time as time_to counts it: wall, or with `training_time` the time of the step it follows
+        (when its updates were all applied) less every earlier evaluation's pause (the record's own time less every
+        pause up to it, its own included, where the pause is rank 0's own: runs before the evaluation fence)."""
+        if not self.training_time:
+            return float(record["time"])
+        step = int(record["step"])
+        applied = self._step_times.get(step - 1)
+        if applied is None:  # no record of the step it follows: as before, less its own pause too
+            return float(record["time"]) - sum(p for s, p in self.evaluation_pauses if s <= step)
+        return applied - sum(p for s, p in self.evaluation_pauses if s < step)
+
+    @cached_property
+    def _step_times(self) -> dict[int, float]:
+        """Rank 0's clock when each step was applied (steps.jsonl)."""
+        return {int(s["step"]): float(s["time"]) for s in self.steps if s.get("time") is not None}
 
     @cached_property
     def evaluation_pauses(self) -> list[tuple[int, float]]:
-        """(step, seconds) of each evaluation: how long training stood still for it, from its record's time less
-        that of the step it follows (steps.jsonl; train evaluates after logging the step). Every rank evaluates
-        after the same step, so on a workload whose evaluation is not cheap (a second a time on Fashion-MNIST with
-        5 ranks on 2 cores, against 0.14 s steps) these pauses tax every step alike, and the configurations that
-        need more steps pay more of them. An evaluation whose step record is missing counts 0. Rank 0's pause is
-        every rank's in runs with the evaluation fence (backupsgd/evaluation_fence.py); in earlier backup runs the
-        ranks done first trained on through rank 0's evaluation under a small N, and those steps counted free."""
-        step_time = {int(s["step"]): float(s["time"]) for s in self.steps if s.get("time") is not None}
-        return [(int(e["step"]), max(0.0, float(e["time"]) - step_time[int(e["step"]) - 1]))
-                for e in self.evals if e.get("time") is not None and int(e["step"]) - 1 in step_time]
+        """(step, seconds) of each evaluation: how long it held training up. Every rank evaluates after the same
+        step, so on a workload whose evaluation is not cheap (~2 s a time on Fashion-MNIST with 5 ranks on 2 cores,
+        against ~0.1 s steps) these pauses tax every step alike, and the configurations that need more steps pay
+        more of them.
+
+        Runs with the evaluation fence (config `evaluation_fence`, backupsgd/evaluation_fence.py: the step after an
+        evaluation is decided once every rank offered it): the time from the step it follows to the step after it,
+        less the mean of the ordinary steps (no evaluation in them) within `eval_every` steps either side, what
+        that step would have taken with no evaluation. The ranks do not finish evaluating together (on Fashion-MNIST
+        the last 0.3-0.7 s after rank 0), and the fence waits for the last; rank 0's own pause would charge that
+        wait to training, alike in every arm. Earlier runs: the record's time less that of the step it follows, rank
+        0's own pause; the ranks done first trained on through it under a small N, and those steps counted free.
+        An evaluation whose steps are not both recorded counts 0."""
+        times, every = self._step_times, int(self.config.get("eval_every") or 0)
+        fenced = bool(self.config.get("evaluation_fence"))
+        durations = {s: t - times[s - 1] for s, t in times.items()
+                     if s - 1 in times and not (every and s % every == 0)}  # step_durations' ordinary steps
+        pauses = []
+        for e in self.evals:
+            step = int(e["step"])
+            if e.get("time") is None or step - 1 not in times:
+                continue
+            if not fenced:
+                pauses.append((step, max(0.0, float(e["time"]) - times[step - 1])))
+            elif step in times:
+                near = [d for s, d in durations.items() if abs(s - step) < every] if every else []
+                typical = float(np.mean(near)) if near else 0.0
+                pauses.append((step, max(0.0, times[step] - times[step - 1] - typical)))
+        return pauses
 
     def steps_to(self, target: Target) -> int | None:
         """Updates applied by the first evaluation that reached `target`."""
