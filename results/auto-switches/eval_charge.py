@@ -7,7 +7,10 @@ trained inside it cost nothing there; an arm whose steps need one arrival trains
 mean pause, how many steps rank 0 applied within 30 ms of each other right after it, and how long it took from the
 evaluation to the fifth step after it; then each auto arm's paired ratios (paired.py's statistic at the crossing) with
 each run's own pauses left out, and with every evaluation charged the same: the window's pooled mean pause.
-Neither is the time a run without evaluations would take; they bracket what the accounting can move. The burst count
+Neither is the time a run without evaluations would take; they bracket what the accounting can move. Runs made with
+the evaluation fence (config.json's evaluation_fence, b4522e5) show no burst, and their "own pauses" are the fenced
+charge (Run.evaluation_pauses: the stretch from the step before an evaluation to the step after it, less an ordinary
+step). The burst count
 means something only where a step takes well over BURST_S (Fashion-MNIST's ~0.1 s; not digits' ~15 ms, whose
 evaluations pause ~2 ms).
 Run from the repository root: .venv/bin/python results/auto-switches/eval_charge.py OUT [OUT ...]"""
