@@ -167,9 +167,7 @@ class Run:
         0's own pause; the ranks done first trained on through it under a small N, and those steps counted free.
         An evaluation whose steps are not both recorded counts 0."""
         times, every = self._step_times, int(self.config.get("eval_every") or 0)
-        fenced = bool(self.config.get("evaluation_fence"))
-        durations = {s: t - times[s - 1] for s, t in times.items()
-                     if s - 1 in times and not (every and s % every == 0)}  # step_durations' ordinary steps
+        fenced, durations = bool(self.config.get("evaluation_fence")), self._ordinary_durations
         pauses = []
         for e in self.evals:
             step = int(e["step"])
@@ -195,14 +193,13 @@ class Run:
     def step_durations(self) -> np.ndarray:
         """Seconds per step from steps.jsonl, leaving out step 0 (warm-up) and each step that also
         paid for a test evaluation (the one logged right after it), so only training steps count."""
-        times = [(int(s["step"]), float(s["time"])) for s in self.steps if s.get("time") is not None]
-        eval_every = int(self.config.get("eval_every") or 0)
-        out = []
-        for (s0, t0), (s1, t1) in zip(times, times[1:]):
-            if s1 != s0 + 1 or (eval_every and s1 % eval_every == 0):
-                continue
-            out.append(t1 - t0)
-        return np.array(out)
+        return np.array(list(self._ordinary_durations.values()))
+
+    @cached_property
+    def _ordinary_durations(self) -> dict[int, float]:
+        """step_durations by step."""
+        times, every = self._step_times, int(self.config.get("eval_every") or 0)
+        return {s: t - times[s - 1] for s, t in times.items() if s - 1 in times and not (every and s % every == 0)}
 
     def mean_step_s(self) -> float | None:
         durations = self.step_durations()
