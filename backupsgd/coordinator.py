@@ -127,12 +127,12 @@ class Coordinator:
 
     def _fenced(self, step: int, ready: list[Offer], rejected: list[int]) -> bool:
         """Whether the fence after an evaluation still holds `step` (its first N READYs are in)."""
-        if self.fence is None:
+        if self.fence is None or not self.fence.follows(step):  # every step's decision asks: the cheap test first
             return False
         heard = {offer.rank for offer in ready} | set(rejected) | self.behind
         own = next((offer.when for offer in ready if offer.rank == self.rank),
                    -math.inf if self.rank in rejected else None)
-        return self.fence.holds(step, self.size - len(heard), own, time.perf_counter())
+        return self.fence.holds(self.size - len(heard), own, time.perf_counter())
 
     def _own_late(self, host: Host) -> None:
         """This rank's own gradients offered after their step's decision count as the others' late READYs do."""

@@ -20,21 +20,19 @@ from typing import Callable
 
 
 class EvaluationFence:
-    """Which steps follow an evaluation (`follows_evaluation(step)`), and how long this rank's latest evaluation
-    took (`evaluated()`, posted by the training thread; read by the coordinator on the engine thread: a float
+    """Which steps follow an evaluation (`follows(step)`), and how long this rank's latest evaluation took
+    (`evaluated()`, posted by the training thread; read by the coordinator on the engine thread: a float
     assignment, which the GIL makes atomic)."""
 
     def __init__(self, follows_evaluation: Callable[[int], bool]) -> None:
-        self._follows = follows_evaluation
+        self.follows = follows_evaluation
         self._evaluation_s = 0.0
 
     def evaluated(self, seconds: float) -> None:
         self._evaluation_s = float(seconds)
 
-    def holds(self, step: int, silent: int, own_ready_at: float | None, now: float) -> bool:
-        """Whether `step`, its first N READYs in, waits on: it follows an evaluation, `silent` ranks not behind
+    def holds(self, silent: int, own_ready_at: float | None, now: float) -> bool:
+        """Whether a step that follows an evaluation, its first N READYs in, waits on: `silent` ranks not behind
         have not offered it yet, and the coordinator's own READY (its perf_counter; None: not yet; -inf: it
         declined) came less than its evaluation's length ago or not at all."""
-        if silent == 0 or not self._follows(step):
-            return False
-        return own_ready_at is None or now - own_ready_at < self._evaluation_s
+        return silent > 0 and (own_ready_at is None or now - own_ready_at < self._evaluation_s)

@@ -10,9 +10,8 @@ each run's own pauses left out, and with every evaluation charged the same: the 
 Neither is the time a run without evaluations would take; they bracket what the accounting can move. Runs made with
 the evaluation fence (config.json's evaluation_fence, b4522e5) show no burst, and their "own pauses" are the fenced
 charge (Run.evaluation_pauses: the stretch from the step before an evaluation to the step after it, less an ordinary
-step). The burst count
-means something only where a step takes well over BURST_S (Fashion-MNIST's ~0.1 s; not digits' ~15 ms, whose
-evaluations pause ~2 ms).
+step). The burst count means something only where a step takes well over BURST_S (Fashion-MNIST's ~0.1 s; not
+digits' ~15 ms, whose evaluations pause ~2 ms).
 Run from the repository root: .venv/bin/python results/auto-switches/eval_charge.py OUT [OUT ...]"""
 import sys
 from pathlib import Path
