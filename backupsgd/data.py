@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from backupsgd.errors import ConfigError
 from backupsgd.plugins import is_import_path, load_user_dataset
 
 # Data are fixed across runs (only sampling and init follow the run seed), so every run sees the same problem.
@@ -73,14 +76,29 @@ class TextDataset(Dataset):
         return windows[:, :-1], windows[:, 1:]
 
 
+# The rows of scikit-learn's digits that train_test_split(test_size=0.25, random_state=0, stratify=y) puts in the
+# training and the test set, in its order (tests/test_digits.py checks them against scikit-learn and says how to
+# write them again).
+DIGITS_SPLIT = Path(__file__).with_name("digits_split.npz")
+
+
+def digits_file() -> Path:
+    """scikit-learn's own copy of the 8x8 digits, found without importing scikit-learn."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the digits dataset is read from scikit-learn's copy: pip install scikit-learn")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
 @lru_cache(maxsize=None)
 def _digits() -> Dataset:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = load_digits(return_X_y=True)
-    x_tr, x_te, y_tr, y_te = train_test_split(x / 16.0, y, test_size=0.25, random_state=0, stratify=y)
-    return Dataset("digits", _f32(x_tr), torch.as_tensor(y_tr), _f32(x_te), torch.as_tensor(y_te), 10)
+    """load_digits() split as above, without importing scikit-learn: its import cost each rank ~2 s of CPU at
+    start-up, as much as torch's, and every rank of a run loads the data."""
+    table = np.loadtxt(digits_file(), delimiter=",")  # what load_digits reads: 64 pixels 0-16, then the label
+    x, y = table[:, :-1] / 16.0, table[:, -1].astype(int)
+    with np.load(DIGITS_SPLIT) as split:
+        train, test = split["train"], split["test"]
+    return Dataset("digits", _f32(x[train]), torch.as_tensor(y[train]), _f32(x[test]), torch.as_tensor(y[test]), 10)
 
 
 @lru_cache(maxsize=None)
