@@ -311,6 +311,9 @@ class Coordinator:
         missing = [r for r in range(self.size) if r not in ready and r not in self._rejected.get(step, [])]
         text = (f"step {step}: {len(ready)} of the N = {self.quorum} READY needed; "
                 f"no READY yet from {rank_names(missing)}")
+        if self.fence is not None and self.fence.follows(step) and missing:
+            # more READYs than N can be in: without this the watchdog's line reads as a contradiction
+            text += "; the step follows an evaluation, whose fence waits for every rank (backupsgd.evaluation_fence)"
         if self.behind:
             text += f"; behind: {rank_names(self.behind)}"
         if self._rejoining:

@@ -8,12 +8,14 @@ an "evaluation" (every rank sleeps before computing them; rank 0's is the longes
   the decision, not what it averages.
 - step 5: rank 0 evaluates 0.3 s and rank 2 is frozen for 4 s. The fence waits for rank 2 at most rank 0's
   evaluation's length past rank 0's own READY: step 5 must be decided at least 0.3 s after rank 0 offered it
-  and before rank 2 wakes.
+  and before rank 2 wakes; and while it waits, rank 0's engine.describe() (the stall watchdog's line) must say
+  that the fence holds the step, which has more READYs in than its N.
 Prints one line per check (OK or FAILED) and exits non-zero if any failed (tests/test_training.py). With
---no-fence (no fence) the first and the third check fail, which shows they can.
+--no-fence (no fence) the first, the third and the fourth check fail, which shows they can.
 """
 
 import sys
+import threading
 import time
 
 import backupsgd  # noqa: F401  first: it sets Open MPI options that must precede MPI's start-up in mpi4py
@@ -42,6 +44,10 @@ def main() -> None:
                     fence.evaluated(seconds)
             undecided = engine.decided(step) is None
             offered = time.perf_counter()
+            watchdog_line: list[str] = []  # what the stall watchdog would print halfway through the fence's wait
+            if world.rank == 0 and step == 5:
+                looker = threading.Timer(0.15, lambda: watchdog_line.append(engine.describe()))
+                looker.start()
             decision = engine.submit(step, np.full(LENGTH, world.rank, np.float32)).wait(timeout=60)
             waited = time.perf_counter() - offered
             assert decision.step == step
@@ -50,6 +56,8 @@ def main() -> None:
                 checks.append((decision.members in ((1,), (2,)), f"step 2's members {decision.members}"))
             if world.rank == 0 and step == 5:
                 checks.append((waited >= 0.3, f"step 5 decided {waited:.2f} s after rank 0 offered it"))
+                looker.join()
+                checks.append(("fence waits for every rank" in watchdog_line[0], f"while held: {watchdog_line[0]}"))
             if world.rank == 2 and step == 5:
                 checks.append((not undecided, f"step 5 decided before frozen rank 2 offered it: {not undecided}"))
             engine.pop(step)
