@@ -337,13 +337,16 @@ def test_a_shifting_regimes_panel_title_is_wrapped_at_its_phases_and_keeps_every
 def test_paired_log_ratio_is_the_geometric_mean_ratio_with_a_t_interval():
     """Log ratios ln 2, ln 2, ln 8 (seed 3 never reached the target on one side, so it pairs nothing): geometric mean
     exp(ln 32 / 3) = 3.175; sd of the logs = ln 4 / sqrt(3) (deviations -ln 4 / 3 twice and 2 ln 4 / 3), so the
-    half-width is t(0.975, 2) = 4.303 times ln 4 / 3."""
+    95% half-width is t(0.975, 2) = 4.303 times ln 4 / 3 (and the 99% one t(0.995, 2) = 9.925 times it)."""
     num, den = {0: 2.0, 1: 4.0, 2: 8.0, 3: None}, {0: 1.0, 1: 2.0, 2: 1.0, 3: 5.0}
     seeds, ratio, low, high = paired_log_ratio(num, den)
     half = 4.302653 * math.log(4) / 3
     assert seeds == [0, 1, 2]
     assert ratio == pytest.approx(32 ** (1 / 3))
     assert (low, high) == pytest.approx((32 ** (1 / 3) * math.exp(-half), 32 ** (1 / 3) * math.exp(half)))
+    # at another level (paired.py --looks: a later look at a row), t(0.995, 2) = 9.925 in place of 4.303
+    _, _, low, high = paired_log_ratio(num, den, level=0.99)
+    assert high / 32 ** (1 / 3) == pytest.approx(math.exp(9.924843 * math.log(4) / 3))
 
 
 def test_by_evaluation_pairs_seeds_where_the_static_mean_first_reaches_the_target(tmp_path):

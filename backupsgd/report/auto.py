@@ -135,25 +135,25 @@ def seed_times(runs: list, target: Target) -> dict:
     return {r.seed: r.time_to(target) for r in runs}
 
 
-def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """(low, mean, high): the mean of `values` and its 95% t interval (nan ends for fewer than 2 values)."""
+def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(low, mean, high): the mean of `values` and its t interval at `level` (nan ends for fewer than 2 values)."""
     mean = float(np.mean(values))
-    half = float(scipy.stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
     return mean - half, mean, mean + half
 
 
-def paired_log_ratio(num: dict, den: dict) -> tuple[list, float, float, float]:
+def paired_log_ratio(num: dict, den: dict, level: float = 0.95) -> tuple[list, float, float, float]:
     """(seeds, ratio, low, high): the geometric mean over the seeds both reached (times by seed, as times_by_seed
-    gives) of num / den, and its 95% t interval from the per-seed log ratios. The paired A/B scripts' statistic;
-    the report's own judgment is paired_ratio_interval (a bootstrap of the ratio of means)."""
+    gives) of num / den, and its t interval at `level` from the per-seed log ratios. The paired A/B scripts'
+    statistic; the report's own judgment is paired_ratio_interval (a bootstrap of the ratio of means)."""
     seeds = sorted(s for s in set(num) & set(den) if num[s] and den[s])
-    low, mean, high = _t_interval(np.array([math.log(num[s] / den[s]) for s in seeds]))
+    low, mean, high = _t_interval(np.array([math.log(num[s] / den[s]) for s in seeds]), level)
     return seeds, math.exp(mean), math.exp(low), math.exp(high)
 
 
-def paired_ratio_line(num: dict, den: dict, label: str) -> str:
+def paired_ratio_line(num: dict, den: dict, label: str, level: float = 0.95) -> str:
     """One line of a paired A/B script: `label`, the seeds, both mean times and paired_log_ratio with its interval."""
-    seeds, ratio, low, high = paired_log_ratio(num, den)
+    seeds, ratio, low, high = paired_log_ratio(num, den, level)
     means = f"{np.mean([num[s] for s in seeds]):.3f} s / {np.mean([den[s] for s in seeds]):.3f} s"
     return f"{label}: {len(seeds)} seeds, {means}, ratio {ratio:.3f} [{low:.3f}, {high:.3f}]"
 
