@@ -151,9 +151,9 @@ def paired_log_ratio(num: dict, den: dict, level: float = 0.95) -> tuple[list, f
     return seeds, math.exp(mean), math.exp(low), math.exp(high)
 
 
-def paired_ratio_line(num: dict, den: dict, label: str, level: float = 0.95) -> str:
+def paired_ratio_line(num: dict, den: dict, label: str) -> str:
     """One line of a paired A/B script: `label`, the seeds, both mean times and paired_log_ratio with its interval."""
-    seeds, ratio, low, high = paired_log_ratio(num, den, level)
+    seeds, ratio, low, high = paired_log_ratio(num, den)
     means = f"{np.mean([num[s] for s in seeds]):.3f} s / {np.mean([den[s] for s in seeds]):.3f} s"
     return f"{label}: {len(seeds)} seeds, {means}, ratio {ratio:.3f} [{low:.3f}, {high:.3f}]"
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, ".")
-from backupsgd.report.auto import paired_ratio_line, seed_times  # noqa: E402
+from backupsgd.report.auto import paired_log_ratio, paired_ratio_line, seed_times  # noqa: E402
 from backupsgd.report.runs import load_runs  # noqa: E402
 from backupsgd.report.target import default_target  # noqa: E402
 
@@ -39,5 +39,5 @@ for interpolate in (False, True):
         if a in times and b in times:
             print("  " + paired_ratio_line(times[a], times[b], f"{a} / {b}"))
             if args.looks > 1:
-                print(f"    at look {args.looks} (Pocock, {100 * level:.2f}%): "
-                      + paired_ratio_line(times[a], times[b], f"{a} / {b}", level).split(", ratio ")[1])
+                _, ratio, low, high = paired_log_ratio(times[a], times[b], level)
+                print(f"    at look {args.looks} (Pocock, {100 * level:.2f}%): {ratio:.3f} [{low:.3f}, {high:.3f}]")
