@@ -9,7 +9,8 @@
 # slow node or launch/experiments/auto-fashion.toml's noisy neighbourhood, against b = 3 and 4; ~42 s a run).
 # OLDTREE '-': no old auto arm, the static b from NEWTREE (more seeds of one code against the static b). NO_AUTO=1 in
 # the environment runs the static b alone (more static b on seeds an earlier output has auto's runs of); STATICS="..."
-# replaces the REGIME's static arms (STATICS=dbw: auto against the DBW-style rule alone).
+# replaces the REGIME's static arms (STATICS=dbw: auto against the DBW-style rule alone); SPEC="auto:..." replaces the
+# auto arms' judged spec.
 #   git worktree add --detach /work/w49 15efe8c && git worktree add --detach /work/w49r 33ec185
 #   bash results/auto-switches/run.sh pareto /tmp/s49/ab2/pareto 600 619 /work/w49 /work/w49r
 #   .venv/bin/python results/auto-switches/paired.py /tmp/s49/ab2/pareto   (results/README section 10 names the rest)
@@ -50,6 +51,7 @@ case $regime in
        "not '$regime'" >&2; exit 2 ;;
 esac
 case $regime in fashion-*) spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;; esac  # its judged spec
+[ -n "${SPEC:-}" ] && spec="\"$SPEC\""  # another auto spec for the auto arms (a screen, not the judged spec)
 [ -n "${STATICS:-}" ] && read -ra statics <<< "$STATICS"
 arms=("new auto")
 static_tree=new
