@@ -26,17 +26,17 @@ runs = sorted(run for out in args.outs for run in (out / "new-auto").glob("s*/ba
               if (run / "summary.json").exists())
 if not runs:
     parser.error(f"no finished run under {', '.join(f'{out}/new-auto' for out in args.outs)}: give a run.sh output")
-for spec_text in args.spec:
-    try:
-        parse_auto(spec_text)
-    except ConfigError as error:
-        parser.error(str(error))
+try:
+    specs = {text: parse_auto(text) for text in args.spec}
+except ConfigError as error:
+    parser.error(str(error))
+# each run read once, replayed under every spec
+recorded = [(json.loads((run / "config.json").read_text()),
+             [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]) for run in runs]
 for spec_text in [None] + args.spec:
     counts, matched, total = [Counter() for _ in PHASES], 0, 0
-    for run in runs:
-        config = json.loads((run / "config.json").read_text())
-        spec = parse_auto(spec_text or config["mode"]["backups"])
-        records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    for config, records in recorded:
+        spec = specs[spec_text] if spec_text else parse_auto(config["mode"]["backups"])
         chosen = replay_choices(spec, config["workers"], config["workload"]["batch_size"], records)
         for record, n in zip(records, chosen):
             matched, total = matched + (n == record["quorum"]), total + 1
