@@ -35,6 +35,7 @@ for seed in $(seq "$from" "$to"); do
     ( if [ "$envs" != "-" ]; then IFS=';' read -ra pairs <<< "$envs"; export "${pairs[@]}"; fi
       digits_one_run "${TREE:-${KNOBS_TREE:-/work/exp}}" "$run.toml" "$run" "$backups" \
         "${DIGITS_STRAGGLER[$regime]}" "$seed" > "$run.log" 2>&1 )
-    echo "$(date +%T) seed $seed $regime $name rc=$?"
+    rc=$?
+    echo "$(date +%T) seed $seed $regime $name rc=$rc"
   done
 done

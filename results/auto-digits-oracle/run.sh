@@ -18,7 +18,8 @@ for seed in $(seq "${2:-0}" "${3:-9}"); do
       if [ $arm = oracle ]; then export ORACLE_N=${ORACLE[$regime]}; else unset ORACLE_N; fi
       digits_one_run "$code" "$out/$regime-$arm-s$seed.toml" "$out/$regime-$arm-s$seed" "$backups" \
         "${DIGITS_STRAGGLER[$regime]}" "$seed" > "$out/$regime-$arm-s$seed.log" 2>&1
-      echo "$(date +%T) seed $seed $regime $arm rc=$?"
+      rc=$?
+      echo "$(date +%T) seed $seed $regime $arm rc=$rc"
     done
   done
 done

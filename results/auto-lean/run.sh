@@ -17,6 +17,7 @@ for seed in $(seq "$first" "$last"); do
     mkdir -p "$out/$tree"
     digits_one_run "$code" "$out/$tree/$tag-s$seed.toml" "$out/$tree/$tag-s$seed" "$backups" none "$seed" \
       > "$out/$tree/$tag-s$seed.log" 2>&1
-    echo "$(date +%T) seed $seed $tree $tag rc=$?"
+    rc=$?
+    echo "$(date +%T) seed $seed $tree $tag rc=$rc"
   done
 done

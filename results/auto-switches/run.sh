@@ -70,6 +70,7 @@ for seed in $(seq "$first" "$last"); do
     mkdir -p "$out/$tag"
     $one_run "$code" "$out/$tag/s$seed.toml" "$out/$tag/s$seed" "$backups" "$straggler" "$seed" \
       > "$out/$tag/s$seed.log" 2>&1
-    echo "$(date +%T) seed $seed $tag rc=$?"
+    rc=$?
+    echo "$(date +%T) seed $seed $tag rc=$rc"
   done
 done
