@@ -14,6 +14,11 @@ evaluation grid in between (each replay evaluates after every step, or every --e
       for the first K steps, and N = 2 throughout: what early N = 2 is worth in steps.
   n_worth.py judge AUTO_ARM STATIC_ARM [...]   auto against each static b, time to target from steps bought (replays)
       and the time after K steps (runs) apart (judge_command).
+  n_worth.py phases FIRST-LAST SCHEDULE [...] --config RUN [--last RANKS@FIRST-LAST] [--rows FILE]   seeds FIRST-LAST
+      at RUN's workload under schedules of N by the shifting regimes' phases (e.g. 3,3,3 and 5,3,5 for steps 0-29,
+      30-59, 60-), the members each step's first N of one random arrival order (the same for every schedule; ranks
+      --last arrive last in those steps: the slow node): a clairvoyant schedule's steps to target (phases_command;
+      results/auto-switches/oracle.py prices them).
 
 ARM: a folder of one-run sweeps, s*/backup-* (run.sh's arms). Target: test accuracy 0.9 (digits'), `--target` to
 change. Replay arithmetic: Replica's own compute and apply, the members' gradients summed from the highest rank down
@@ -41,9 +46,11 @@ DIGITS = {"model": "mlp", "dataset": "digits", "batch_size": 32, "lr": 0.05, "op
 WORKERS = 5  # early's (run.sh's ranks); a recorded run's own come from its config.json
 
 
-def accuracy_curve(workload: dict, schedule: list[list[int]]) -> np.ndarray:
+def accuracy_curve(workload: dict, schedule: list[list[int]], until_crossed: bool = False) -> np.ndarray:
     """Test accuracy after every step, replaying `schedule` (each step's member ranks); with --eval-every E (EVERY),
-    only after every E-th (nan between: a CNN's evaluation on Fashion-MNIST costs 10x its step)."""
+    only after every E-th (nan between: a CNN's evaluation on Fashion-MNIST costs 10x its step), and after every step
+    past --eval-from (EVAL_FROM: where the smoothed crossing can fall); `until_crossed`: only until both crossings
+    (crossings()) are found."""
     torch.set_num_threads(1)
     config = WorkloadConfig(**workload)
     replica = Replica(config, torch.device("cpu"))
@@ -58,7 +65,10 @@ def accuracy_curve(workload: dict, schedule: list[list[int]]) -> np.ndarray:
         for i in reversed(range(len(ranks) - 1)):
             total += bufs[i]
         replica.apply(total, float(np.float32(1.0 / len(ranks))))
-        out.append(replica.evaluate(data)["test_accuracy"] if (step + 1) % EVERY == 0 else math.nan)
+        evaluated = (step + 1) % EVERY == 0 or step + 1 > EVAL_FROM  # the grid, and every step from EVAL_FROM on
+        out.append(replica.evaluate(data)["test_accuracy"] if evaluated else math.nan)
+        if until_crossed and evaluated and not np.isnan(crossings(np.asarray(out), TARGET)).any():
+            break  # both crossings found: the steps after them change neither
     return np.asarray(out)
 
 
@@ -189,6 +199,52 @@ def early_command(first: int, last: int, ks: list[int], workload: dict) -> None:
               f"smoothed {mean_se([s - b0 for (_, s), (_, b0) in zip(got, base)])}")
 
 
+PHASE_STARTS = (0, 30, 60)  # the shifting regimes' phases (run.sh's fashion-slow and fashion-noisy, digits' noisy)
+
+
+def arrival_orders(seed: int, steps: int, ranks: int, last: tuple[set, range] | None) -> list[list[int]]:
+    """Each step's order of arrival, drawn at random (any rank's minibatch is as good a draw as another's:
+    backupsgd.data); in the steps of `last`, its ranks after the others (a slow node's ranks arrive last)."""
+    rng = np.random.default_rng((seed, 23))
+    orders = []
+    for step in range(steps):
+        order = [int(r) for r in rng.permutation(ranks)]
+        if last is not None and step in last[1]:
+            order = [r for r in order if r not in last[0]] + [r for r in order if r in last[0]]
+        orders.append(order)
+    return orders
+
+
+def phases_command(first: int, last_seed: int, schedules: list[tuple[int, ...]], workload: dict, ranks: int,
+                   last: tuple[set, range] | None, rows_file: Path | None) -> None:
+    """Seeds first..last_seed under each schedule of N by phase (PHASE_STARTS), every schedule on the same arrival
+    orders (a larger N's members hold a smaller one's): each one's judged and smoothed steps to target, and their
+    paired differences from the first schedule's. With `rows_file`, one JSON row per seed and schedule."""
+    names = [",".join(map(str, s)) for s in schedules]
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    out = None if rows_file is None else rows_file.open("a")
+    for seed in range(first, last_seed + 1):
+        orders = arrival_orders(seed, workload["steps"], ranks, last)
+        line = []
+        for name, schedule in zip(names, schedules):
+            n_at = lambda step: schedule[sum(step >= start for start in PHASE_STARTS) - 1]  # noqa: E731
+            got = crossings(accuracy_curve(dict(workload, seed=seed),
+                                           [order[:n_at(step)] for step, order in enumerate(orders)], True), TARGET)
+            rows[name].append(got)
+            line.append(f"{name} {got[0]:g}/{got[1]:g}")
+            if out is not None:
+                out.write(json.dumps({"seed": seed, "schedule": list(schedule), "judged": got[0], "smoothed": got[1],
+                                      "phase_starts": list(PHASE_STARTS), "target": TARGET}) + "\n")
+                out.flush()
+        print(f"seed {seed} (judged/smoothed): " + ", ".join(line), flush=True)
+    base = rows[names[0]]
+    for name, got in rows.items():
+        print(f"{name}: mean judged {np.nanmean([g for g, _ in got]):.1f}, smoothed "
+              f"{np.nanmean([s for _, s in got]):.1f} steps; against {names[0]}: judged "
+              f"{mean_se([g - b0 for (g, _), (b0, _) in zip(got, base)])}, "
+              f"smoothed {mean_se([s - b0 for (_, s), (_, b0) in zip(got, base)])}")
+
+
 @dataclass(frozen=True)
 class SeedPair:
     """One seed of `judge`: the static run's steps to target, auto's replay's at the static N, the steps auto's choices
@@ -278,19 +334,24 @@ def judge_command(auto_arm: Path, static_arms: list[Path], resamples: int = 4000
 
 
 def main() -> None:
-    global TARGET, EVERY
+    global TARGET, EVERY, EVAL_FROM
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("runs", "early", "judge"))
+    p.add_argument("what", choices=("runs", "early", "judge", "phases"))
     p.add_argument("args", nargs="+")
     p.add_argument("--target", type=float, default=0.9)
     p.add_argument("--eval-every", type=int, default=1, help="evaluate the replays only every this many steps "
                    "(10: the judged crossing alone, as the runs evaluate; the smoothed one needs 1)")
-    p.add_argument("--config", type=Path, help="early: a run directory whose config.json's workload to use")
+    p.add_argument("--eval-from", type=int, default=10**9, help="evaluate the replays after every step past this "
+                   "one too (the smoothed crossing, where --eval-every > 1 leaves it out elsewhere)")
+    p.add_argument("--config", type=Path, help="early, phases: a run directory whose config.json's workload (and "
+                   "workers) to use")
+    p.add_argument("--last", help="phases: RANKS@FIRST-LAST, ranks that arrive last in those steps (e.g. 3,4@30-59)")
+    p.add_argument("--rows", type=Path, help="phases: append one JSON row per seed and schedule to this file")
     p.add_argument("--cut", help="runs: cut to the first arrival only the steps FIRST-LAST (e.g. a regime's phase)")
     p.add_argument("--kinds", default=",".join(KINDS),
                    help=f"runs: cut only the steps of these kinds ({', '.join(KINDS)}; see kind())")
     a = p.parse_args()
-    TARGET, EVERY = a.target, a.eval_every
+    TARGET, EVERY, EVAL_FROM = a.target, a.eval_every, a.eval_from
     if a.what == "runs":
         cut = None if a.cut is None else range(int(a.cut.split("-")[0]), int(a.cut.split("-")[1]) + 1)
         kinds = tuple(a.kinds.split(","))
@@ -303,6 +364,21 @@ def main() -> None:
             p.error("judge takes AUTO_ARM STATIC_ARM [STATIC_ARM ...]")
         judge_command(Path(a.args[0]), [Path(x) for x in a.args[1:]])
         return
+    if a.what == "phases":
+        if len(a.args) < 2 or "-" not in a.args[0] or a.config is None:
+            p.error("phases takes SEEDS (FIRST-LAST), SCHEDULE [SCHEDULE ...] (N by phase, e.g. 3,3,3 5,3,5) "
+                    "and --config RUN")
+        schedules = [tuple(int(n) for n in s.split(",")) for s in a.args[1:]]
+        if any(len(s) != len(PHASE_STARTS) for s in schedules):
+            p.error(f"a SCHEDULE gives N for each of the {len(PHASE_STARTS)} phases starting at steps {PHASE_STARTS}")
+        last = None
+        if a.last:
+            ranks_text, steps_text = a.last.split("@")
+            start, end = (int(x) for x in steps_text.split("-"))
+            last = ({int(r) for r in ranks_text.split(",")}, range(start, end + 1))
+        first, last_seed = (int(x) for x in a.args[0].split("-"))
+        phases_command(first, last_seed, schedules, records(a.config)[0], workers(a.config), last, a.rows)
+        return
     if len(a.args) != 2 or "-" not in a.args[0]:
         p.error("early takes SEEDS (FIRST-LAST) and K[,K...], e.g. early 0-99 5,10,30")
     first, last = (int(x) for x in a.args[0].split("-"))
@@ -310,6 +386,6 @@ def main() -> None:
     early_command(first, last, [int(k) for k in a.args[1].split(",")], workload)
 
 
-TARGET, EVERY = 0.9, 1
+TARGET, EVERY, EVAL_FROM = 0.9, 1, 10**9
 if __name__ == "__main__":
     main()

@@ -1,0 +1,102 @@
+"""What a clairvoyant schedule of N by phase would take to reach the target, priced from its two parts measured apart
+(results/README section 10, "A clairvoyant schedule's ceiling on Fashion-MNIST"): its steps to target from replays
+(`n_worth.py phases ... --rows ROWS`, every schedule on the same seeds and arrival orders) and the training time a
+step takes at each N in each phase from static runs of the regime (a run.sh output whose arms b0, b1, b2, ... each
+hold one N throughout: ordinary steps only, as by_n.py reads them; the step after an evaluation is charged an
+ordinary step, as the report's training time charges it under the evaluation fence).
+
+A schedule's time to target on a seed is the sum over its steps before the crossing of its N's step time in that
+step's phase; each schedule against the first (--base) is a paired ratio over the replay seeds. Checked where it can
+be: each static run's own training time to target against the same sum over its own steps to target. It assumes a
+step at N costs the same whichever N the steps before it had (a climb from N = 3 to 5 at a phase's end is priced as
+a steady step at 5). Run from the repository root:
+.venv/bin/python results/auto-switches/oracle.py ROWS STATIC_OUT [--base 3,3,3]"""
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, ".")
+from backupsgd.report.auto import paired_ratio_line, seed_times  # noqa: E402
+from backupsgd.report.runs import load_runs  # noqa: E402
+from backupsgd.report.target import default_target  # noqa: E402
+
+EVAL_EVERY = 10  # run.sh's runs evaluate every 10 steps
+
+
+def phase_of(step: int, starts: list[int]) -> int:
+    return sum(step >= start for start in starts) - 1
+
+
+def step_times(static_out: Path, starts: list[int]) -> dict[tuple[int, int], float]:
+    """Mean seconds of an ordinary step (the step before it recorded, no evaluation before it) by (phase, N) over
+    every static arm's runs, as by_n.py measures them."""
+    seconds = defaultdict(list)
+    for run in sorted(static_out.glob("b*/s*/backup-*")):
+        records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+        times = {r["step"]: r["time"] for r in records}
+        for r in records:
+            if r["step"] - 1 in times and r["step"] % EVAL_EVERY != 0:
+                seconds[phase_of(r["step"], starts), len(r["members"])].append(r["time"] - times[r["step"] - 1])
+    return {key: float(np.mean(values)) for key, values in seconds.items()}
+
+
+def priced(steps: float, n_by_phase: list[int], starts: list[int], costs: dict) -> float | None:
+    """Seconds of `steps` steps at `n_by_phase`; None where a step's (phase, N) was never measured or never reached."""
+    if steps != steps:
+        return None
+    keys = [(phase_of(k, starts), n_by_phase[phase_of(k, starts)]) for k in range(int(steps))]
+    return None if any(key not in costs for key in keys) else sum(costs[key] for key in keys)
+
+
+def check_static(static_out: Path, starts: list[int], costs: dict) -> None:
+    """Each static arm's own training time to target against the sum priced over its own steps to it."""
+    for arm in sorted(d for d in static_out.iterdir() if d.is_dir()):
+        runs, _ = load_runs(arm, True)
+        if not runs:
+            continue
+        target = default_target(runs[0].dataset)
+        own, sums = seed_times(runs, target), {}
+        for r in runs:
+            steps = r.steps_to(target)
+            n = len(r.steps[0]["members"])
+            sums[r.seed] = None if steps is None else priced(steps, [n] * len(starts), starts, costs)
+        print("  " + paired_ratio_line(own, sums, f"{arm.name}: its own time / priced"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("rows", type=Path)
+    p.add_argument("static_out", type=Path)
+    p.add_argument("--base", default="3,3,3", help="the schedule the others are judged against (b = 2's on 5 ranks)")
+    a = p.parse_args()
+    rows = [json.loads(line) for line in a.rows.read_text().splitlines()]
+    starts = rows[0]["phase_starts"]
+    costs = step_times(a.static_out, starts)
+    print("a step's training time, ms, by phase (from steps " + ", ".join(map(str, starts)) + ") and N:")
+    for phase in range(len(starts)):
+        print(f"  phase {phase}: " + "; ".join(f"N = {n}: {1e3 * costs[phase, n]:.2f}"
+                                              for n in sorted(n for q, n in costs if q == phase)))
+    print("each static arm's own time to target against its steps priced so:")
+    check_static(a.static_out, starts, costs)
+    by_schedule: dict[str, dict[str, dict]] = defaultdict(lambda: {"judged": {}, "smoothed": {}})
+    steps: dict[str, dict[str, list]] = defaultdict(lambda: {"judged": [], "smoothed": []})
+    for row in rows:
+        name = ",".join(map(str, row["schedule"]))
+        for reading in ("judged", "smoothed"):
+            by_schedule[name][reading][row["seed"]] = priced(row[reading], row["schedule"], starts, costs)
+            steps[name][reading].append(row[reading])
+    base = by_schedule[a.base]
+    for name, got in by_schedule.items():
+        print(f"{name}: steps to target judged {np.nanmean(steps[name]['judged']):.1f}, smoothed "
+              f"{np.nanmean(steps[name]['smoothed']):.1f}")
+        if name != a.base:
+            for reading in ("judged", "smoothed"):
+                print("  " + paired_ratio_line(got[reading], base[reading], f"{name} / {a.base}, {reading} crossing"))
+
+
+if __name__ == "__main__":
+    main()
