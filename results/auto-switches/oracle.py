@@ -52,8 +52,10 @@ def priced(steps: float, n_by_phase: list[int], starts: list[int], costs: dict) 
     return None if any(key not in costs for key in keys) else sum(costs[key] for key in keys)
 
 
-def check_static(static_out: Path, starts: list[int], costs: dict) -> None:
-    """Each static arm's own training time to target against the sum priced over its own steps to it."""
+def check_static(static_out: Path, starts: list[int], costs: dict) -> dict[int, dict]:
+    """Each static arm's own training time to target against the sum priced over its own steps to it; returns each
+    arm's own times by seed, by its N."""
+    by_n = {}
     for arm in sorted(d for d in static_out.iterdir() if d.is_dir()):
         runs, _ = load_runs(arm, True)
         if not runs:
@@ -65,6 +67,8 @@ def check_static(static_out: Path, starts: list[int], costs: dict) -> None:
             n = len(r.steps[0]["members"])
             sums[r.seed] = None if steps is None else priced(steps, [n] * len(starts), starts, costs)
         print("  " + paired_ratio_line(own, sums, f"{arm.name}: its own time / priced"))
+        by_n[n] = (arm.name, own)
+    return by_n
 
 
 def main() -> None:
@@ -81,7 +85,13 @@ def main() -> None:
         print(f"  phase {phase}: " + "; ".join(f"N = {n}: {1e3 * costs[phase, n]:.2f}"
                                               for n in sorted(n for q, n in costs if q == phase)))
     print("each static arm's own time to target against its steps priced so:")
-    check_static(a.static_out, starts, costs)
+    static_times = check_static(a.static_out, starts, costs)
+    base_n = {int(n) for n in a.base.split(",")}
+    if len(base_n) == 1 and (base_arm := static_times.get(base_n.pop())):
+        print(f"each static arm's own time to target against {base_arm[0]}'s (at the first evaluation at it):")
+        for name, own in static_times.values():
+            if name != base_arm[0]:
+                print("  " + paired_ratio_line(own, base_arm[1], f"{name} / {base_arm[0]}"))
     by_schedule: dict[str, dict[str, dict]] = defaultdict(lambda: {"judged": {}, "smoothed": {}})
     steps: dict[str, dict[str, list]] = defaultdict(lambda: {"judged": [], "smoothed": []})
     for row in rows:
