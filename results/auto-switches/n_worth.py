@@ -371,6 +371,8 @@ def main() -> None:
         schedules = [tuple(int(n) for n in s.split(",")) for s in a.args[1:]]
         if any(len(s) != len(PHASE_STARTS) for s in schedules):
             p.error(f"a SCHEDULE gives N for each of the {len(PHASE_STARTS)} phases starting at steps {PHASE_STARTS}")
+        if any(not 1 <= n <= workers(a.config) for s in schedules for n in s):
+            p.error(f"every N of a SCHEDULE must be 1..{workers(a.config)} (the ranks of {a.config})")
         last = None
         if a.last:
             ranks_text, steps_text = a.last.split("@")

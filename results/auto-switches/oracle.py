@@ -7,10 +7,11 @@ ordinary step, as the report's training time charges it under the evaluation fen
 
 A schedule's time to target on a seed is the sum over its steps before the crossing of its N's step time in that
 step's phase; each schedule against the first (--base) is a paired ratio over the replay seeds. Checked where it can
-be: each static run's own training time to target against the same sum over its own steps to target. It assumes a
-step at N costs the same whichever N the steps before it had (a climb from N = 3 to 5 at a phase's end is priced as
-a steady step at 5). Run from the repository root:
-.venv/bin/python results/auto-switches/oracle.py ROWS STATIC_OUT [--base 3,3,3]"""
+be: each run's own training time to target against the same sum over its own steps to target (static runs, and with
+--also a timed oracle's, fashion-oracle.patch, whose N changes by phase). It assumes a step at N costs the same
+whichever N the steps before it had (a climb from N = 3 to 5 at a phase's end is priced as a steady step at 5).
+Run from the repository root:
+.venv/bin/python results/auto-switches/oracle.py ROWS STATIC_OUT [--base 3,3,3] [--also ARM ...]"""
 import argparse
 import json
 import sys
@@ -31,11 +32,11 @@ def phase_of(step: int, starts: list[int]) -> int:
     return sum(step >= start for start in starts) - 1
 
 
-def step_times(static_out: Path, starts: list[int]) -> dict[tuple[int, int], float]:
+def step_times(arms: list[Path], starts: list[int]) -> dict[tuple[int, int], float]:
     """Mean seconds of an ordinary step (the step before it recorded, no evaluation before it) by (phase, N) over
-    every static arm's runs, as by_n.py measures them."""
+    every run of `arms`, as by_n.py measures them."""
     seconds = defaultdict(list)
-    for run in sorted(static_out.glob("b*/s*/backup-*")):
+    for run in sorted(run for arm in arms for run in arm.glob("s*/backup-*")):
         records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
         times = {r["step"]: r["time"] for r in records}
         for r in records:
@@ -52,22 +53,26 @@ def priced(steps: float, n_by_phase: list[int], starts: list[int], costs: dict) 
     return None if any(key not in costs for key in keys) else sum(costs[key] for key in keys)
 
 
-def check_static(static_out: Path, starts: list[int], costs: dict) -> dict[int, dict]:
-    """Each static arm's own training time to target against the sum priced over its own steps to it; returns each
-    arm's own times by seed, by its N."""
+def check_arms(arms: list[Path], starts: list[int], costs: dict) -> dict[int, dict]:
+    """Each arm's own training time to target against the sum priced over its own steps to it (each at the N it had);
+    returns each static arm's (one N throughout) own times by seed, by its N."""
     by_n = {}
-    for arm in sorted(d for d in static_out.iterdir() if d.is_dir()):
+    for arm in arms:
         runs, _ = load_runs(arm, True)
         if not runs:
             continue
         target = default_target(runs[0].dataset)
         own, sums = seed_times(runs, target), {}
+        ns = set()
         for r in runs:
-            steps = r.steps_to(target)
-            n = len(r.steps[0]["members"])
-            sums[r.seed] = None if steps is None else priced(steps, [n] * len(starts), starts, costs)
+            steps, n_of = r.steps_to(target), [len(record["members"]) for record in r.steps]
+            ns |= set(n_of)
+            keys = [] if steps is None else [(phase_of(k, starts), n_of[k]) for k in range(steps)]
+            sums[r.seed] = None if steps is None or any(k not in costs for k in keys) else sum(costs[k] for k in keys)
         print("  " + paired_ratio_line(own, sums, f"{arm.name}: its own time / priced"))
-        by_n[n] = (arm.name, own)
+        if len(ns) == 1:  # a static arm; two of one N (windows of disjoint seeds) pool
+            n = ns.pop()
+            by_n[n] = (by_n.get(n, (arm.name,))[0], {**by_n.get(n, (None, {}))[1], **own})
     return by_n
 
 
@@ -76,18 +81,21 @@ def main() -> None:
     p.add_argument("rows", type=Path)
     p.add_argument("static_out", type=Path)
     p.add_argument("--base", default="3,3,3", help="the schedule the others are judged against (b = 2's on 5 ranks)")
+    p.add_argument("--also", type=Path, action="append", default=[], help="another arm folder whose runs price steps "
+                   "and are checked too, e.g. a timed oracle's (its N may change by phase)")
     a = p.parse_args()
     rows = [json.loads(line) for line in a.rows.read_text().splitlines()]
     starts = rows[0]["phase_starts"]
-    costs = step_times(a.static_out, starts)
+    arms = sorted(d for d in a.static_out.iterdir() if d.is_dir() and d.name.startswith("b")) + a.also
+    costs = step_times(arms, starts)
     print("a step's training time, ms, by phase (from steps " + ", ".join(map(str, starts)) + ") and N:")
     for phase in range(len(starts)):
         print(f"  phase {phase}: " + "; ".join(f"N = {n}: {1e3 * costs[phase, n]:.2f}"
                                               for n in sorted(n for q, n in costs if q == phase)))
-    print("each static arm's own time to target against its steps priced so:")
-    static_times = check_static(a.static_out, starts, costs)
+    print("each arm's own time to target against its steps priced so:")
+    static_times = check_arms(arms, starts, costs)
     base_n = {int(n) for n in a.base.split(",")}
-    if len(base_n) == 1 and (base_arm := static_times.get(base_n.pop())):
+    if len(base_n) == 1 and (base_arm := static_times.get(base_n.pop())) and len(static_times) > 1:
         print(f"each static arm's own time to target against {base_arm[0]}'s (at the first evaluation at it):")
         for name, own in static_times.values():
             if name != base_arm[0]:
@@ -103,7 +111,9 @@ def main() -> None:
     for name, got in by_schedule.items():
         print(f"{name}: steps to target judged {np.nanmean(steps[name]['judged']):.1f}, smoothed "
               f"{np.nanmean(steps[name]['smoothed']):.1f}")
-        if name != a.base:
+        if name != a.base and not any(got["judged"].values()):
+            print("  not priced: a (phase, N) of it has no step measured in these arms")
+        elif name != a.base:
             for reading in ("judged", "smoothed"):
                 print("  " + paired_ratio_line(got[reading], base[reading], f"{name} / {a.base}, {reading} crossing"))
 
