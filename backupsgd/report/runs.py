@@ -167,7 +167,7 @@ class Run:
         0's own pause; the ranks done first trained on through it under a small N, and those steps counted free.
         An evaluation whose steps are not both recorded counts 0."""
         times, every = self._step_times, int(self.config.get("eval_every") or 0)
-        fenced, durations = bool(self.config.get("evaluation_fence")), self._ordinary_durations
+        fenced, durations = bool(self.config.get("evaluation_fence")), self.ordinary_durations
         pauses = []
         for e in self.evals:
             step = int(e["step"])
@@ -193,11 +193,11 @@ class Run:
     def step_durations(self) -> np.ndarray:
         """Seconds per step from steps.jsonl, leaving out step 0 (warm-up) and each step that also
         paid for a test evaluation (the one logged right after it), so only training steps count."""
-        return np.array(list(self._ordinary_durations.values()))
+        return np.array(list(self.ordinary_durations.values()))
 
     @cached_property
-    def _ordinary_durations(self) -> dict[int, float]:
-        """step_durations by step."""
+    def ordinary_durations(self) -> dict[int, float]:
+        """step_durations by step: what results/auto-switches/oracle.py prices a step at each N from."""
         times, every = self._step_times, int(self.config.get("eval_every") or 0)
         return {s: t - times[s - 1] for s, t in times.items() if s - 1 in times and not (every and s % every == 0)}
 

@@ -25,54 +25,51 @@ from backupsgd.report.auto import paired_ratio_line, seed_times  # noqa: E402
 from backupsgd.report.runs import load_runs  # noqa: E402
 from backupsgd.report.target import default_target  # noqa: E402
 
-EVAL_EVERY = 10  # run.sh's runs evaluate every 10 steps
-
-
 def phase_of(step: int, starts: list[int]) -> int:
     return sum(step >= start for start in starts) - 1
 
 
-def step_times(arms: list[Path], starts: list[int]) -> dict[tuple[int, int], float]:
-    """Mean seconds of an ordinary step (the step before it recorded, no evaluation before it) by (phase, N) over
-    every run of `arms`, as by_n.py measures them."""
+def step_times(runs: list, starts: list[int]) -> dict[tuple[int, int], float]:
+    """Mean seconds of an ordinary step (Run.ordinary_durations: the step before it recorded, no evaluation before it,
+    as by_n.py measures them) by (phase, N) over `runs`."""
     seconds = defaultdict(list)
-    for run in sorted(run for arm in arms for run in arm.glob("s*/backup-*")):
-        records = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
-        times = {r["step"]: r["time"] for r in records}
-        for r in records:
-            if r["step"] - 1 in times and r["step"] % EVAL_EVERY != 0:
-                seconds[phase_of(r["step"], starts), len(r["members"])].append(r["time"] - times[r["step"] - 1])
+    for run in runs:
+        members = {record["step"]: len(record["members"]) for record in run.steps}
+        for step, took in run.ordinary_durations.items():
+            seconds[phase_of(step, starts), members[step]].append(took)
     return {key: float(np.mean(values)) for key, values in seconds.items()}
 
 
-def priced(steps: float, n_by_phase: list[int], starts: list[int], costs: dict) -> float | None:
-    """Seconds of `steps` steps at `n_by_phase`; None where a step's (phase, N) was never measured or never reached."""
-    if steps != steps:
-        return None
-    keys = [(phase_of(k, starts), n_by_phase[phase_of(k, starts)]) for k in range(int(steps))]
+def priced(keys: list[tuple[int, int]], costs: dict) -> float | None:
+    """Seconds of steps at these (phase, N); None where one was never measured."""
     return None if any(key not in costs for key in keys) else sum(costs[key] for key in keys)
 
 
-def check_arms(arms: list[Path], starts: list[int], costs: dict) -> dict[int, dict]:
+def schedule_keys(steps: float, n_by_phase: list[int], starts: list[int]) -> list[tuple[int, int]] | None:
+    """(phase, N) of each of a schedule's first `steps` steps; None for a replay that never reached the target."""
+    if steps != steps:
+        return None
+    return [(phase_of(k, starts), n_by_phase[phase_of(k, starts)]) for k in range(int(steps))]
+
+
+def check_arms(arms: dict[Path, list], starts: list[int], costs: dict) -> dict[int, tuple[str, dict]]:
     """Each arm's own training time to target against the sum priced over its own steps to it (each at the N it had);
-    returns each static arm's (one N throughout) own times by seed, by its N."""
-    by_n = {}
-    for arm in arms:
-        runs, _ = load_runs(arm, True)
+    returns each static arm's (one N throughout) own times by seed, by its N, arms of one N pooled (windows of
+    disjoint seeds)."""
+    by_n: dict[int, tuple[str, dict]] = {}
+    for arm, runs in arms.items():
         if not runs:
             continue
         target = default_target(runs[0].dataset)
-        own, sums = seed_times(runs, target), {}
-        ns = set()
+        own, sums, ns = seed_times(runs, target), {}, set()
         for r in runs:
             steps, n_of = r.steps_to(target), [len(record["members"]) for record in r.steps]
             ns |= set(n_of)
-            keys = [] if steps is None else [(phase_of(k, starts), n_of[k]) for k in range(steps)]
-            sums[r.seed] = None if steps is None or any(k not in costs for k in keys) else sum(costs[k] for k in keys)
+            sums[r.seed] = None if steps is None else priced([(phase_of(k, starts), n_of[k]) for k in range(steps)],
+                                                             costs)
         print("  " + paired_ratio_line(own, sums, f"{arm.name}: its own time / priced"))
-        if len(ns) == 1:  # a static arm; two of one N (windows of disjoint seeds) pool
-            n = ns.pop()
-            by_n[n] = (by_n.get(n, (arm.name,))[0], {**by_n.get(n, (None, {}))[1], **own})
+        if len(ns) == 1:
+            by_n.setdefault(ns.pop(), (arm.name, {}))[1].update(own)
     return by_n
 
 
@@ -86,8 +83,9 @@ def main() -> None:
     a = p.parse_args()
     rows = [json.loads(line) for line in a.rows.read_text().splitlines()]
     starts = rows[0]["phase_starts"]
-    arms = sorted(d for d in a.static_out.iterdir() if d.is_dir() and d.name.startswith("b")) + a.also
-    costs = step_times(arms, starts)
+    folders = sorted(d for d in a.static_out.iterdir() if d.is_dir() and d.name.startswith("b")) + a.also
+    arms = {arm: load_runs(arm, True)[0] for arm in folders}  # each run read once: priced and checked
+    costs = step_times([run for runs in arms.values() for run in runs], starts)
     print("a step's training time, ms, by phase (from steps " + ", ".join(map(str, starts)) + ") and N:")
     for phase in range(len(starts)):
         print(f"  phase {phase}: " + "; ".join(f"N = {n}: {1e3 * costs[phase, n]:.2f}"
@@ -105,7 +103,8 @@ def main() -> None:
     for row in rows:
         name = ",".join(map(str, row["schedule"]))
         for reading in ("judged", "smoothed"):
-            by_schedule[name][reading][row["seed"]] = priced(row[reading], row["schedule"], starts, costs)
+            keys = schedule_keys(row[reading], row["schedule"], starts)
+            by_schedule[name][reading][row["seed"]] = None if keys is None else priced(keys, costs)
             steps[name][reading].append(row[reading])
     base = by_schedule[a.base]
     for name, got in by_schedule.items():
