@@ -8,7 +8,9 @@
 # settings under its Pareto or exponential delays, judged against b = 3, or under results/auto-lean/fashion-slow.toml's
 # slow node or launch/experiments/auto-fashion.toml's noisy neighbourhood, against b = 3 and 4; ~42 s a run), or
 # fashion-slow3 (three of the five ranks slow in steps 30-59, so N = 3 waits for one there: the best N differs by
-# phase, which the two-rank slow node's does not; against b = 2 and 3).
+# phase, which the two-rank slow node's does not; against b = 2 and 3), or fashion-slow4 (every rank but rank 0 slow in
+# steps 30-59, so any N >= 2 waits for a slow rank there and N = 1 trains on one gradient a step: no static b is right
+# in every phase; against b = 2, 3 and 4).
 # OLDTREE '-': no old auto arm, the static b from NEWTREE (more seeds of one code against the static b). NO_AUTO=1 in
 # the environment runs the static b alone (more static b on seeds an earlier output has auto's runs of); STATICS="..."
 # replaces the REGIME's static arms (STATICS=dbw: auto against the DBW-style rule alone); SPEC="auto:..." replaces the
@@ -46,12 +48,13 @@ case $regime in
   fashion-slow) straggler="phases:none@0-30;slow:ranks=3+4,delay=0.06@30-60;none@60-"; statics=(3 4) ;;
   fashion-noisy) straggler="phases:none@0-30;exp:mean=0.04@30-60;none@60-"; statics=(3 4) ;;
   fashion-slow3) straggler="phases:none@0-30;slow:ranks=2+3+4,delay=0.06@30-60;none@60-"; statics=(2 3) ;;
+  fashion-slow4) straggler="phases:none@0-30;slow:ranks=1+2+3+4,delay=0.06@30-60;none@60-"; statics=(2 3 4) ;;
   pareto) straggler="pareto:scale=0.005,alpha=1.5"; statics=(4) ;;
   exp) straggler=${DIGITS_STRAGGLER[exp]}; statics=(4) ;;
   noisy) straggler=${DIGITS_STRAGGLER[noisy]}; statics=(3 4) ;;
   noisy-rest) straggler=${DIGITS_STRAGGLER[noisy]}; statics=(2 dbw) ;;
-  *) echo "REGIME must be pareto, exp, noisy, noisy-rest, fashion-pareto, fashion-exp, fashion-slow, fashion-slow3 or" \
-       "fashion-noisy," \
+  *) echo "REGIME must be pareto, exp, noisy, noisy-rest, fashion-pareto, fashion-exp, fashion-slow, fashion-slow3," \
+       "fashion-slow4 or fashion-noisy," \
        "not '$regime'" >&2; exit 2 ;;
 esac
 case $regime in fashion-*) spec='"auto:max=4,noise=1.1"'; one_run=fashion_one_run ;; esac  # its judged spec
