@@ -23,7 +23,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate, StepTimeEstimate
+from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate, StepExcessEstimate
 from backupsgd.auto_spec import AutoSpec
 from backupsgd.errors import ConfigError
 
@@ -138,7 +138,7 @@ class AutoPolicy:
         self.noise_scale = math.nan
         # overhead(N), unless the spec fixes one (see exchanged()); trusted as long as the arrival estimates are
         self.exchanges = ExchangeEstimate(workers, fresh_within=spec.window)
-        self.step_times = StepTimeEstimate(workers, spec.window)  # each N's whole step as lived (see times())
+        self.step_excess = StepExcessEstimate(workers, spec.window)  # each N's whole step over the model (times())
         self._observed_paused = True  # whether the step observed last was paused (its whole step is not learnt)
         self.steps = 0
         self._probe_gap = spec.probe_every
@@ -260,7 +260,8 @@ class AutoPolicy:
         """The step decided at `n` took `took_s` seconds from its decision to the next step's start (the engine's
         coordinator measures it; the simulator models it): overhead(n) learns it, unless the spec fixes the
         overhead, and the choice is made again with it. `step_s`: the whole of that step, from its start to the
-        next one's (StepTimeEstimate learns it, unless the step was paused). Call it before the next choose().
+        next one's (StepExcessEstimate learns how much longer it was than E[T_(n)] + overhead(n) read then, overhead(n)
+        having learnt `took_s`; not from a paused step). Call it before the next choose().
 
         The exchange of a step is known only as the next one starts, after observe() chose, so the rule's first
         choice took the overhead as 0; the first exchange learnt makes it again, without holding the N chosen so
@@ -277,38 +278,40 @@ class AutoPolicy:
         if self.spec.overhead_s == 0:
             if self.steps <= WARM_UP_STEPS and self._observed_paused:
                 return  # the exchange of an engine's warm-up step (see above)
-            if step_s is not None and not self._observed_paused:
-                self.step_times.observe(n, step_s)
             first = not self.exchanges.count.any()
             self.exchanges.observe(n, took_s)
+            if step_s is not None and not self._observed_paused:
+                model = self.arrivals.expected()[n - 1] + self.overheads()[n - 1]
+                self.step_excess.observe(n, step_s - float(model))
             if first and not math.isnan(self.noise_scale):
                 self.n = self._best(hold=False)
 
     def times(self) -> np.ndarray:
-        """The seconds a step at N takes, N = 1..P: E[T_(N)] + overhead(N), or the N's own measured step where it
-        has one (StepTimeEstimate) and that is longer; elsewhere the model plus what it misses of the current N's
-        measured step (the vote's latency, as the current N lives it; never less than nothing). With a fixed
-        overhead in the spec, the model alone (that spec says what a step costs beside its wait): exchanged()
-        then learns no steps.
+        """The seconds a step at N takes, N = 1..P: E[T_(N)] + overhead(N) plus what that model missed of the N's
+        own measured steps (StepExcessEstimate) where it has them, elsewhere of the current N's (the vote's latency,
+        as the current N lives it); never less than the model. With a fixed overhead in the spec, the model alone
+        (that spec says what a step costs beside its wait): exchanged() then learns no steps.
 
-        The longer of the two, not the measured step alone: a step's whole time is learnt only as the next one
-        starts (exchanged()), after observe() chose, and it is an average over the window, so when a worker
-        turns slow the arrivals say so first. Taking the measured step alone, runs at N = 4 on digits waited for
-        a node turned 30 ms slow for three steps after its first (the 3.5 ms measured steps of the quiet phase
-        stood for N = 4 while E[T_(4)] + overhead(4) was already 7 ms), 100 ms a run.
+        The model plus the excess, not the measured step: a step's whole time is learnt only as the next one starts
+        (exchanged()), after observe() chose, and it is an average over the window, so when a worker turns slow the
+        arrivals say so first. Taking the measured step alone, runs at N = 4 on digits waited for a node turned 30 ms
+        slow for three steps after its first (the 3.5 ms measured steps of the quiet phase stood for N = 4 while
+        E[T_(4)] + overhead(4) was already 7 ms), 100 ms a run. Until 2026-12-07 an N's time was the longer of its
+        measured step and the model, and a measured step stood for its N unmoved while the rule was elsewhere
+        (StepExcessEstimate says what that cost).
 
         Read-only, and kept until an estimate or the current N changes: the rule and the step's record both ask."""
-        estimates = (self.arrivals.expected(), self.overheads(), self.step_times.known())  # each kept until it changes
+        estimates = (self.arrivals.expected(), self.overheads(), self.step_excess.known())  # each kept until it changes
         cached = self._times
         if cached is not None and cached[0] == self.n and all(x is y for x, y in zip(cached[1], estimates)):
             return cached[2]
-        arrivals, overheads, direct = estimates
+        arrivals, overheads, excess = estimates
         model = arrivals + overheads
-        if np.isnan(direct).all():
+        if np.isnan(excess).all():
             out = model
         else:
-            missed = float(direct[self.n - 1] - model[self.n - 1])
-            out = np.where(np.isnan(direct), model + (missed if missed > 0 else 0.0), np.fmax(direct, model))
+            lent = float(excess[self.n - 1])  # the current N's, for the N with none of their own
+            out = model + np.where(np.isnan(excess), lent if lent > 0 else 0.0, np.fmax(excess, 0.0))
         out.flags.writeable = False
         self._times = (self.n, estimates, out)
         return out

@@ -265,24 +265,28 @@ class ExchangeEstimate(PerNEstimate):
         return out
 
 
-class StepTimeEstimate(PerNEstimate):
-    """The whole step at N as the coordinator lived it, from one step's start to the next's, measured per N.
+class StepExcessEstimate(PerNEstimate):
+    """How much longer the whole step at N, as the coordinator lived it from one step's start to the next's, took
+    than the model's E[T_(N)] + overhead(N) said as it ended, measured per N (AutoPolicy.exchanged, AutoPolicy.times).
 
     E[T_(N)] + overhead(N) leaves out what happens between the N-th READY's arrival and the decision (the engine
     thread getting the GIL and a core: 0.1-2.5 ms a step on digits' 5 ms quiet steps, 5 ranks on 2 cores), and it
-    learns T_(N) from steps decided at other N, where the workers share the cores differently: on that host N = 2
-    was the cheapest step in quiet phases (4.7 ms against 6.2-6.5 at N = 3), which no order statistic of arrivals
-    seen at N = 3 foretells (results/README.md section 10, the shifting regimes). So the policy takes an N's own
-    measured step where it has one and it is the longer (`known()`, AutoPolicy.times). An N needs `least` steps of
-    its own within the window first: one step under exponential delays says little (a probe's single slow step
-    would otherwise price its N out for a window)."""
+    learns T_(N) from steps decided at other N, where the workers share the cores differently (results/README.md
+    section 10, the shifting regimes). So an N's own steps say what the model misses there. An excess, not the
+    whole step: a whole step measured at an N the rule then left stood for that N for a window after the arrivals
+    had moved. Under fashion-slow4 (results/README section 10), N = 1's steps measured in the quiet phase (85-108
+    ms, every rank computing on 2 cores) priced N = 1 through the first 20 steps of the slowed phase at N = 2-4,
+    where the arrivals said ~60 ms; replayed over the window's 20 runs, the rule's steps at N >= 2 in steps 35-59
+    fell from 3.25 a run to 0.90 with the excess. An N needs `least` steps of its own within the window first: one
+    step under exponential delays says little (a probe's single slow step would otherwise price its N out for a
+    window)."""
 
     def __init__(self, workers: int, window: int, least: int = 3) -> None:
         super().__init__(workers, window, window)
         self.least = least
 
     def known(self) -> np.ndarray:
-        """The measured step time of every N seen at least `least` times within the window; nan elsewhere.
+        """The measured excess of every N seen at least `least` times within the window; nan elsewhere.
         Read-only, and kept until the next observe()."""
         if self._expected is None:
             self._expected = np.where(self.fresh() & (self.count >= self.least), self.mean, np.nan)

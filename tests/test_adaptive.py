@@ -121,7 +121,7 @@ def test_the_exchanges_after_the_warm_up_steps_observed_paused_are_not_learnt():
         policy.observe(EXP4, 2.0, paused=True)
         policy.exchanged(2, 5.0, 6.0)
         np.testing.assert_allclose(policy.overheads(), [0.0] * 4)
-    assert np.isnan(policy.step_times.known()).all()
+    assert np.isnan(policy.step_excess.known()).all()
     policy.observe(EXP4, 2.0)
     policy.exchanged(2, 0.5)
     np.testing.assert_allclose(policy.overheads(), [0.5] * 4)
@@ -170,6 +170,26 @@ def test_an_ns_own_measured_step_stands_for_it_and_what_the_model_misses_is_adde
             policy.exchanged(out[-1], 0.0, (4.0 if out[-1] == 1 else 10.0) if feed else None)
     assert chosen == [2, 1, 1, 1, 1, 2, 2, 2, 1]
     assert model_only == [2] + [1] * 8
+
+
+def test_an_ns_measured_excess_moves_with_its_arrivals_after_the_rule_left_it():
+    """P = 2, no exchange, B_noise = 2, an EMA of span 10 (weight 2 / 11 from the sixth observation on; no fast
+    estimate): N = 1 is worth 1 / 3 / t1 and N = 2 2 / 4 / t2, so N = 1 wins where t1 < 4 / 3 t2. Three steps at
+    N = 1 of 1.5 s whole against E[T_(1)] = 1 s: an excess of 0.5 s. Three at N = 2 of 2 s against E[T_(2)] = 2 s:
+    none, so t1 = 1.5 > 1.333. Then the first arrival comes at 0.2 s: after k such steps E[T_(1)] = 0.2 + 0.8 (9 /
+    11)^k, and t1 that plus 0.5 s: 1.355 (N = 2 still), then 1.236 (N = 1). A whole step of 1.5 s standing for N = 1
+    as measured (the policy before 2026-12-07) kept N = 2 for as long as it was fresh (a window of measurements)."""
+    policy = AutoPolicy(AutoSpec(min_backups=0, max_backups=1, window=10, margin=0.0, probe_every=0, fast=0), 2)
+    for n, whole in ((1, 1.5), (2, 2.0)):
+        for _ in range(3):
+            policy.observe([1.0, 2.0], 2.0)
+            policy.exchanged(n, 0.0, whole)
+    chosen = []
+    for k in (1, 2, 3):
+        policy.observe([0.2, 2.0], 2.0)
+        np.testing.assert_allclose(policy.times(), [0.2 + 0.8 * (9 / 11) ** k + 0.5, 2.0])
+        chosen.append(policy.choose())
+    assert chosen == [2, 1, 1]
 
 
 def test_policy_on_random_exponential_arrivals_picks_the_closed_form_best():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from reference import exp_order_stats
 
-from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate, StepTimeEstimate
+from backupsgd.arrival_estimates import ArrivalEstimate, ExchangeEstimate, StepExcessEstimate
 
 
 def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20():
@@ -23,7 +23,7 @@ def test_exchange_estimate_is_the_mean_of_the_first_then_an_average_of_span_20()
 
 
 def test_a_step_time_is_known_after_three_of_its_own_and_forgotten_after_a_window_without_one():
-    est = StepTimeEstimate(3, window=4)
+    est = StepExcessEstimate(3, window=4)
     est.observe(2, 6.0)
     est.observe(2, 9.0)
     assert np.isnan(est.known()).all()  # two steps at N = 2: not yet
