@@ -6,7 +6,8 @@ exchange (overhead(1)) are set against what N = 1's steps of that run lived (the
 N >= 2 (probes and measuring steps left out, steps 3-95): how long, and how many ended within two steps of N = 1's
 measured whole step expiring (a window of measurements after its last; fresh_within). SPEC: the runs' auto spec. Run
 from the repository root, with the runs' code first on PYTHONPATH where it is not this checkout's (the replay must
-make their choices):
+make their choices; it reads `step_times`, the whole-step estimate of the code before fba977f, which keeps an excess
+over the model instead, as `step_excess`):
 .venv/bin/python results/auto-switches/left_behind.py RUNS [SPEC]   (SPEC: auto:max=4,noise=0.13 by default)"""
 import json
 import math
