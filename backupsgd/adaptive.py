@@ -306,12 +306,8 @@ class AutoPolicy:
         if cached is not None and cached[0] == self.n and all(x is y for x, y in zip(cached[1], estimates)):
             return cached[2]
         arrivals, overheads, excess = estimates
-        model = arrivals + overheads
-        if np.isnan(excess).all():
-            out = model
-        else:
-            lent = float(excess[self.n - 1])  # the current N's, for the N with none of their own
-            out = model + np.where(np.isnan(excess), lent if lent > 0 else 0.0, np.fmax(excess, 0.0))
+        lent = float(excess[self.n - 1])  # the current N's, for the N with none of their own (nan: none, so 0)
+        out = arrivals + overheads + np.where(np.isnan(excess), lent if lent > 0 else 0.0, np.fmax(excess, 0.0))
         out.flags.writeable = False
         self._times = (self.n, estimates, out)
         return out

@@ -274,9 +274,10 @@ class StepExcessEstimate(PerNEstimate):
     learns T_(N) from steps decided at other N, where the workers share the cores differently (results/README.md
     section 10, the shifting regimes). So an N's own steps say what the model misses there. An excess, not the
     whole step: a whole step measured at an N the rule then left stood for that N for a window after the arrivals
-    had moved. Under fashion-slow4 (results/README section 10), N = 1's steps measured in the quiet phase (85-108
-    ms, every rank computing on 2 cores) priced N = 1 through the first 20 steps of the slowed phase at N = 2-4,
-    where the arrivals said ~60 ms; replayed over the window's 20 runs, the rule's steps at N >= 2 in steps 35-59
+    had moved. Under fashion-slow4 (results/README section 10), N = 1's steps measured in the quiet phase (88.7 ms
+    on average, every rank computing on 2 cores) priced N = 1 for up to a window of measurements into the slowed
+    phase, where the rule sat at N = 2-4 and the arrivals said ~35-80 ms (seed 591: read at step 16, used until step
+    42); replayed over the window's 20 runs, the rule's steps at N >= 2 in steps 35-59
     fell from 3.25 a run to 0.90 with the excess. An N needs `least` steps of its own within the window first: one
     step under exponential delays says little (a probe's single slow step would otherwise price its N out for a
     window)."""
