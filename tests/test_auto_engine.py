@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -273,7 +274,7 @@ def test_quorum_tally_counts_n_and_the_dropped_from_the_records(tmp_path):
     ({"backups": "two"}, 5, "backups must be an integer >= 0 or auto"),
 ])
 def test_auto_configuration_errors_name_the_fix(values, world, fix):
-    with pytest.raises(ConfigError, match=fix.replace("[", r"\[")):
+    with pytest.raises(ConfigError, match=re.escape(fix)):
         build_config(values).check_world(world)
 
 

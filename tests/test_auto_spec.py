@@ -3,6 +3,8 @@ its error names, and the bounds on N it gives for a world of P workers."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from backupsgd.auto_spec import AutoSpec, parse_auto
@@ -37,7 +39,7 @@ def test_auto_spec_parses_and_its_label_parses_back(text, expected):
     ("auto-dbw:rule=progress", "rule is given twice"),
 ])
 def test_bad_auto_specs_name_the_fix(text, fix):
-    with pytest.raises(ConfigError, match=fix.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(fix)):
         parse_auto(text)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -105,7 +106,7 @@ ranks = 3
     ("[sweep]\nranks = 2\nseed = [[1]]\n", "scalar or a list of scalars"),
 ])
 def test_bad_grid_files_name_the_fix(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_grid(grid_file(tmp_path, text))
 
 
